@@ -1,0 +1,34 @@
+//! pixmill's processing engine.
+//!
+//! A job flows through four supervised stages, each a pool of ractor actors behind a bounded
+//! mailbox, so a slow stage pushes back on the one before it and, in the end, on the broker:
+//!
+//! ```text
+//!  JobQueue ──► consumer ──► downloader ──► transformer ──► persister ──► ack
+//!   (port)        │ claim lease   │ fetch original │ CPU pool     │ put result,
+//!                 │ in metadata   │ from raw-images│ (one per     │ final status,
+//!                 │ store         │                │  core)       │ then settle
+//! ```
+//!
+//! - [`ids`], [`format`], [`pipeline`], [`record`]: the data model: validated ids, image
+//!   formats, the steps a user asked for, and the metadata row both stores keep.
+//! - [`ports`]: the traits the engine needs from the outside world (object storage, the
+//!   metadata store, the job queue), with one error type that says whether to retry.
+//! - [`transform`]: decoding with limits, the image operations and encoding; pure CPU work.
+//! - [`mailbox`]: credits that bound every stage's mailbox.
+//! - [`stages`]: the actors, and [`supervisor`] which restarts them and counts restarts.
+//! - [`relay`]: publishes jobs that are due (new uploads the gateway could not confirm,
+//!   retries whose back-off ran out, expired leases).
+//! - [`engine`]: starts and stops all of the above from an [`engine::EngineConfig`].
+
+pub mod format;
+pub mod ids;
+pub mod pipeline;
+pub mod ports;
+pub mod record;
+pub mod transform;
+
+pub use format::ImageFormat;
+pub use ids::{ImageId, Owner, VariantName};
+pub use pipeline::{JobSpec, OutputSpec, Pipeline, Rendition, Step};
+pub use record::{ImageRecord, JobError, Status, StoredImage, StoredVariant};

@@ -1,0 +1,13 @@
+//! The engine's view of the outside world. Each port is a trait with an embedded
+//! implementation (standalone mode) and a production one (PostgreSQL, RabbitMQ, S3), both in
+//! the `pixmill` crate; the engine and the HTTP API only ever see these traits.
+
+mod error;
+mod metadata;
+mod objects;
+mod queue;
+
+pub use error::{BackendError, ErrorKind};
+pub use metadata::{Claim, ClaimedJob, Completion, MetadataStore};
+pub use objects::{Bucket, InvalidObjectKey, ObjectKey, ObjectStore, ObjectStream};
+pub use queue::{Delivery, JobMessage, JobQueue, JobStream, Settle, Settlement};

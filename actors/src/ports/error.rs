@@ -1,0 +1,89 @@
+use std::error::Error as StdError;
+use std::fmt;
+
+/// What kind of failure a backend reported. Retry and give-up decisions read this, never the
+/// message text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The thing asked for does not exist.
+    NotFound,
+    /// The backend could not be reached, or dropped the connection.
+    Unavailable,
+    /// The backend did not answer in time.
+    Timeout,
+    /// The backend refused the request as malformed or conflicting; retrying will not help.
+    Rejected,
+    /// Anything else; treated as transient, because the backend is the one at fault.
+    Internal,
+}
+
+/// An error from one of the ports, naming the backend (`"postgres"`, `"filesystem"`, ...) so
+/// logs and readiness checks say which one failed.
+#[derive(Debug)]
+pub struct BackendError {
+    pub backend: &'static str,
+    pub kind: ErrorKind,
+    pub message: String,
+    pub source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl BackendError {
+    pub fn new(backend: &'static str, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            backend,
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub fn not_found(backend: &'static str, what: impl Into<String>) -> Self {
+        Self::new(backend, ErrorKind::NotFound, what)
+    }
+
+    pub fn unavailable(
+        backend: &'static str,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        Self::new(backend, ErrorKind::Unavailable, source.to_string()).with_source(source)
+    }
+
+    pub fn internal(backend: &'static str, source: impl StdError + Send + Sync + 'static) -> Self {
+        Self::new(backend, ErrorKind::Internal, source.to_string()).with_source(source)
+    }
+
+    pub fn timeout(backend: &'static str, what: impl Into<String>) -> Self {
+        Self::new(backend, ErrorKind::Timeout, what)
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Internal
+        )
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.backend, self.message)
+    }
+}
+
+impl StdError for BackendError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
+    }
+}

@@ -1,0 +1,116 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{BackendError, JobMessage};
+use crate::ids::{ImageId, Owner};
+use crate::record::{ImageRecord, JobError, ListQuery, NewImage, Page, StoredVariant};
+
+/// A job a worker now holds: the attempt number guards every later write.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    pub attempt: u32,
+    pub record: ImageRecord,
+}
+
+/// What happened when a worker tried to take a job.
+#[derive(Clone, Debug)]
+pub enum Claim {
+    /// The worker holds the lease for this attempt.
+    Claimed(ClaimedJob),
+    /// The job is already `COMPLETED` or `FAILED`; the delivery is a duplicate.
+    Finished,
+    /// Another worker holds a live lease; if it dies, the lease expires and the relay
+    /// dispatches the job again.
+    LeasedElsewhere,
+    /// The image was deleted.
+    Missing,
+    /// The job has used all its attempts; the store has marked it `FAILED`.
+    Exhausted(ImageRecord),
+}
+
+/// The result of a finished job.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    pub variants: Vec<StoredVariant>,
+}
+
+/// The durable record of every image: the source of truth for status, ownership and which
+/// jobs still need to be (re)published.
+///
+/// Every owner-facing call is scoped to the owner, so another owner's image looks exactly
+/// like a missing one. Worker-facing writes are guarded by the attempt number: a write from
+/// a stale attempt (a worker whose lease expired) changes nothing and returns `false`.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Records a new upload. When the owner already used `idempotency_key`, nothing is
+    /// written and the existing record is returned as `Err(existing)` inside `Ok`.
+    async fn insert(
+        &self,
+        image: &NewImage,
+    ) -> Result<Result<ImageRecord, ImageRecord>, BackendError>;
+
+    async fn get(&self, owner: &Owner, id: ImageId) -> Result<Option<ImageRecord>, BackendError>;
+
+    async fn find_by_idempotency_key(
+        &self,
+        owner: &Owner,
+        key: &str,
+    ) -> Result<Option<ImageRecord>, BackendError>;
+
+    async fn list(&self, owner: &Owner, query: &ListQuery) -> Result<Page, BackendError>;
+
+    /// Removes the record and returns it, so the caller can remove its objects.
+    async fn delete(&self, owner: &Owner, id: ImageId)
+        -> Result<Option<ImageRecord>, BackendError>;
+
+    /// Takes the job for one attempt: `PROCESSING`, attempts + 1, lease until now + `lease`.
+    /// A job that already used `max_attempts` is marked `FAILED` instead.
+    async fn claim(
+        &self,
+        id: ImageId,
+        lease: Duration,
+        max_attempts: u32,
+    ) -> Result<Claim, BackendError>;
+
+    async fn complete(
+        &self,
+        id: ImageId,
+        attempt: u32,
+        done: &Completion,
+    ) -> Result<bool, BackendError>;
+
+    async fn fail(&self, id: ImageId, attempt: u32, error: &JobError)
+        -> Result<bool, BackendError>;
+
+    /// Hands the job back for another attempt at `retry_at`: `PENDING`, with the reason kept
+    /// in `error`, and due for dispatch then.
+    async fn retry_later(
+        &self,
+        id: ImageId,
+        attempt: u32,
+        error: &JobError,
+        retry_at: DateTime<Utc>,
+    ) -> Result<bool, BackendError>;
+
+    /// The queue has confirmed the job published at or before `due`; clear the dispatch
+    /// mark unless something set a later one in the meantime.
+    async fn mark_dispatched(&self, id: ImageId, due: DateTime<Utc>) -> Result<(), BackendError>;
+
+    /// Jobs due for (re)publishing: dispatch marks that fell due, and `PROCESSING` jobs whose
+    /// lease expired (their worker died). Returns each with the due time to confirm.
+    async fn due_dispatches(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(JobMessage, DateTime<Utc>)>, BackendError>;
+
+    /// Marks every unfinished job due now. Used at start when the queue keeps nothing across
+    /// restarts (standalone mode), so unfinished work is enqueued again.
+    async fn redispatch_unfinished(&self, now: DateTime<Utc>) -> Result<u64, BackendError>;
+
+    async fn ping(&self) -> Result<(), BackendError>;
+
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,138 @@
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use super::BackendError;
+
+/// The two buckets. Their names are fixed by the product: `raw-images` holds originals,
+/// `processed-images` the renditions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    Raw,
+    Processed,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 2] = [Bucket::Raw, Bucket::Processed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw-images",
+            Self::Processed => "processed-images",
+        }
+    }
+}
+
+impl fmt::Display for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An object key made only by pixmill (from ids and variant names), never from a client's
+/// file name: segments of `[A-Za-z0-9._-]` joined by `/`, none of them `.` or `..`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectKey(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid object key {0:?}")]
+pub struct InvalidObjectKey(pub String);
+
+impl ObjectKey {
+    pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidObjectKey> {
+        let raw = raw.into();
+        let segment_ok = |s: &str| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        };
+        if raw.len() > 512 || !raw.split('/').all(segment_ok) {
+            return Err(InvalidObjectKey(raw));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An object's bytes as a stream, for downloads that should not sit in memory whole.
+pub struct ObjectStream {
+    pub length: Option<u64>,
+    pub body: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+/// Object storage with the two buckets.
+///
+/// Writes are all-or-nothing: a reader sees either the whole new object or none. Writing the
+/// same key again replaces it, which is what makes a repeated job harmless.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Creates the buckets if they are missing.
+    async fn ensure_buckets(&self) -> Result<(), BackendError>;
+
+    async fn put(
+        &self,
+        bucket: Bucket,
+        key: &ObjectKey,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), BackendError>;
+
+    /// The whole object in memory; for workers, which decode it whole anyway.
+    async fn get(&self, bucket: Bucket, key: &ObjectKey) -> Result<Bytes, BackendError>;
+
+    /// The object as a stream; for downloads.
+    async fn get_stream(
+        &self,
+        bucket: Bucket,
+        key: &ObjectKey,
+    ) -> Result<ObjectStream, BackendError>;
+
+    /// Removes the object; removing a missing one succeeds.
+    async fn delete(&self, bucket: Bucket, key: &ObjectKey) -> Result<(), BackendError>;
+
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<(), BackendError>;
+
+    /// A short description for the start-up summary, with no secrets in it.
+    fn describe(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_refuse_path_tricks() {
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "../etc/passwd",
+            "a/../b",
+            "a/./b",
+            "a\0b",
+            "a b",
+            "é",
+        ] {
+            assert!(ObjectKey::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(ObjectKey::parse("0190-aa/main.jpg").is_ok());
+    }
+}
