@@ -1,1 +1,3 @@
-//! placeholder
+//! placeholder while the gateway is written
+pub mod backends;
+pub mod fastpath;

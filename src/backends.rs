@@ -1,0 +1,9 @@
+//! Adapters behind the engine's ports. Each backend is picked by the scheme of its URL in the
+//! configuration, so any mix works:
+//!
+//! | port | embedded (standalone) | production |
+//! |---|---|---|
+//! | `MetadataStore` | `sqlite` (file in the data dir) | `postgres` |
+//! | `ObjectStore` | `fs_objects` (a folder per bucket) | `s3` (MinIO or any S3 store) |
+//! | `JobQueue` | `memory_queue` (in process) | `rabbitmq` |
+//! | `StatusCache`, `RateLimiter` | `memory_fastpath` | `redis` |

@@ -1,0 +1,44 @@
+//! Gateway-side fast paths that live in Redis in production and in process memory in
+//! standalone mode: the status cache and the per-owner upload rate limit.
+//!
+//! Neither is a source of truth. A cache outage only slows reads (the gateway falls back to
+//! the metadata store); a rate-limiter outage lets uploads through and is logged, because
+//! refusing every upload while Redis is down would turn a cache failure into an outage.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pixmill_actors::ports::BackendError;
+use pixmill_actors::{ImageId, ImageRecord, Owner};
+
+/// The answer of a rate-limit check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed,
+    /// Over the limit; the client may try again after this long.
+    Limited { retry_after: Duration },
+}
+
+/// A per-owner limit on uploads, atomic across gateway processes.
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Counts one upload for `owner` and says whether it is allowed.
+    async fn check(&self, owner: &Owner) -> Result<RateDecision, BackendError>;
+
+    fn describe(&self) -> String;
+}
+
+/// A write-through cache of status documents, keyed by image id. Entries carry the owner, so
+/// the caller still checks ownership on a hit.
+#[async_trait]
+pub trait StatusCache: Send + Sync + 'static {
+    async fn get(&self, id: ImageId) -> Result<Option<ImageRecord>, BackendError>;
+
+    async fn put(&self, record: &ImageRecord) -> Result<(), BackendError>;
+
+    async fn invalidate(&self, id: ImageId) -> Result<(), BackendError>;
+
+    async fn ping(&self) -> Result<(), BackendError>;
+
+    fn describe(&self) -> String;
+}
