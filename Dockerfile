@@ -11,7 +11,7 @@
 
 FROM rust:1-slim-bookworm AS builder
 
-# Space-separated cargo features of the pixmill package, empty for the defaults.
+# Cargo features of the pixmill package (space- or comma-separated), empty for none.
 ARG FEATURES=""
 
 # -e: a failing step fails the whole RUN, though the steps are joined with `;`.
@@ -23,7 +23,7 @@ SHELL ["/bin/bash", "-eu", "-o", "pipefail", "-c"]
 # would break at the next security update.
 # hadolint ignore=DL3008
 RUN packages=(pkg-config libssl-dev); \
-    if [[ " ${FEATURES} " == *" turbo "* ]]; then packages+=(cmake make nasm); fi; \
+    if [[ " ${FEATURES//,/ } " == *" turbo "* ]]; then packages+=(cmake make nasm); fi; \
     apt-get update; \
     apt-get install -y --no-install-recommends "${packages[@]}"; \
     rm -rf /var/lib/apt/lists/*
