@@ -5,9 +5,9 @@
 #   docker build -t pixmill .
 #   docker build --build-arg FEATURES=turbo -t pixmill .
 #
-# Stage 1 compiles the dependencies against placeholder sources, so that layer is reused
-# until Cargo.toml or Cargo.lock change; stage 2 compiles pixmill itself; the runtime
-# stage holds the binary, CA certificates and OpenSSL only.
+# The builder compiles the dependencies against placeholder sources first, so that layer
+# is reused until a manifest or Cargo.lock changes, then compiles pixmill itself. The
+# runtime stage holds the binary, CA certificates and OpenSSL only.
 
 FROM rust:1-slim-bookworm AS builder
 
@@ -30,8 +30,9 @@ RUN packages=(pkg-config libssl-dev); \
 
 WORKDIR /src
 
-# Dependencies: the manifests and placeholder crate roots. A new build script or an
-# explicitly declared [[bin]]/[[test]] target needs its placeholder here as well.
+# Dependencies: the manifests and placeholder crate roots. A new workspace member, build
+# script or explicitly declared [[bin]]/[[test]] target needs its manifest or placeholder
+# here as well (and its sources in the `find` below).
 COPY Cargo.toml Cargo.lock ./
 COPY actors/Cargo.toml actors/
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
