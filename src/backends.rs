@@ -8,6 +8,7 @@
 //! | `JobQueue` | `memory_queue` (in process) | `rabbitmq` |
 //! | `StatusCache`, `RateLimiter` | `memory_fastpath` | `redis` |
 
+pub mod memory_fastpath;
 mod metadata_rules;
 pub mod postgres;
 pub mod sqlite;
