@@ -11,4 +11,5 @@
 pub mod memory_fastpath;
 mod metadata_rules;
 pub mod postgres;
+pub mod redis;
 pub mod sqlite;

@@ -54,6 +54,12 @@ impl PostgresConfig {
         }
         let statement_ms = self.query_timeout.as_millis().max(1);
         options.push_str(&format!(" -c statement_timeout={statement_ms}"));
+        // The schema in the application name tells a store's sessions apart in
+        // `pg_stat_activity`, for an operator and for tests that cut their own connections.
+        let application = match &self.schema {
+            Some(schema) => format!("pixmill:{schema}"),
+            None => "pixmill".to_owned(),
+        };
         config
             .options(options.trim_start())
             .connect_timeout(self.connect_timeout)
@@ -61,7 +67,7 @@ impl PostgresConfig {
             // that died), so such connections fail instead of hanging until the timeout.
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
-            .application_name("pixmill");
+            .application_name(&application);
         Ok(config)
     }
 }

@@ -87,6 +87,37 @@ async fn a_second_start_finds_the_schema_migrated() {
 }
 
 #[tokio::test]
+async fn calls_succeed_after_the_server_dropped_every_connection() {
+    let Some((store, fixture)) = open().await else {
+        return;
+    };
+    store.ping().await.unwrap();
+    // What a PostgreSQL restart looks like to the pool: the server ends every session of
+    // this store (and only this store's, told apart by its application name).
+    let (admin, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let application = format!("pixmill:{}", fixture.schema);
+    let ended = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&application],
+        )
+        .await
+        .unwrap();
+    assert!(!ended.is_empty(), "the store had no session to end");
+    drop(admin);
+    let _ = connection.await;
+
+    store.ping().await.unwrap();
+    let nobody = pixmill_actors::Owner::parse("nobody").unwrap();
+    let listed = store.list(&nobody, &Default::default()).await.unwrap();
+    assert!(listed.items.is_empty());
+    close(fixture).await;
+}
+
+#[tokio::test]
 async fn no_server_is_unavailable() {
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     let config = PostgresConfig {
