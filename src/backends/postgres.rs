@@ -48,6 +48,10 @@ type PgResult<T> = Result<T, BackendError>;
 /// a PostgreSQL restart the dead ones are replaced instead of failing one call each (at the
 /// cost of one short round trip per call).
 ///
+/// Lease and update times come from the calling host's clock, like the `now` the relay
+/// passes, so gateway and worker hosts must keep their clocks in sync (NTP); a worker host
+/// running fast shortens the leases it takes.
+///
 /// Connections are unencrypted (`NoTls`): a URL that demands TLS (`sslmode=require`) fails
 /// to connect. Keep the database on a private network until TLS support is added.
 #[derive(Clone)]
