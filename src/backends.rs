@@ -7,3 +7,9 @@
 //! | `ObjectStore` | `fs_objects` (a folder per bucket) | `s3` (MinIO or any S3 store) |
 //! | `JobQueue` | `memory_queue` (in process) | `rabbitmq` |
 //! | `StatusCache`, `RateLimiter` | `memory_fastpath` | `redis` |
+
+pub mod memory_fastpath;
+mod metadata_rules;
+pub mod postgres;
+pub mod redis;
+pub mod sqlite;
