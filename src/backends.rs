@@ -7,3 +7,8 @@
 //! | `ObjectStore` | `fs_objects` (a folder per bucket) | `s3` (MinIO or any S3 store) |
 //! | `JobQueue` | `memory_queue` (in process) | `rabbitmq` |
 //! | `StatusCache`, `RateLimiter` | `memory_fastpath` | `redis` |
+
+pub mod fs_objects;
+pub mod memory_queue;
+pub mod rabbitmq;
+pub mod s3;
