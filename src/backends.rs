@@ -8,8 +8,13 @@
 //! | `JobQueue` | `memory_queue` (in process) | `rabbitmq` |
 //! | `StatusCache`, `RateLimiter` | `memory_fastpath` | `redis` |
 
+pub mod fs_objects;
+pub mod memory_events;
 pub mod memory_fastpath;
+pub mod memory_queue;
 mod metadata_rules;
 pub mod postgres;
+pub mod rabbitmq;
 pub mod redis;
+pub mod s3;
 pub mod sqlite;
