@@ -138,6 +138,10 @@ pub async fn render_any_error(error: poem::Error) -> Response {
     if let Some(api) = error.downcast_ref::<ApiError>() {
         return api.as_response();
     }
+    if error.is_from_response() {
+        // An operation's own documented error response: already our JSON shape.
+        return error.into_response();
+    }
     let status = error.status();
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such endpoint; see /docs".to_owned()),
