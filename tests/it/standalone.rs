@@ -126,7 +126,7 @@ async fn delete_removes_the_record_and_both_objects() {
     // Entries of a bucket folder, not counting the store's hidden staging folder.
     let objects = |bucket: &str| {
         std::fs::read_dir(dir.path().join("objects").join(bucket))
-            .map(|d| d.filter_map(Result::ok).filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
+            .map(|d| d.filter_map(Result::ok).filter(|e| !e.file_name().to_string_lossy().starts_with('~')).count())
             .unwrap_or(0)
     };
     assert!(objects("raw-images") >= 1 && objects("processed-images") >= 1);
