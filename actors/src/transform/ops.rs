@@ -56,3 +56,6 @@ pub(crate) fn scale_behaviour(step: &Step) -> ScaleBehaviour {
         Step::Crop(_) | Step::Blur { .. } | Step::Sharpen { .. } => ScaleBehaviour::NeedsFullSize,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@ use image::DynamicImage;
 
 use super::entropy;
 use super::pixels::paste;
-use crate::pipeline::{Fit, Gravity, Resize};
+use crate::pipeline::{Fit, Gravity, Resize, MAX_SIDE};
 use crate::transform::canvas::{fill_pixel, filled, Canvas};
 use crate::transform::TransformError;
 
@@ -26,7 +26,7 @@ pub(crate) struct Geometry {
 
 /// The geometry of `r` applied to an image of `size`.
 ///
-/// Without `upscale`, no side is enlarged: `inside` and `contain` stop at scale 1 (`contain`
+/// Enlarging never takes a side past [`MAX_SIDE`]. Without `upscale`, no side is enlarged: `inside` and `contain` stop at scale 1 (`contain`
 /// still pads to the full box), `cover` crops to the box's aspect ratio at scale 1 when the
 /// image is smaller than the box, and `fill` caps each axis at its own size.
 pub(crate) fn geometry(r: &Resize, size: (u32, u32)) -> Geometry {
@@ -69,6 +69,12 @@ fn inside(r: &Resize, (w, h): (u32, u32)) -> (u32, u32) {
     let mut scale = ratio(r.width, w).min(ratio(r.height, h));
     if !scale.is_finite() || (!r.upscale && scale > 1.0) {
         scale = 1.0;
+    }
+    // With one side given, the other follows the aspect ratio and could grow without bound
+    // (a 1x10000 strip enlarged to 300 wide would be 3 million high): cap the long side.
+    let longest = f64::from(w.max(h));
+    if scale > 1.0 && longest * scale > f64::from(MAX_SIDE) {
+        scale = (f64::from(MAX_SIDE) / longest).max(1.0);
     }
     (scale_side(w, scale), scale_side(h, scale))
 }
@@ -213,6 +219,12 @@ mod tests {
         assert_eq!((g.scaled, g.window), ((40, 50), (40.0, 50.0)));
         let g = geometry(&resize(Some(100), Some(100), Fit::Contain, false), (40, 20));
         assert_eq!((g.scaled, g.padded), ((40, 20), Some((100, 100))));
+    }
+
+    #[test]
+    fn an_enlarged_strip_stops_at_the_largest_side() {
+        let g = geometry(&resize(Some(300), None, Fit::Inside, true), (1, 10_000));
+        assert_eq!(g.scaled, (2, MAX_SIDE));
     }
 
     #[test]
