@@ -79,13 +79,18 @@ impl RabbitConfig {
 
     /// The URL without its credentials, for logs.
     fn redacted_url(&self) -> String {
-        match self.url.parse::<lapin::uri::AMQPUri>() {
-            Ok(uri) => format!(
-                "amqp://{}:{}/{}",
-                uri.authority.host, uri.authority.port, uri.vhost
-            ),
-            Err(_) => "an unparsable URL".to_owned(),
-        }
+        let Ok(uri) = self.url.parse::<lapin::uri::AMQPUri>() else {
+            return "an unparsable URL".to_owned();
+        };
+        let scheme = match uri.scheme {
+            lapin::uri::AMQPScheme::AMQP => "amqp",
+            lapin::uri::AMQPScheme::AMQPS => "amqps",
+        };
+        let vhost = uri.vhost.replace('/', "%2f");
+        format!(
+            "{scheme}://{}:{}/{vhost}",
+            uri.authority.host, uri.authority.port
+        )
     }
 }
 
@@ -291,5 +296,20 @@ impl JobQueue for RabbitQueue {
             self.config.redacted_url(),
             self.config.queue
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_carry_no_credentials() {
+        let config = RabbitConfig::new("amqp://pixmill:s3cret@broker.internal:5673/%2f");
+
+        let shown = format!("{config:?} {}", config.redacted_url());
+
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("amqp://broker.internal:5673/%2f"), "{shown}");
     }
 }

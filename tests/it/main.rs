@@ -2,4 +2,5 @@
 
 mod object_store_contract;
 mod queue_contract;
+mod rabbitmq_outage;
 mod service_env;
