@@ -104,9 +104,12 @@ impl From<InputError> for ApiError {
             InputError::Empty => StatusCode::BAD_REQUEST,
             InputError::TooManyBytes { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             InputError::UnsupportedFormat { .. } | InputError::FormatNotAllowed(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InputError::DimensionsExceeded { .. } | InputError::ZeroSize | InputError::Corrupt(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            InputError::DimensionsExceeded { .. }
+            | InputError::ZeroSize
+            | InputError::TooManyFrames { .. }
+            | InputError::AnimationTooLarge { .. }
+            | InputError::Truncated(_)
+            | InputError::Corrupt(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, error.code(), error.to_string())
     }
