@@ -64,7 +64,9 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
-        .around(move |endpoint, request| async move { body_limit::limit_body(&*endpoint, request, body_limit).await })
+        .around(move |endpoint, request| async move {
+            body_limit::limit_body(&*endpoint, request, body_limit).await
+        })
         .around(move |endpoint, request| async move {
             match tokio::time::timeout(request_timeout, endpoint.call(request)).await {
                 Ok(result) => result,
@@ -83,6 +85,14 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
 
 /// What a worker process serves: health only.
 pub fn worker_admin_app(gateway: Arc<Gateway>) -> impl Endpoint {
-    let health = OpenApiService::new(health::HealthApi, "pixmill worker", env!("CARGO_PKG_VERSION"));
-    Route::new().nest("/", health).with(Tracing).data(gateway).catch_all_error(errors::render_any_error)
+    let health = OpenApiService::new(
+        health::HealthApi,
+        "pixmill worker",
+        env!("CARGO_PKG_VERSION"),
+    );
+    Route::new()
+        .nest("/", health)
+        .with(Tracing)
+        .data(gateway)
+        .catch_all_error(errors::render_any_error)
 }

@@ -55,7 +55,10 @@ pub enum StartError {
     #[error("could not start the engine: {0}")]
     Engine(#[from] pixmill_actors::engine::EngineError),
     #[error("could not listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Hooks only tests set.
@@ -65,7 +68,9 @@ pub struct StartOptions {
 
 impl Default for StartOptions {
     fn default() -> Self {
-        Self { faults: Arc::new(NoFaults) }
+        Self {
+            faults: Arc::new(NoFaults),
+        }
     }
 }
 
@@ -81,7 +86,11 @@ pub struct App {
 }
 
 impl App {
-    pub async fn start(config: Config, mode: Mode, options: StartOptions) -> Result<Self, StartError> {
+    pub async fn start(
+        config: Config,
+        mode: Mode,
+        options: StartOptions,
+    ) -> Result<Self, StartError> {
         let backends = backends::connect(&config).await?;
         let verifier = auth_setup::verifier(&config, mode)?;
         let engine = if mode.runs_engine() {
@@ -93,7 +102,9 @@ impl App {
             };
             let mut engine_config = config.engine.clone();
             engine_config.limits = config.limits.clone();
-            Some(Arc::new(Engine::start(ports, engine_config, options.faults).await?))
+            Some(Arc::new(
+                Engine::start(ports, engine_config, options.faults).await?,
+            ))
         } else {
             None
         };
@@ -118,11 +129,18 @@ impl App {
             actors,
         });
 
-        let listen_addr = if mode == Mode::Worker { config.worker.admin_addr } else { config.server.addr };
+        let listen_addr = if mode == Mode::Worker {
+            config.worker.admin_addr
+        } else {
+            config.server.addr
+        };
         let acceptor = TcpListener::bind(listen_addr.to_string())
             .into_acceptor()
             .await
-            .map_err(|source| StartError::Listen { addr: listen_addr, source })?;
+            .map_err(|source| StartError::Listen {
+                addr: listen_addr,
+                source,
+            })?;
         let addr = acceptor
             .local_addr()
             .first()
@@ -133,11 +151,23 @@ impl App {
         let server = match mode {
             Mode::Worker => {
                 let app = api::worker_admin_app(gateway.clone());
-                tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, async { drop(stopped.await) }, Some(grace)))
+                tokio::spawn(
+                    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                        app,
+                        async { drop(stopped.await) },
+                        Some(grace),
+                    ),
+                )
             }
             _ => {
                 let app = api::app(gateway.clone(), config.server.request_timeout);
-                tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, async { drop(stopped.await) }, Some(grace)))
+                tokio::spawn(
+                    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                        app,
+                        async { drop(stopped.await) },
+                        Some(grace),
+                    ),
+                )
             }
         };
 
@@ -151,7 +181,15 @@ impl App {
             auth = %gateway.verifier.describe(),
             "pixmill started"
         );
-        Ok(Self { mode, addr, gateway, engine, server, stop_server, shutdown_grace: grace })
+        Ok(Self {
+            mode,
+            addr,
+            gateway,
+            engine,
+            server,
+            stop_server,
+            shutdown_grace: grace,
+        })
     }
 
     /// The address the HTTP listener is bound to (the real port when 0 was asked for).
@@ -173,7 +211,8 @@ impl App {
         tracing::info!(mode = self.mode.name(), "shutting down");
         self.gateway.start_draining();
         let _ = self.stop_server.send(());
-        match tokio::time::timeout(self.shutdown_grace + Duration::from_secs(1), self.server).await {
+        match tokio::time::timeout(self.shutdown_grace + Duration::from_secs(1), self.server).await
+        {
             Ok(Ok(Err(error))) => tracing::warn!(error = %error, "HTTP server ended with an error"),
             Err(_) => tracing::warn!("HTTP server did not stop within the grace period"),
             _ => {}

@@ -34,7 +34,10 @@ pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupE
     };
     if let Some(issuer) = &config.auth.issuer {
         issuers.push(issuer.clone());
-        sources.push(Arc::new(RemoteJwks::new(issuer.clone(), config.auth.jwks_url.clone())));
+        sources.push(Arc::new(RemoteJwks::new(
+            issuer.clone(),
+            config.auth.jwks_url.clone(),
+        )));
     }
     if trust_local {
         if mode == Mode::Gateway {
@@ -50,5 +53,10 @@ pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupE
     if issuers.is_empty() && mode == Mode::Gateway {
         return Err(AuthSetupError::NoIssuer);
     }
-    Ok(TokenVerifier::new(issuers, config.auth.audience.clone(), config.auth.leeway.as_secs(), Arc::new(AnyOf(sources))))
+    Ok(TokenVerifier::new(
+        issuers,
+        config.auth.audience.clone(),
+        config.auth.leeway.as_secs(),
+        Arc::new(AnyOf(sources)),
+    ))
 }

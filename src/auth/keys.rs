@@ -26,7 +26,9 @@ fn find(set: &JwkSet, kid: Option<&str>) -> Result<Arc<DecodingKey>, AuthError> 
         None => None,
     };
     let jwk = jwk.ok_or(AuthError::UnknownKey)?;
-    DecodingKey::from_jwk(jwk).map(Arc::new).map_err(|_| AuthError::UnknownKey)
+    DecodingKey::from_jwk(jwk)
+        .map(Arc::new)
+        .map_err(|_| AuthError::UnknownKey)
 }
 
 /// A fixed key set: the standalone issuer's public key.
@@ -68,7 +70,11 @@ impl KeySource for AnyOf {
     }
 
     fn describe(&self) -> String {
-        self.0.iter().map(|s| s.describe()).collect::<Vec<_>>().join(" + ")
+        self.0
+            .iter()
+            .map(|s| s.describe())
+            .collect::<Vec<_>>()
+            .join(" + ")
     }
 }
 
@@ -123,7 +129,10 @@ impl RemoteJwks {
         let url = match &self.jwks_url {
             Some(url) => url.clone(),
             None => {
-                let discovery = format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'));
+                let discovery = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.issuer.trim_end_matches('/')
+                );
                 let doc: Discovery = self.get_json(&discovery).await?;
                 doc.jwks_uri
             }
@@ -157,7 +166,10 @@ impl RemoteJwks {
         }
         let set = self.fetch().await?;
         tracing::info!(keys = set.keys.len(), "fetched the issuer's signing keys");
-        *self.cache.write().await = Some(Cached { set, fetched: Instant::now() });
+        *self.cache.write().await = Some(Cached {
+            set,
+            fetched: Instant::now(),
+        });
         Ok(())
     }
 }
@@ -167,7 +179,10 @@ impl KeySource for RemoteJwks {
     async fn key(&self, kid: Option<&str>) -> Result<Arc<DecodingKey>, AuthError> {
         {
             let cache = self.cache.read().await;
-            if let Some(cached) = cache.as_ref().filter(|c| c.fetched.elapsed() < self.max_age) {
+            if let Some(cached) = cache
+                .as_ref()
+                .filter(|c| c.fetched.elapsed() < self.max_age)
+            {
                 if let Ok(key) = find(&cached.set, kid) {
                     return Ok(key);
                 }
