@@ -49,3 +49,49 @@ pub(crate) fn finish(raw: Raw) -> Canvas {
     let logical = orientation::oriented(raw.full, raw.orientation);
     Canvas::shrunk(image, logical)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::probe::probe;
+
+    fn corpus(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../tests/fixtures/corpus/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn a_jpeg_thumbnail_is_decoded_at_the_smallest_covering_scale() {
+        let bytes = corpus("rocket.jpg");
+        let limits = InputLimits::default();
+        let probed = probe(&bytes, &limits).unwrap();
+        let eighth = decode_still(&bytes, &probed, &limits, &|_| Some((80, 53))).unwrap();
+        assert_eq!((eighth.size(), eighth.logical), ((80, 54), (640, 427)));
+        let quarter = decode_still(&bytes, &probed, &limits, &|_| Some((81, 53))).unwrap();
+        assert_eq!(quarter.size(), (160, 107));
+        let full = decode_still(&bytes, &probed, &limits, &|_| None).unwrap();
+        assert_eq!(full.size(), (640, 427));
+    }
+
+    #[test]
+    fn the_scale_is_chosen_in_upright_coordinates() {
+        // Stored 120x80 with orientation 6: upright 80x120. Needing 40x60 upright means
+        // 60x40 stored, which half scale covers exactly.
+        let path = format!(
+            "{}/../tests/fixtures/cases/exif_orient6.jpg",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let limits = InputLimits::default();
+        let probed = probe(&bytes, &limits).unwrap();
+        let canvas = decode_still(&bytes, &probed, &limits, &|upright| {
+            assert_eq!(upright, (80, 120));
+            Some((40, 60))
+        })
+        .unwrap();
+        assert_eq!((canvas.size(), canvas.logical), ((40, 60), (80, 120)));
+    }
+}

@@ -42,9 +42,22 @@ pub fn render_all(
         return render_animated(input, &probed, spec, limits, animate);
     }
     let first = first_canvas(input, &probed, spec, limits)?;
+    // Every rendition but the last works on a copy; the last takes the decoded canvas, so a
+    // single rendition never holds the decoded image twice.
+    let mut first = Some(first);
+    let last = spec.renditions.len().saturating_sub(1);
     spec.renditions
         .iter()
-        .map(|r| render_still(first.clone(), &probed, r))
+        .enumerate()
+        .map(|(i, r)| {
+            let canvas = if i == last {
+                first.take()
+            } else {
+                first.clone()
+            };
+            let canvas = canvas.ok_or_else(|| TransformError::Decode("no canvas".into()))?;
+            render_still(canvas, &probed, r)
+        })
         .collect()
 }
 
@@ -179,4 +192,80 @@ fn finish_collector(
         frames,
         first_frame_only: frames == 1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Fit, Gravity, OutputSpec, Pipeline, Resize, Step};
+
+    fn corpus(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../tests/fixtures/corpus/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn shrink_on_load_gives_the_same_thumbnail_as_a_full_decode() {
+        let bytes = corpus("rocket.jpg");
+        let limits = InputLimits::default();
+        let step = Step::Resize(Resize {
+            width: Some(100),
+            height: Some(100),
+            fit: Fit::Cover,
+            gravity: Gravity::Centre,
+            background: None,
+            upscale: false,
+        });
+        let png = OutputSpec {
+            format: Some(ImageFormat::Png),
+            ..OutputSpec::default()
+        };
+        let spec = JobSpec::single(Pipeline::new(vec![step.clone()]).unwrap(), png.clone());
+        let shrunk = render_all(&bytes, &spec, &limits).unwrap().remove(0);
+
+        let probed = probe(&bytes, &limits).unwrap();
+        let full = decode_still(&bytes, &probed, &limits, &|_| None).unwrap();
+        let reference = ops::apply(full, &step).unwrap().image.to_rgb8();
+
+        let shrunk = image::load_from_memory(&shrunk.bytes).unwrap().to_rgb8();
+        assert_eq!(shrunk.dimensions(), (100, 100));
+        let diff: u64 = shrunk
+            .as_raw()
+            .iter()
+            .zip(reference.as_raw())
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        let mean = diff as f64 / shrunk.as_raw().len() as f64;
+        assert!(mean < 3.0, "mean difference {mean}");
+    }
+
+    #[test]
+    fn every_rendition_comes_out_in_order() {
+        let bytes = corpus("rocket.jpg");
+        let thumb = |w| {
+            Pipeline::new(vec![Step::Resize(Resize {
+                width: Some(w),
+                height: None,
+                fit: Fit::Inside,
+                gravity: Gravity::Centre,
+                background: None,
+                upscale: false,
+            })])
+            .unwrap()
+        };
+        let mut spec = JobSpec::single(thumb(64), OutputSpec::default());
+        let mut second = spec.renditions[0].clone();
+        second.pipeline = thumb(320);
+        second.output.format = Some(ImageFormat::Webp);
+        spec.renditions.push(second);
+        let out = render_all(&bytes, &spec, &InputLimits::default()).unwrap();
+        let sizes: Vec<_> = out.iter().map(|r| (r.format, r.width, r.height)).collect();
+        assert_eq!(
+            sizes,
+            [(ImageFormat::Jpeg, 64, 43), (ImageFormat::Webp, 320, 214)]
+        );
+    }
 }

@@ -49,6 +49,7 @@ fn rotate_free(canvas: &Canvas, r: &Rotate) -> DynamicImage {
             DynamicImage::ImageLumaA8(warp(b, theta, fill.to_luma_alpha()))
         }
         DynamicImage::ImageRgb8(b) => DynamicImage::ImageRgb8(warp(b, theta, fill.to_rgb())),
+        DynamicImage::ImageRgba8(b) => DynamicImage::ImageRgba8(warp(b, theta, fill)),
         other => DynamicImage::ImageRgba8(warp(&other.to_rgba8(), theta, fill)),
     }
 }
