@@ -208,41 +208,6 @@ mod tests {
     }
 
     #[test]
-    fn shrink_on_load_gives_the_same_thumbnail_as_a_full_decode() {
-        let bytes = corpus("rocket.jpg");
-        let limits = InputLimits::default();
-        let step = Step::Resize(Resize {
-            width: Some(100),
-            height: Some(100),
-            fit: Fit::Cover,
-            gravity: Gravity::Centre,
-            background: None,
-            upscale: false,
-        });
-        let png = OutputSpec {
-            format: Some(ImageFormat::Png),
-            ..OutputSpec::default()
-        };
-        let spec = JobSpec::single(Pipeline::new(vec![step.clone()]).unwrap(), png.clone());
-        let shrunk = render_all(&bytes, &spec, &limits).unwrap().remove(0);
-
-        let probed = probe(&bytes, &limits).unwrap();
-        let full = decode_still(&bytes, &probed, &limits, &|_| None).unwrap();
-        let reference = ops::apply(full, &step).unwrap().image.to_rgb8();
-
-        let shrunk = image::load_from_memory(&shrunk.bytes).unwrap().to_rgb8();
-        assert_eq!(shrunk.dimensions(), (100, 100));
-        let diff: u64 = shrunk
-            .as_raw()
-            .iter()
-            .zip(reference.as_raw())
-            .map(|(a, b)| u64::from(a.abs_diff(*b)))
-            .sum();
-        let mean = diff as f64 / shrunk.as_raw().len() as f64;
-        assert!(mean < 3.0, "mean difference {mean}");
-    }
-
-    #[test]
     fn every_rendition_comes_out_in_order() {
         let bytes = corpus("rocket.jpg");
         let thumb = |w| {
