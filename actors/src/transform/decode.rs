@@ -4,6 +4,7 @@
 
 pub(crate) mod generic;
 mod jpeg;
+mod jpeg_luma;
 
 use image::metadata::Orientation;
 use image::DynamicImage;
@@ -26,17 +27,28 @@ pub(crate) struct Raw {
 /// Given the upright full size, the smallest upright size the steps need (`None`: full).
 pub(crate) type NeededSize<'a> = &'a dyn Fn((u32, u32)) -> Option<(u32, u32)>;
 
+/// What the steps need from the decoder.
+#[derive(Clone, Copy)]
+pub(crate) struct Needs<'a> {
+    pub size: NeededSize<'a>,
+    /// Every rendition turns the image grey first: luma is all the decoder must produce.
+    pub luma_only: bool,
+}
+
 /// Decodes `bytes` for steps. A large JPEG is decoded at the smallest DCT scale (1/8, 1/4,
-/// 1/2) that still covers what `needed` asks for; everything else through `image` (JPEG by
-/// zune-jpeg).
+/// 1/2) that still covers what `needs` asks for, a JPEG that will be turned grey is decoded
+/// straight to luma, and everything else goes through `image` (JPEG by zune-jpeg).
 pub(crate) fn decode_still(
     bytes: &[u8],
     probe: &Probe,
     limits: &InputLimits,
-    needed: NeededSize,
+    needs: Needs,
 ) -> Result<Canvas, TransformError> {
     let shrunk = match probe.format {
-        ImageFormat::Jpeg if shrinking_pays(probe) => jpeg::decode_shrunk(bytes, limits, needed)?,
+        ImageFormat::Jpeg if shrinking_pays(probe) => {
+            jpeg::decode_shrunk(bytes, limits, needs.size)?
+        }
+        ImageFormat::Jpeg if needs.luma_only => jpeg_luma::decode(bytes, limits)?,
         _ => None,
     };
     let raw = match shrunk {
@@ -155,6 +167,39 @@ mod tests {
             .map(|(x, y)| u64::from(x.abs_diff(*y)))
             .sum();
         sum as f64 / a.len() as f64
+    }
+
+    #[test]
+    fn a_grey_pipeline_decodes_luma_directly_unless_colour_comes_first() {
+        let limits = InputLimits::default();
+        let grey = |dir, name| {
+            let bytes = fixture(dir, name);
+            let probed = crate::transform::probe(&bytes, &limits).unwrap();
+            let needs = Needs {
+                size: &|_| None,
+                luma_only: true,
+            };
+            (
+                decode_still(&bytes, &probed, &limits, needs).unwrap(),
+                bytes,
+            )
+        };
+        let (luma, bytes) = grey("cases", "exif_orient6.jpg");
+        assert_eq!(luma.image.color(), image::ColorType::L8);
+        assert_eq!(luma.size(), (80, 120), "orientation still applied");
+        let from_rgb = finish(generic::decode(&bytes, ImageFormat::Jpeg, &limits).unwrap());
+        let from_rgb = ops::apply(from_rgb, &Step::Grayscale).unwrap();
+        assert!(mean_difference(luma.image.as_bytes(), from_rgb.image.as_bytes()) < 3.0);
+        // An Adobe RGB or Display P3 profile, or CMYK, needs converting in colour first.
+        let (adobe, _) = grey("corpus", "rocket.jpg");
+        assert_eq!(adobe.image.color(), image::ColorType::Rgb8);
+        for name in ["display_p3.jpg", "cmyk_adobe.jpg"] {
+            assert_eq!(
+                grey("cases", name).0.image.color(),
+                image::ColorType::Rgb8,
+                "{name}"
+            );
+        }
     }
 
     #[test]

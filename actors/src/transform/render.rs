@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::animation::{self, DecodedFrame};
 use super::canvas::Canvas;
-use super::decode::decode_still;
+use super::decode::{decode_still, Needs};
 use super::encode::{self, Frame};
 use super::probe::{probe, Probe};
 use super::{ops, plan, InputError, InputLimits, TransformError};
@@ -76,9 +76,11 @@ fn first_canvas(
             .ok_or_else(|| TransformError::Decode("the animation has no frames".into()))??;
         return Ok(first.canvas);
     }
-    decode_still(input, probed, limits, &|upright| {
-        plan::needed_size(spec, upright)
-    })
+    let needs = Needs {
+        size: &|upright| plan::needed_size(spec, upright),
+        luma_only: plan::luma_suffices(spec),
+    };
+    decode_still(input, probed, limits, needs)
 }
 
 fn render_still(
