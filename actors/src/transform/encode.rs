@@ -134,6 +134,20 @@ mod tests {
         assert!(low.len() < high.len());
     }
 
+    #[cfg(feature = "avif")]
+    #[test]
+    fn avif_output_is_an_avif_file() {
+        let bytes = at_quality(ImageFormat::Avif, 60);
+        assert_eq!(&bytes[4..12], b"ftypavif");
+    }
+
+    #[cfg(not(feature = "avif"))]
+    #[test]
+    fn avif_output_needs_the_feature() {
+        let err = encode_still(&photo_like(), ImageFormat::Avif, &OutputSpec::default());
+        assert_eq!(err.unwrap_err().code(), "unsupported_operation");
+    }
+
     #[test]
     fn jpeg_output_reads_the_same_in_both_rust_decoders() {
         let bytes = at_quality(ImageFormat::Jpeg, 80);

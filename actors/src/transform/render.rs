@@ -7,7 +7,7 @@ use super::canvas::Canvas;
 use super::decode::{decode_still, Needs};
 use super::encode::{self, Frame};
 use super::probe::{probe, Probe};
-use super::{ops, plan, InputError, InputLimits, TransformError};
+use super::{ops, panics, plan, InputError, InputLimits, TransformError};
 use crate::format::ImageFormat;
 use crate::pipeline::{JobSpec, Rendition};
 
@@ -27,9 +27,21 @@ pub struct Rendered {
 
 /// Decodes `input` once and renders every rendition of `spec`, in order (primary first).
 ///
-/// The input is probed again first, so every limit holds here as at upload. A JPEG is
-/// decoded at the smallest DCT scale that still serves every rendition.
+/// The input is probed again first, so every limit holds here as at upload. A large JPEG is
+/// decoded at the smallest DCT scale that still serves every rendition. A panic inside a
+/// codec is caught and returned as `internal_error`.
 pub fn render_all(
+    input: &[u8],
+    spec: &JobSpec,
+    limits: &InputLimits,
+) -> Result<Vec<Rendered>, TransformError> {
+    panics::contain(
+        || render_unguarded(input, spec, limits),
+        TransformError::Internal,
+    )
+}
+
+fn render_unguarded(
     input: &[u8],
     spec: &JobSpec,
     limits: &InputLimits,
