@@ -7,3 +7,14 @@
 //! | `ObjectStore` | `fs_objects` (a folder per bucket) | `s3` (MinIO or any S3 store) |
 //! | `JobQueue` | `memory_queue` (in process) | `rabbitmq` |
 //! | `StatusCache`, `RateLimiter` | `memory_fastpath` | `redis` |
+
+pub mod fs_objects;
+pub mod memory_events;
+pub mod memory_fastpath;
+pub mod memory_queue;
+mod metadata_rules;
+pub mod postgres;
+pub mod rabbitmq;
+pub mod redis;
+pub mod s3;
+pub mod sqlite;

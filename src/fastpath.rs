@@ -16,7 +16,9 @@ use pixmill_actors::{ImageId, ImageRecord, Owner};
 pub enum RateDecision {
     Allowed,
     /// Over the limit; the client may try again after this long.
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 /// A per-owner limit on uploads, atomic across gateway processes.

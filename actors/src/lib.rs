@@ -32,3 +32,17 @@ pub use format::ImageFormat;
 pub use ids::{ImageId, Owner, VariantName};
 pub use pipeline::{JobSpec, OutputSpec, Pipeline, Rendition, Step};
 pub use record::{ImageRecord, JobError, Status, StoredImage, StoredVariant};
+
+pub mod config;
+pub mod engine;
+pub mod events;
+pub mod faults;
+pub mod mailbox;
+pub mod relay;
+pub mod stages;
+pub mod stats;
+pub mod supervisor;
+
+pub use config::{EngineConfig, RetryPolicy};
+pub use engine::Engine;
+pub use stages::Ports;

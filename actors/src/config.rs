@@ -1,0 +1,97 @@
+//! How the engine is sized and how it retries.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::transform::InputLimits;
+
+/// Retries of transient failures: exponential back-off with jitter, up to `max_attempts`
+/// attempts in all (the first one included).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub base_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the attempt after `attempt`: base * 2^(attempt-1), capped, then
+    /// scaled by a random factor in [0.5, 1) so that retries of many jobs spread out.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let raw = self
+            .base_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        raw.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// Sizes and timings of the engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// Images transformed at once; 0 means one per CPU core.
+    pub transform_workers: usize,
+    /// Originals downloaded at once.
+    pub download_workers: usize,
+    /// Results written at once.
+    pub persist_workers: usize,
+    /// How long a claimed job stays leased to its worker. A worker that dies loses the job
+    /// to another after this long. Longer than the slowest transform: leases are not renewed
+    /// while a job runs.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    pub retry: RetryPolicy,
+    /// How often the relay looks for due jobs (unconfirmed uploads, retries, expired leases).
+    #[serde(with = "humantime_serde")]
+    pub relay_interval: Duration,
+    /// How long shutdown waits for in-flight jobs before handing them back to the queue.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub limits: InputLimits,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            transform_workers: 0,
+            download_workers: 4,
+            persist_workers: 2,
+            lease: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            relay_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(20),
+            limits: InputLimits::default(),
+        }
+    }
+}
+
+impl EngineConfig {
+    pub fn transform_slots(&self) -> usize {
+        if self.transform_workers > 0 {
+            return self.transform_workers;
+        }
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+
+    /// How many deliveries the pipeline can hold at once; the consumer's prefetch. One more
+    /// than the stages' capacities, for the delivery the consumer is waiting to hand on.
+    pub fn pipeline_capacity(&self) -> usize {
+        self.download_workers.max(1) + self.transform_slots() + self.persist_workers.max(1) + 1
+    }
+}

@@ -1,0 +1,197 @@
+//! Starting and stopping the whole pipeline.
+//!
+//! Start-up order is the reverse of the data flow (persisters first, consumer last) so no
+//! stage receives work before the one after it exists; shutdown runs the other way: the
+//! consumer stops taking deliveries, in-flight jobs get `shutdown_grace` to finish, and
+//! whatever is still held after that is handed back to the queue as its actors stop.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EngineConfig;
+use crate::faults::FaultPlan;
+use crate::mailbox::{Envelope, StagePool};
+use crate::ports::BackendError;
+use crate::relay::Relay;
+use crate::stages::consumer::Consumer;
+use crate::stages::downloader::Downloader;
+use crate::stages::persister::Persister;
+use crate::stages::transformer::Transformer;
+use crate::stages::{Ports, StageArgs, StageContext};
+use crate::stats::{ActorSnapshot, ActorStats};
+use crate::supervisor::{ChildSpec, DepthFn, StartFn, Supervisor, SupervisorMsg};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("could not re-dispatch unfinished jobs: {0}")]
+    Redispatch(#[source] BackendError),
+    #[error("could not start the supervisor: {0}")]
+    Spawn(#[from] SpawnErr),
+}
+
+/// A running pipeline.
+pub struct Engine {
+    ctx: Arc<StageContext>,
+    supervisor: ActorRef<SupervisorMsg>,
+    join: JoinHandle<()>,
+    children: Vec<ChildSpec>,
+}
+
+impl Engine {
+    pub async fn start(
+        ports: Ports,
+        config: EngineConfig,
+        faults: Arc<dyn FaultPlan>,
+    ) -> Result<Self, EngineError> {
+        if !ports.queue.is_durable() {
+            // The queue forgot everything when the process stopped; the metadata store did not.
+            let count = ports
+                .metadata
+                .redispatch_unfinished(Utc::now())
+                .await
+                .map_err(EngineError::Redispatch)?;
+            if count > 0 {
+                tracing::info!(
+                    count,
+                    "re-dispatching unfinished jobs from the previous run"
+                );
+            }
+        }
+        let ctx = Arc::new(StageContext {
+            ports,
+            downloaders: StagePool::new("downloader", config.download_workers),
+            transformers: StagePool::new("transformer", config.transform_slots()),
+            persisters: StagePool::new("persister", config.persist_workers),
+            config,
+            faults,
+            shutdown: CancellationToken::new(),
+        });
+
+        let mut children = Vec::new();
+        children.extend(pool_children(&ctx, &ctx.persisters, || Persister));
+        children.extend(pool_children(&ctx, &ctx.transformers, || Transformer));
+        children.extend(pool_children(&ctx, &ctx.downloaders, || Downloader));
+        children.push(single_child(&ctx, "relay", || Relay));
+        children.push(single_child(&ctx, "consumer", || Consumer));
+
+        let (supervisor, join) = Actor::spawn(None, Supervisor, children.clone()).await?;
+        tracing::info!(
+            transformers = ctx.transformers.slot_count(),
+            downloaders = ctx.downloaders.slot_count(),
+            persisters = ctx.persisters.slot_count(),
+            prefetch = ctx.config.pipeline_capacity(),
+            "engine started"
+        );
+        Ok(Self {
+            ctx,
+            supervisor,
+            join,
+            children,
+        })
+    }
+
+    /// Every supervised actor's counters, in start-up order.
+    pub fn actors(&self) -> Vec<ActorSnapshot> {
+        self.children.iter().map(ChildSpec::snapshot).collect()
+    }
+
+    /// Jobs inside the pipeline right now.
+    pub fn in_flight(&self) -> usize {
+        self.ctx.downloaders.depth() + self.ctx.transformers.depth() + self.ctx.persisters.depth()
+    }
+
+    /// Stops taking jobs, lets in-flight ones finish within the grace period, then stops
+    /// every actor. Jobs still held then go back to the queue.
+    pub async fn shutdown(self) {
+        self.ctx.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + self.ctx.config.shutdown_grace;
+        let drained = self.ctx.downloaders.drained(deadline).await
+            && self.ctx.transformers.drained(deadline).await
+            && self.ctx.persisters.drained(deadline).await;
+        if !drained {
+            tracing::warn!(
+                in_flight = self.in_flight(),
+                "shutdown grace ran out; handing jobs back to the queue"
+            );
+        }
+        self.ctx.downloaders.close();
+        self.ctx.transformers.close();
+        self.ctx.persisters.close();
+        let _ = self.supervisor.cast(SupervisorMsg::Stop);
+        self.supervisor.stop(None);
+        let _ = self.join.await;
+        tracing::info!(drained, "engine stopped");
+    }
+}
+
+fn stats_for(name: String, stage: &'static str) -> Arc<ActorStats> {
+    ActorStats::new(name, stage)
+}
+
+fn pool_children<T, A>(
+    ctx: &Arc<StageContext>,
+    pool: &Arc<StagePool<T>>,
+    make: fn() -> A,
+) -> Vec<ChildSpec>
+where
+    T: Send + 'static,
+    A: Actor<Msg = Envelope<T>, Arguments = StageArgs>,
+{
+    (0..pool.slot_count())
+        .map(|slot| {
+            let stats = stats_for(format!("{}-{slot}", pool.name()), pool.name());
+            let args = StageArgs {
+                ctx: ctx.clone(),
+                stats: stats.clone(),
+            };
+            let start_pool = pool.clone();
+            let start: StartFn = Arc::new(move |supervisor: ActorCell| {
+                let pool = start_pool.clone();
+                let args = args.clone();
+                async move {
+                    pool.detach(slot);
+                    let (actor, _) = Actor::spawn_linked(None, make(), args, supervisor).await?;
+                    pool.attach(slot, actor.clone());
+                    Ok(actor.get_cell())
+                }
+                .boxed()
+            });
+            let depth_pool = pool.clone();
+            let depth: DepthFn = Arc::new(move || (depth_pool.slot_depth(slot), 1));
+            ChildSpec {
+                stats,
+                start,
+                depth,
+            }
+        })
+        .collect()
+}
+
+fn single_child<A>(ctx: &Arc<StageContext>, name: &'static str, make: fn() -> A) -> ChildSpec
+where
+    A: Actor<Arguments = StageArgs>,
+{
+    let stats = stats_for(name.to_owned(), name);
+    let args = StageArgs {
+        ctx: ctx.clone(),
+        stats: stats.clone(),
+    };
+    let start: StartFn = Arc::new(move |supervisor: ActorCell| {
+        let args = args.clone();
+        async move {
+            let (actor, _) = Actor::spawn_linked(None, make(), args, supervisor).await?;
+            Ok(actor.get_cell())
+        }
+        .boxed()
+    });
+    ChildSpec {
+        stats,
+        start,
+        depth: Arc::new(|| (0, 0)),
+    }
+}

@@ -1,0 +1,185 @@
+//! Bounded mailboxes for ractor stages.
+//!
+//! ractor's own mailboxes are unbounded, so every stage sits behind a [`StagePool`]: a sender
+//! must first take a credit (a semaphore permit) and the credit travels inside the message
+//! until the receiving actor has finished with it. A stage therefore never holds more than
+//! its capacity, a full stage makes its sender wait, and the wait propagates back to the
+//! consumer, which stops taking deliveries: the broker is the only unbounded buffer.
+//!
+//! A pool has one actor per slot. Messages go to the least loaded slot; with a capacity equal
+//! to the number of slots, a free slot always exists when a credit is granted, so no message
+//! waits behind a busy actor while another idles.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ractor::{ActorRef, MessagingErr};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Proof that a message holds one unit of its stage's capacity. Dropping it (when the actor
+/// finishes, or when a crashed actor's mailbox is dropped) gives the unit back.
+#[derive(Debug)]
+pub struct Credit {
+    _permit: OwnedSemaphorePermit,
+    depth: Arc<AtomicUsize>,
+}
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        self.depth.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A message as a pool's actors receive it: the payload, the credit that bounds the mailbox,
+/// and the span of the job, so the actor's logs carry the job's fields.
+#[derive(Debug)]
+pub struct Envelope<T> {
+    pub payload: T,
+    pub credit: Credit,
+    pub span: tracing::Span,
+}
+
+/// The pool has been shut down; the payload comes back to the sender.
+#[derive(Debug)]
+pub struct StageClosed<T>(pub T);
+
+struct Slot<T> {
+    actor: RwLock<Option<ActorRef<Envelope<T>>>>,
+    depth: Arc<AtomicUsize>,
+}
+
+/// The sending side of a stage: its actors and the credits that bound it.
+pub struct StagePool<T> {
+    name: &'static str,
+    slots: Vec<Slot<T>>,
+    credits: Arc<Semaphore>,
+    capacity: usize,
+}
+
+/// How long a sender waits between attempts while the target actor is being restarted.
+const RESTART_POLL: Duration = Duration::from_millis(20);
+
+impl<T: Send + 'static> StagePool<T> {
+    /// A pool of `slots` actors, each to be attached with [`StagePool::attach`].
+    pub fn new(name: &'static str, slots: usize) -> Arc<Self> {
+        let slots = slots.max(1);
+        Arc::new(Self {
+            name,
+            slots: (0..slots)
+                .map(|_| Slot {
+                    actor: RwLock::new(None),
+                    depth: Arc::new(AtomicUsize::new(0)),
+                })
+                .collect(),
+            credits: Arc::new(Semaphore::new(slots)),
+            capacity: slots,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Messages sent and not yet finished.
+    pub fn depth(&self) -> usize {
+        self.capacity - self.credits.available_permits()
+    }
+
+    /// Messages held by one slot's actor.
+    pub fn slot_depth(&self, slot: usize) -> usize {
+        self.slots
+            .get(slot)
+            .map_or(0, |s| s.depth.load(Ordering::Relaxed))
+    }
+
+    /// Installs (or, after a restart, replaces) the actor serving `slot`.
+    pub fn attach(&self, slot: usize, actor: ActorRef<Envelope<T>>) {
+        if let Some(s) = self.slots.get(slot) {
+            *s.actor.write().unwrap_or_else(|p| p.into_inner()) = Some(actor);
+        }
+    }
+
+    /// Marks `slot` as having no live actor, so senders wait for the restart.
+    pub fn detach(&self, slot: usize) {
+        if let Some(s) = self.slots.get(slot) {
+            *s.actor.write().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    /// Refuses new messages and wakes every waiting sender.
+    pub fn close(&self) {
+        self.credits.close();
+    }
+
+    /// Waits for a credit, then hands the message to the least loaded actor. While that
+    /// actor is being restarted the message waits (holding its credit) until it is back.
+    pub async fn send(&self, payload: T, span: tracing::Span) -> Result<(), StageClosed<T>> {
+        let permit = match self.credits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return Err(StageClosed(payload)),
+        };
+        let index = self.least_loaded();
+        let depth = self.slots[index].depth.clone();
+        depth.fetch_add(1, Ordering::Relaxed);
+        let mut envelope = Envelope {
+            payload,
+            credit: Credit {
+                _permit: permit,
+                depth,
+            },
+            span,
+        };
+        loop {
+            if self.credits.is_closed() {
+                return Err(StageClosed(envelope.payload));
+            }
+            // Clone the actor out of the lock so the lock is never held across an await.
+            let actor = self.slots[index]
+                .actor
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let Some(actor) = actor else {
+                tokio::time::sleep(RESTART_POLL).await;
+                continue;
+            };
+            match actor.cast(envelope) {
+                Ok(()) => return Ok(()),
+                // The actor died (it is being restarted): the message comes back, wait.
+                Err(MessagingErr::SendErr(back)) => {
+                    envelope = back;
+                    tokio::time::sleep(RESTART_POLL).await;
+                }
+                // Only `SendErr` carries the message back; ractor returns no other error
+                // from `cast`, so there is nothing left to retry with.
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    fn least_loaded(&self) -> usize {
+        (0..self.slots.len())
+            .min_by_key(|&i| self.slots[i].depth.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// Waits until every credit is back (the stage is idle) or `deadline` passes.
+    pub async fn drained(&self, deadline: tokio::time::Instant) -> bool {
+        while self.depth() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+}

@@ -1,0 +1,118 @@
+//! The downloader: claims the job in the metadata store (one attempt, with a lease) and
+//! fetches the original from `raw-images`.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::Instrument;
+
+use super::outcome::{requeue_later, settle, settle_failure, Retry};
+use super::{StageArgs, TransformJob};
+use crate::mailbox::Envelope;
+use crate::ports::{Bucket, Claim, Delivery, ObjectKey, Settlement};
+use crate::record::JobError;
+use crate::stats::ActorState;
+
+pub struct Downloader;
+
+impl Actor for Downloader {
+    type Msg = Envelope<Delivery>;
+    type State = StageArgs;
+    type Arguments = StageArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: StageArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        args.stats.set_state(ActorState::Running);
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        args: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let Envelope {
+            payload: delivery,
+            credit,
+            span,
+        } = msg;
+        download(args, delivery).instrument(span).await;
+        drop(credit);
+        Ok(())
+    }
+}
+
+async fn download(args: &StageArgs, delivery: Delivery) {
+    let ctx = &args.ctx;
+    let id = delivery.job.image_id;
+    let claim = ctx
+        .ports
+        .metadata
+        .claim(id, ctx.config.lease, ctx.config.retry.max_attempts)
+        .await;
+    let job = match claim {
+        Ok(Claim::Claimed(job)) => job,
+        Ok(other @ (Claim::Finished | Claim::Missing | Claim::LeasedElsewhere)) => {
+            // The claim is the deduplication point: a redelivered or republished job that is
+            // done, deleted or being worked on elsewhere is dropped here.
+            tracing::debug!(claim = ?other, "duplicate or stale delivery; dropping");
+            settle(delivery, Settlement::Ack).await;
+            return;
+        }
+        Ok(Claim::Exhausted(record)) => {
+            tracing::warn!(attempts = record.attempts, "job used all its attempts");
+            args.stats.job_failed();
+            settle(delivery, Settlement::DeadLetter).await;
+            return;
+        }
+        Err(error) => {
+            requeue_later(ctx, delivery, 1, &error).await;
+            return;
+        }
+    };
+    tracing::Span::current().record("attempt", job.attempt);
+
+    let key = match ObjectKey::parse(job.record.original.key.clone()) {
+        Ok(key) => key,
+        Err(error) => {
+            let reason = JobError::new("original_missing", error.to_string());
+            settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
+            return;
+        }
+    };
+    match ctx.ports.objects.get(Bucket::Raw, &key).await {
+        Ok(original) => {
+            let span = tracing::Span::current();
+            if let Err(closed) = ctx
+                .transformers
+                .send(
+                    TransformJob {
+                        delivery,
+                        job,
+                        original,
+                    },
+                    span,
+                )
+                .await
+            {
+                drop(closed.0);
+            }
+        }
+        Err(error) if error.is_not_found() => {
+            let reason = JobError::new(
+                "original_missing",
+                "the original image is no longer in storage; upload it again",
+            );
+            settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
+        }
+        Err(error) => {
+            let reason = JobError::new(
+                "storage_unavailable",
+                format!("could not read the original: {error}"),
+            );
+            settle_failure(ctx, delivery, &job, reason, Retry::from(&error)).await;
+        }
+    }
+}

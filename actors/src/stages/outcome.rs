@@ -1,0 +1,107 @@
+//! How a job that did not complete is settled: retried with back-off when the failure is
+//! transient and attempts remain, otherwise `FAILED` and dead-lettered.
+
+use chrono::Utc;
+
+use super::StageContext;
+use crate::events::StatusChanged;
+use crate::ports::{BackendError, ClaimedJob, Delivery, Settlement};
+use crate::record::{JobError, Status};
+
+/// Whether a failure may go away on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    Transient,
+    Permanent,
+}
+
+impl From<&BackendError> for Retry {
+    fn from(error: &BackendError) -> Self {
+        if error.is_transient() {
+            Retry::Transient
+        } else {
+            Retry::Permanent
+        }
+    }
+}
+
+/// Settles a job that failed in `attempt`. Returns the status the job ends this attempt in.
+pub async fn settle_failure(
+    ctx: &StageContext,
+    delivery: Delivery,
+    job: &ClaimedJob,
+    error: JobError,
+    retry: Retry,
+) -> Status {
+    let id = job.record.id;
+    let policy = &ctx.config.retry;
+    let retrying = retry == Retry::Transient && job.attempt < policy.max_attempts;
+    let written = if retrying {
+        let delay = policy.backoff(job.attempt);
+        let retry_at =
+            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        tracing::warn!(code = %error.code, reason = %error.message, retry_in_ms = delay.as_millis() as u64, "attempt failed; will retry");
+        ctx.ports
+            .metadata
+            .retry_later(id, job.attempt, &error, retry_at)
+            .await
+    } else {
+        tracing::warn!(code = %error.code, reason = %error.message, "job failed");
+        ctx.ports.metadata.fail(id, job.attempt, &error).await
+    };
+    match written {
+        Ok(_) => {
+            // A retry is re-published by the relay when due, so this delivery is done with;
+            // a final failure goes to the dead-letter queue for inspection.
+            let how = if retrying {
+                Settlement::Ack
+            } else {
+                Settlement::DeadLetter
+            };
+            settle(delivery, how).await;
+            let status = if retrying {
+                Status::Pending
+            } else {
+                Status::Failed
+            };
+            ctx.ports
+                .events
+                .publish(StatusChanged {
+                    image_id: id,
+                    status,
+                })
+                .await;
+            status
+        }
+        Err(store_error) => {
+            requeue_later(ctx, delivery, job.attempt, &store_error).await;
+            Status::Processing
+        }
+    }
+}
+
+/// The metadata store could not record the outcome: wait a back-off, then hand the delivery
+/// back to the queue so the job is tried again from the start.
+pub async fn requeue_later(
+    ctx: &StageContext,
+    delivery: Delivery,
+    attempt: u32,
+    error: &BackendError,
+) {
+    let delay = ctx.config.retry.backoff(attempt.max(1));
+    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "could not record job outcome; requeueing");
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = ctx.shutdown.cancelled() => {}
+    }
+    settle(delivery, Settlement::Requeue).await;
+}
+
+/// Settles a delivery, logging (not propagating) a failure: the broker redelivers an
+/// unsettled message when the channel closes, so a lost settlement costs a duplicate, which
+/// the claim in the metadata store absorbs.
+pub async fn settle(delivery: Delivery, how: Settlement) {
+    if let Err(error) = delivery.settle(how).await {
+        tracing::warn!(error = %error, settlement = ?how, "could not settle delivery");
+    }
+}

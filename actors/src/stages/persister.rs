@@ -1,0 +1,172 @@
+//! The persister: writes each rendition to `processed-images` under a key made from the
+//! image id and the variant name, records the final status guarded by the attempt, and only
+//! then settles the delivery. A repeat of the same job writes the same keys with the same
+//! bytes, so a duplicate delivery cannot leave a second result.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use super::outcome::{settle, settle_failure, Retry};
+use super::{PersistJob, StageArgs};
+use crate::events::StatusChanged;
+use crate::ids::ImageId;
+use crate::mailbox::Envelope;
+use crate::pipeline::Rendition;
+use crate::ports::{BackendError, Bucket, Completion, ObjectKey, Settlement};
+use crate::record::{JobError, Status, StoredImage, StoredVariant};
+use crate::stats::ActorState;
+use crate::transform::Rendered;
+
+pub struct Persister;
+
+impl Actor for Persister {
+    type Msg = Envelope<PersistJob>;
+    type State = StageArgs;
+    type Arguments = StageArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: StageArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        args.stats.set_state(ActorState::Running);
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        args: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let Envelope {
+            payload,
+            credit,
+            span,
+        } = msg;
+        persist(args, payload).instrument(span).await;
+        drop(credit);
+        Ok(())
+    }
+}
+
+/// The object key of one rendition: `{image_id}/{variant}.{ext}`.
+pub fn processed_key(
+    id: ImageId,
+    rendition: &Rendition,
+    rendered: &Rendered,
+) -> Result<ObjectKey, JobError> {
+    ObjectKey::parse(format!(
+        "{id}/{}.{}",
+        rendition.name,
+        rendered.format.extension()
+    ))
+    .map_err(|e| JobError::new("internal_error", e.to_string()))
+}
+
+async fn persist(args: &StageArgs, job: PersistJob) {
+    let ctx = &args.ctx;
+    let PersistJob {
+        delivery,
+        job,
+        outcome,
+    } = job;
+    let id = job.record.id;
+    let rendered = match outcome {
+        Ok(rendered) => rendered,
+        Err(error) => {
+            args.stats.job_failed();
+            let reason = JobError::new(error.code(), error.to_string());
+            let status = settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
+            tracing::info!(status = %status, attempt = job.attempt, "job finished");
+            return;
+        }
+    };
+
+    let mut variants = Vec::with_capacity(rendered.len());
+    for (rendition, output) in job.record.spec.renditions.iter().zip(rendered) {
+        match store_rendition(args, id, rendition, output).await {
+            Ok(variant) => variants.push(variant),
+            Err(Failure::Job(reason)) => {
+                settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
+                return;
+            }
+            Err(Failure::Backend(error)) => {
+                let reason = JobError::new(
+                    "storage_unavailable",
+                    format!("could not store the result: {error}"),
+                );
+                settle_failure(ctx, delivery, &job, reason, Retry::from(&error)).await;
+                return;
+            }
+        }
+    }
+
+    match ctx
+        .ports
+        .metadata
+        .complete(id, job.attempt, &Completion { variants })
+        .await
+    {
+        Ok(true) => {
+            settle(delivery, Settlement::Ack).await;
+            args.stats.job_done();
+            ctx.ports
+                .events
+                .publish(StatusChanged {
+                    image_id: id,
+                    status: Status::Completed,
+                })
+                .await;
+            tracing::info!(status = %Status::Completed, attempt = job.attempt, "job finished");
+        }
+        Ok(false) => {
+            // Our lease expired and another attempt owns the job now; its result wins.
+            tracing::info!(attempt = job.attempt, "stale attempt; result not recorded");
+            settle(delivery, Settlement::Ack).await;
+        }
+        Err(error) => {
+            let reason = JobError::new(
+                "database_unavailable",
+                format!("could not record the result: {error}"),
+            );
+            settle_failure(ctx, delivery, &job, reason, Retry::from(&error)).await;
+        }
+    }
+}
+
+enum Failure {
+    Job(JobError),
+    Backend(BackendError),
+}
+
+async fn store_rendition(
+    args: &StageArgs,
+    id: ImageId,
+    rendition: &Rendition,
+    output: Rendered,
+) -> Result<StoredVariant, Failure> {
+    let key = processed_key(id, rendition, &output).map_err(Failure::Job)?;
+    let sha256 = hex::encode(Sha256::digest(&output.bytes));
+    let bytes = output.bytes.len() as u64;
+    args.ctx
+        .ports
+        .objects
+        .put(Bucket::Processed, &key, output.bytes, output.format.mime())
+        .await
+        .map_err(Failure::Backend)?;
+    Ok(StoredVariant {
+        name: rendition.name.clone(),
+        image: StoredImage {
+            key: key.as_str().to_owned(),
+            format: output.format,
+            width: output.width,
+            height: output.height,
+            bytes,
+            sha256,
+            frames: output.frames,
+        },
+        first_frame_only: output.first_frame_only,
+    })
+}

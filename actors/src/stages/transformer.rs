@@ -1,0 +1,124 @@
+//! The transformer: renders a job on the blocking thread pool, one image per actor at a
+//! time, with as many actors as CPU cores, so CPU work never runs on the async executor and
+//! never oversubscribes the cores.
+//!
+//! A panic inside a codec is not caught and forgotten: the job's lease is released for a
+//! retry, then the panic is resumed so this actor dies and the supervisor restarts it and
+//! counts the restart.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::Instrument;
+
+use super::outcome::settle;
+use super::{PersistJob, StageArgs, TransformJob};
+use crate::mailbox::Envelope;
+use crate::ports::Settlement;
+use crate::record::JobError;
+use crate::stats::ActorState;
+use crate::transform::render_all;
+
+pub struct Transformer;
+
+impl Actor for Transformer {
+    type Msg = Envelope<TransformJob>;
+    type State = StageArgs;
+    type Arguments = StageArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: StageArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        args.stats.set_state(ActorState::Running);
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        args: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let Envelope {
+            payload,
+            credit,
+            span,
+        } = msg;
+        let result = transform(args, payload).instrument(span).await;
+        drop(credit);
+        result
+    }
+}
+
+async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProcessingErr> {
+    let TransformJob {
+        delivery,
+        job,
+        original,
+    } = job;
+    let ctx = args.ctx.clone();
+    let record = job.record.clone();
+    let attempt = job.attempt;
+    let faults = Arc::clone(&ctx.faults);
+    let limits = ctx.config.limits.clone();
+    let span = tracing::Span::current();
+    let started = std::time::Instant::now();
+
+    let rendered = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        faults.before_transform(&record, attempt);
+        render_all(&original, &record.spec, &limits)
+    })
+    .await;
+
+    match rendered {
+        Ok(outcome) => {
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                ok = outcome.is_ok(),
+                "transformed"
+            );
+            let span = tracing::Span::current();
+            if let Err(closed) = ctx
+                .persisters
+                .send(
+                    PersistJob {
+                        delivery,
+                        job,
+                        outcome,
+                    },
+                    span,
+                )
+                .await
+            {
+                drop(closed.0);
+            }
+            Ok(())
+        }
+        Err(join_error) => {
+            let reason = JobError::new(
+                "transform_crashed",
+                "the image crashed the transformer; it will be retried, and fails for good if it keeps crashing",
+            );
+            let retry_at = Utc::now()
+                + chrono::Duration::from_std(ctx.config.retry.backoff(attempt)).unwrap_or_default();
+            if let Err(error) = ctx
+                .ports
+                .metadata
+                .retry_later(job.record.id, attempt, &reason, retry_at)
+                .await
+            {
+                tracing::warn!(error = %error, "could not release the crashed job; its lease will expire");
+            }
+            settle(delivery, Settlement::Ack).await;
+            args.stats.job_failed();
+            match join_error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(error) => Err(Box::new(error)),
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: brings up the services the tests need
+# (PostgreSQL, Redis, RabbitMQ, an S3 server), runs every Rust test against them, and checks
+# the deployment files. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Builds are kept outside the clone, so a new clone does not rebuild ~400 crates.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pixmill/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== deployment files (docker-compose.yml, Dockerfile)"
+bash scripts/check-deploy.sh
+
+echo "== Rust tests (unit and integration, against the real services)"
+bash scripts/test-services.sh cargo test --workspace --locked

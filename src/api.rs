@@ -1,0 +1,88 @@
+//! The HTTP API: poem-openapi operations grouped by resource, the spec generated from them,
+//! and the one place that renders every error as JSON.
+//!
+//! - [`images`]: `/v1/images` (upload, status, list, download, delete)
+//! - [`system`]: `/v1/system/actors` (operators)
+//! - [`health`]: `/healthz`, `/readyz`
+//! - [`security`]: the bearer scheme; [`errors`]: status and code mapping; [`models`],
+//!   [`steps`]: request and response documents.
+
+mod body_limit;
+pub mod download;
+pub mod errors;
+pub mod health;
+pub mod images;
+pub mod models;
+pub mod security;
+pub mod steps;
+pub mod system;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::middleware::Tracing;
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::gateway::Gateway;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Upload, poll, download and delete images.
+    Images,
+    /// Operator views of the running system.
+    System,
+    /// Liveness and readiness.
+    Health,
+}
+
+/// Room for multipart framing and the small form fields beside the file.
+const FORM_OVERHEAD: u64 = 256 * 1024;
+
+pub fn service() -> OpenApiService<(images::ImagesApi, system::SystemApi, health::HealthApi), ()> {
+    OpenApiService::new((images::ImagesApi, system::SystemApi, health::HealthApi), "pixmill", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Upload images, have them processed asynchronously by supervised workers, poll their status \
+             and download the results. Every /v1 endpoint needs a bearer token; an owner only ever sees \
+             their own images.",
+        )
+}
+
+/// The spec as served at `/openapi.json` and committed under `openapi/`.
+pub fn spec_json() -> String {
+    service().spec()
+}
+
+/// The whole HTTP application. Each request may take at most `request_timeout`, body
+/// included, so a slow client cannot hold an upload slot forever.
+pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
+    let api = service();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let body_limit = gateway.limits.max_bytes.saturating_add(FORM_OVERHEAD);
+    Route::new()
+        .nest("/", api)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .around(move |endpoint, request| async move { body_limit::limit_body(&*endpoint, request, body_limit).await })
+        .around(move |endpoint, request| async move {
+            match tokio::time::timeout(request_timeout, endpoint.call(request)).await {
+                Ok(result) => result,
+                Err(_) => Err(errors::ApiError::new(
+                    poem::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request took too long; send it again",
+                )
+                .into()),
+            }
+        })
+        .with(Tracing)
+        .data(gateway)
+        .catch_all_error(errors::render_any_error)
+}
+
+/// What a worker process serves: health only.
+pub fn worker_admin_app(gateway: Arc<Gateway>) -> impl Endpoint {
+    let health = OpenApiService::new(health::HealthApi, "pixmill worker", env!("CARGO_PKG_VERSION"));
+    Route::new().nest("/", health).with(Tracing).data(gateway).catch_all_error(errors::render_any_error)
+}

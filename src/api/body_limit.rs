@@ -1,0 +1,43 @@
+//! A hard bound on request bodies, before any of it is parsed or spooled to disk.
+//!
+//! A declared `Content-Length` over the limit is refused at once with `413`; a body without
+//! one (chunked) is cut off with an error as soon as it passes the limit, so a client cannot
+//! stream an unbounded upload by leaving the length out.
+
+use futures_util::StreamExt;
+use poem::http::{header, StatusCode};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+
+use super::errors::ApiError;
+
+pub async fn limit_body<E: Endpoint>(endpoint: &E, mut request: Request, max: u64) -> poem::Result<Response> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > max => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file_too_large",
+                format!("the request body is {length} bytes; the limit is {max}"),
+            )
+            .into());
+        }
+        Some(_) => {}
+        None => {
+            let mut seen: u64 = 0;
+            let stream = request.take_body().into_bytes_stream().map(move |chunk| {
+                let chunk = chunk?;
+                seen += chunk.len() as u64;
+                if seen > max {
+                    return Err(std::io::Error::other("request body over the upload limit"));
+                }
+                Ok(chunk)
+            });
+            request.set_body(Body::from_bytes_stream(stream));
+        }
+    }
+    endpoint.call(request).await.map(IntoResponse::into_response)
+}

@@ -1,0 +1,302 @@
+//! `/v1/images`: upload, status, listing, downloads and deletion.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::multipart::{JsonField, Upload};
+use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi};
+use pixmill_actors::pipeline::{OutputSpec, Rgb};
+use pixmill_actors::ports::Bucket;
+use pixmill_actors::{ImageFormat, JobSpec, Pipeline, Rendition, VariantName};
+use poem::http::StatusCode;
+
+use super::download::ImageBytes;
+use super::errors::{error_responses, ApiError};
+use super::models::{ImageDocument, ImagePage, ImageStatusCode};
+use super::security::BearerAuth;
+use super::steps::{to_pipeline, StepRequest};
+use super::ApiTags;
+use crate::gateway::{encode_cursor, Gateway, UploadRequest};
+
+/// Output formats an upload may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Jpeg,
+    Png,
+    Webp,
+    Avif,
+    Gif,
+}
+
+impl From<OutputFormat> for ImageFormat {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Jpeg => ImageFormat::Jpeg,
+            OutputFormat::Png => ImageFormat::Png,
+            OutputFormat::Webp => ImageFormat::Webp,
+            OutputFormat::Avif => ImageFormat::Avif,
+            OutputFormat::Gif => ImageFormat::Gif,
+        }
+    }
+}
+
+/// An upload: the image and what to do with it.
+#[derive(Debug, Multipart)]
+pub struct UploadForm {
+    /// The image. Its format is read from its bytes; the file name and Content-Type sent with
+    /// it are ignored. Default limits: 32 MiB, 16384 px a side, 100 megapixels.
+    pub file: Upload,
+    /// Operations in order, as a JSON array, e.g.
+    /// `[{"op":"resize","width":800},{"op":"grayscale"}]`. Default: fit inside 1024x1024.
+    pub steps: Option<JsonField<Vec<StepRequest>>>,
+    /// A named pipeline from the server's configuration, instead of `steps`.
+    pub preset: Option<String>,
+    /// Extra renditions: comma-separated preset names, stored as variants.
+    pub variants: Option<String>,
+    /// Output format; default: the input's when it can be written, else JPEG.
+    pub format: Option<OutputFormat>,
+    /// Quality of lossy formats.
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    pub quality: Option<u8>,
+    /// Colour that transparency is flattened onto for formats without alpha, `#rrggbb`.
+    pub background: Option<String>,
+    /// Keep every frame of an animated GIF or WebP (when the output format can hold them).
+    pub animated: Option<bool>,
+}
+
+#[derive(ApiResponse)]
+pub enum UploadResponse {
+    /// Accepted: stored and queued for processing. Poll the status document.
+    #[oai(status = 202)]
+    Accepted(Json<ImageDocument>, #[oai(header = "Location")] String),
+}
+
+error_responses!(
+    /// Why an upload was refused.
+    UploadError {
+        BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_request`).",
+        Unauthorized = 401: "Missing, invalid or expired token.",
+        Forbidden = 403: "The token lacks the role uploads require (`missing_role`).",
+        TooLarge = 413: "The file is over the byte limit (`file_too_large`).",
+        Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`).",
+        Unprocessable = 422: "Dimensions over the limits, or a corrupt header (`image_dimensions_exceed_limit`, `corrupt_image`).",
+        TooMany = 429: "Over the per-owner upload rate (`rate_limited`); see Retry-After.",
+        Unavailable = 503: "A backend is down, or this gateway is shutting down; see Retry-After.",
+    }
+);
+
+#[derive(ApiResponse)]
+pub enum ImageResponse {
+    /// The status document.
+    #[oai(status = 200)]
+    Ok(Json<ImageDocument>),
+}
+
+error_responses!(
+    /// Why an image could not be read.
+    ReadError {
+        Unauthorized = 401: "Missing, invalid or expired token.",
+        NotFound = 404: "No such image for this caller (another owner's image looks the same).",
+        Unavailable = 503: "A backend is down; see Retry-After.",
+    }
+);
+
+#[derive(ApiResponse)]
+pub enum PageResponse {
+    /// The caller's images, newest first.
+    #[oai(status = 200)]
+    Ok(Json<ImagePage>),
+}
+
+error_responses!(
+    /// Why the listing failed.
+    ListError {
+        BadRequest = 400: "Invalid cursor or parameters (`invalid_cursor`).",
+        Unauthorized = 401: "Missing, invalid or expired token.",
+        Unavailable = 503: "A backend is down; see Retry-After.",
+    }
+);
+
+#[derive(ApiResponse)]
+pub enum DeleteResponse {
+    /// Deleted, with both objects.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+pub struct ImagesApi;
+
+#[OpenApi(prefix_path = "/v1", tag = "ApiTags::Images")]
+impl ImagesApi {
+    /// Upload an image for processing.
+    ///
+    /// Answers `202` as soon as the original is stored and the job is queued. A retried
+    /// request with the same `Idempotency-Key` returns the same image, never a second one.
+    #[oai(path = "/images", method = "post", operation_id = "upload_image")]
+    async fn upload(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        /// Makes retries safe: the same key from the same owner always returns the same image.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        /// Carried into the worker's logs to follow one upload end to end.
+        #[oai(name = "X-Request-Id")]
+        request_id: Header<Option<String>>,
+        form: UploadForm,
+    ) -> Result<UploadResponse, UploadError> {
+        let gateway = *gateway;
+        let _slot = gateway.upload_slots.clone().acquire_owned().await.map_err(|_| ApiError::shutting_down())?;
+        let spec = job_spec(gateway, &form)?;
+        let bytes = read_file(form.file, gateway.limits.max_bytes).await?;
+        let request = UploadRequest {
+            bytes,
+            spec,
+            idempotency_key: idempotency_key.0,
+            trace_id: request_id.0,
+        };
+        let (record, _created) = gateway.upload(&auth.0, request).await?;
+        let document = ImageDocument::from(&record);
+        let location = format!("/v1/images/{}", document.id);
+        Ok(UploadResponse::Accepted(Json(document), location))
+    }
+
+    /// The status document of one of the caller's images.
+    #[oai(path = "/images/:id", method = "get", operation_id = "get_image")]
+    async fn get(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<ImageResponse, ReadError> {
+        let record = gateway.image(&auth.0, &id.0).await?;
+        Ok(ImageResponse::Ok(Json(ImageDocument::from(&record))))
+    }
+
+    /// The caller's images, newest first.
+    #[oai(path = "/images", method = "get", operation_id = "list_images")]
+    async fn list(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        /// Only images in this status.
+        status: Query<Option<ImageStatusCode>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u32>>,
+    ) -> Result<PageResponse, ListError> {
+        let page = gateway.list(&auth.0, status.0.map(Into::into), cursor.0.as_deref(), limit.0).await?;
+        Ok(PageResponse::Ok(Json(ImagePage {
+            items: page.items.iter().map(ImageDocument::from).collect(),
+            next_cursor: page.next.as_ref().map(encode_cursor),
+        })))
+    }
+
+    /// Download the original as uploaded.
+    #[oai(path = "/images/:id/original", method = "get", operation_id = "download_original")]
+    async fn original(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<ImageBytes, ReadError> {
+        let record = gateway.image(&auth.0, &id.0).await?;
+        let stream = gateway.open(Bucket::Raw, &record.original).await?;
+        let file_name = format!("{}-original.{}", record.id, record.original.format.extension());
+        Ok(ImageBytes { stream, format: record.original.format, file_name })
+    }
+
+    /// Download the primary rendition; `404 not_processed` until the image is `COMPLETED`.
+    #[oai(path = "/images/:id/processed", method = "get", operation_id = "download_processed")]
+    async fn processed(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<ImageBytes, ReadError> {
+        download_variant(&gateway, &auth, &id.0, None).await.map_err(Into::into)
+    }
+
+    /// Download a named variant.
+    #[oai(path = "/images/:id/variants/:name", method = "get", operation_id = "download_variant")]
+    async fn variant(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        id: Path<String>,
+        name: Path<String>,
+    ) -> Result<ImageBytes, ReadError> {
+        download_variant(&gateway, &auth, &id.0, Some(&name.0)).await.map_err(Into::into)
+    }
+
+    /// Delete an image: its record, its original and every rendition.
+    #[oai(path = "/images/:id", method = "delete", operation_id = "delete_image")]
+    async fn delete(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<DeleteResponse, ReadError> {
+        gateway.delete(&auth.0, &id.0).await?;
+        Ok(DeleteResponse::Deleted)
+    }
+}
+
+async fn download_variant(gateway: &Gateway, auth: &BearerAuth, id: &str, name: Option<&str>) -> Result<ImageBytes, ApiError> {
+    let record = gateway.image(&auth.0, id).await?;
+    let not_ready = || ApiError::new(StatusCode::NOT_FOUND, "not_processed", "the image has no such processed file (yet); check its status");
+    if record.status != pixmill_actors::Status::Completed {
+        return Err(not_ready());
+    }
+    let variant = match name {
+        None => record.primary(),
+        Some(name) => record.variants.iter().find(|v| v.name.as_str() == name),
+    }
+    .ok_or_else(not_ready)?;
+    let stream = gateway.open(Bucket::Processed, &variant.image).await?;
+    let file_name = format!("{}-{}.{}", record.id, variant.name, variant.image.format.extension());
+    Ok(ImageBytes { stream, format: variant.image.format, file_name })
+}
+
+/// Reads the uploaded file, refusing it past `max_bytes` before reading it whole.
+async fn read_file(file: Upload, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
+    if file.size() as u64 > max_bytes {
+        return Err(pixmill_actors::transform::InputError::TooManyBytes { bytes: file.size() as u64, limit: max_bytes }.into());
+    }
+    file.into_vec().await.map_err(|error| {
+        tracing::warn!(error = %error, "could not read the uploaded file");
+        ApiError::bad_request("invalid_request", "the uploaded file could not be read")
+    })
+}
+
+/// Builds the job's renditions from the form: the primary one from `steps` or `preset`,
+/// then one per name in `variants`.
+fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
+    let invalid = |e: pixmill_actors::pipeline::StepError| ApiError::bad_request("invalid_steps", e.to_string());
+    let background = form
+        .background
+        .as_deref()
+        .map(Rgb::parse_hex)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("invalid_background", "background must be a hex colour like #ffffff"))?;
+    let overrides = |mut output: OutputSpec| {
+        if let Some(format) = form.format {
+            output.format = Some(format.into());
+        }
+        output.quality = form.quality.or(output.quality);
+        output.background = background.or(output.background);
+        output.animated = form.animated.unwrap_or(output.animated);
+        output
+    };
+
+    let (pipeline, output) = match (&form.steps, &form.preset) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("invalid_steps", "send either steps or preset, not both")),
+        (Some(steps), None) => (to_pipeline(&steps.0).map_err(invalid)?, OutputSpec::default()),
+        (None, Some(name)) => preset(gateway, name)?,
+        (None, None) => (Pipeline::default_thumbnail(), OutputSpec::default()),
+    };
+    let mut renditions = vec![Rendition { name: VariantName::main(), pipeline, output: overrides(output) }];
+    for name in form.variants.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
+        let variant = VariantName::parse(name).map_err(|e| ApiError::bad_request("unknown_preset", e.to_string()))?;
+        if renditions.iter().any(|r| r.name == variant) {
+            continue;
+        }
+        let (pipeline, output) = preset(gateway, name)?;
+        renditions.push(Rendition { name: variant, pipeline, output: overrides(output) });
+    }
+    Ok(JobSpec { renditions })
+}
+
+fn preset(gateway: &Gateway, name: &str) -> Result<(Pipeline, OutputSpec), ApiError> {
+    let preset = gateway.presets.get(name).ok_or_else(|| {
+        let known: Vec<&str> = gateway.presets.keys().map(String::as_str).collect();
+        ApiError::bad_request("unknown_preset", format!("no preset named {name:?}; configured presets: {known:?}"))
+    })?;
+    let pipeline = Pipeline::new(preset.steps.clone()).map_err(|e| ApiError::bad_request("invalid_steps", e.to_string()))?;
+    Ok((pipeline, preset.output.clone()))
+}

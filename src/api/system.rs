@@ -1,0 +1,88 @@
+//! `/v1/system`: what the actors are doing, for operators holding the admin role.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::errors::{error_responses, ApiError};
+use super::security::BearerAuth;
+use super::ApiTags;
+use crate::gateway::Gateway;
+
+/// One supervised actor.
+#[derive(Debug, Object)]
+pub struct ActorInfo {
+    /// Stable name: stage and slot, e.g. `transformer-0`.
+    pub name: String,
+    /// `consumer`, `downloader`, `transformer`, `persister` or `relay`.
+    pub role: String,
+    /// `starting`, `running`, `restarting` or `stopped`.
+    pub state: String,
+    pub restarts_total: u64,
+    /// Restarts in the last five minutes.
+    pub restarts_recent: u64,
+    pub mailbox_depth: u64,
+    pub mailbox_capacity: u64,
+    pub jobs_in_flight: u64,
+    pub jobs_done: u64,
+    pub jobs_failed: u64,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub last_failure_reason: Option<String>,
+}
+
+/// The supervision tree: one supervisor and its children.
+#[derive(Debug, Object)]
+pub struct ActorTree {
+    pub supervisor: String,
+    pub children: Vec<ActorInfo>,
+}
+
+#[derive(ApiResponse)]
+pub enum ActorsResponse {
+    #[oai(status = 200)]
+    Ok(Json<ActorTree>),
+}
+
+error_responses!(
+    /// Why the actor tree could not be read.
+    SystemError {
+        Unauthorized = 401: "Missing, invalid or expired token.",
+        Forbidden = 403: "The token lacks the admin role (`missing_role`).",
+        NotFound = 404: "This process runs no engine (a gateway-only process).",
+    }
+);
+
+pub struct SystemApi;
+
+#[OpenApi(prefix_path = "/v1/system", tag = "ApiTags::System")]
+impl SystemApi {
+    /// The supervision tree with every actor's counters.
+    #[oai(path = "/actors", method = "get", operation_id = "system_actors")]
+    async fn actors(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth) -> Result<ActorsResponse, SystemError> {
+        gateway.require_role(&auth.0, &gateway.admin_role)?;
+        let view = gateway.actors.as_ref().ok_or_else(|| {
+            ApiError::new(poem::http::StatusCode::NOT_FOUND, "no_engine", "this process runs no workers; ask a worker or standalone process")
+        })?;
+        let children = view()
+            .into_iter()
+            .map(|a| ActorInfo {
+                name: a.name,
+                role: a.stage.to_owned(),
+                state: a.state.as_str().to_owned(),
+                restarts_total: a.restarts_total,
+                restarts_recent: a.restarts_recent,
+                mailbox_depth: a.mailbox_depth as u64,
+                mailbox_capacity: a.mailbox_capacity as u64,
+                jobs_in_flight: a.jobs_in_flight as u64,
+                jobs_done: a.jobs_done,
+                jobs_failed: a.jobs_failed,
+                last_failure_at: a.last_failure_at,
+                last_failure_reason: a.last_failure_reason,
+            })
+            .collect();
+        Ok(ActorsResponse::Ok(Json(ActorTree { supervisor: "engine-supervisor".to_owned(), children })))
+    }
+}

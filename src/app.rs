@@ -1,0 +1,213 @@
+//! Building and running a pixmill process from its configuration: connect the backends,
+//! start the engine (standalone, worker), serve HTTP (standalone, gateway; the worker serves
+//! only its health and metrics), and shut down in the reverse order.
+
+mod auth_setup;
+pub mod backends;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pixmill_actors::faults::{FaultPlan, NoFaults};
+use pixmill_actors::{Engine, Ports};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::Server;
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::api;
+use crate::config::Config;
+use crate::gateway::Gateway;
+
+/// Which parts a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Gateway and workers in one process.
+    Standalone,
+    /// The HTTP API only.
+    Gateway,
+    /// The pipeline only, with a health and metrics listener.
+    Worker,
+}
+
+impl Mode {
+    fn runs_engine(self) -> bool {
+        matches!(self, Mode::Standalone | Mode::Worker)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Gateway => "gateway",
+            Mode::Worker => "worker",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Connect(#[from] backends::ConnectError),
+    #[error(transparent)]
+    Auth(#[from] auth_setup::AuthSetupError),
+    #[error("could not start the engine: {0}")]
+    Engine(#[from] pixmill_actors::engine::EngineError),
+    #[error("could not listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Hooks only tests set.
+pub struct StartOptions {
+    pub faults: Arc<dyn FaultPlan>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self { faults: Arc::new(NoFaults) }
+    }
+}
+
+/// A running process.
+pub struct App {
+    mode: Mode,
+    addr: SocketAddr,
+    gateway: Arc<Gateway>,
+    engine: Option<Arc<Engine>>,
+    server: JoinHandle<std::io::Result<()>>,
+    stop_server: oneshot::Sender<()>,
+    shutdown_grace: Duration,
+}
+
+impl App {
+    pub async fn start(config: Config, mode: Mode, options: StartOptions) -> Result<Self, StartError> {
+        let backends = backends::connect(&config).await?;
+        let verifier = auth_setup::verifier(&config, mode)?;
+        let engine = if mode.runs_engine() {
+            let ports = Ports {
+                objects: backends.objects.clone(),
+                metadata: backends.metadata.clone(),
+                queue: backends.queue.clone(),
+                events: backends.events.clone(),
+            };
+            let mut engine_config = config.engine.clone();
+            engine_config.limits = config.limits.clone();
+            Some(Arc::new(Engine::start(ports, engine_config, options.faults).await?))
+        } else {
+            None
+        };
+        let actors: Option<crate::gateway::ActorsView> = engine.clone().map(|engine| {
+            let view: crate::gateway::ActorsView = Arc::new(move || engine.actors());
+            view
+        });
+        let gateway = Arc::new(Gateway {
+            metadata: backends.metadata.clone(),
+            objects: backends.objects.clone(),
+            queue: backends.queue.clone(),
+            cache: backends.cache.clone(),
+            limiter: backends.limiter.clone(),
+            verifier,
+            limits: config.limits.clone(),
+            presets: config.presets.clone(),
+            upload_role: config.auth.upload_role.clone().filter(|r| !r.is_empty()),
+            admin_role: config.auth.admin_role.clone(),
+            publish_grace: config.server.publish_grace,
+            upload_slots: Arc::new(Semaphore::new(config.server.max_concurrent_uploads.max(1))),
+            draining: AtomicBool::new(false),
+            actors,
+        });
+
+        let listen_addr = if mode == Mode::Worker { config.worker.admin_addr } else { config.server.addr };
+        let acceptor = TcpListener::bind(listen_addr.to_string())
+            .into_acceptor()
+            .await
+            .map_err(|source| StartError::Listen { addr: listen_addr, source })?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .unwrap_or(listen_addr);
+        let (stop_server, stopped) = oneshot::channel::<()>();
+        let grace = config.server.shutdown_grace;
+        let server = match mode {
+            Mode::Worker => {
+                let app = api::worker_admin_app(gateway.clone());
+                tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, async { drop(stopped.await) }, Some(grace)))
+            }
+            _ => {
+                let app = api::app(gateway.clone(), config.server.request_timeout);
+                tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, async { drop(stopped.await) }, Some(grace)))
+            }
+        };
+
+        tracing::info!(
+            mode = mode.name(),
+            addr = %addr,
+            metadata = %backends.metadata.describe(),
+            objects = %backends.objects.describe(),
+            queue = %backends.queue.describe(),
+            cache = %backends.cache.describe(),
+            auth = %gateway.verifier.describe(),
+            "pixmill started"
+        );
+        Ok(Self { mode, addr, gateway, engine, server, stop_server, shutdown_grace: grace })
+    }
+
+    /// The address the HTTP listener is bound to (the real port when 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Jobs inside this process's pipeline right now.
+    pub fn jobs_in_flight(&self) -> usize {
+        self.engine.as_ref().map_or(0, |e| e.in_flight())
+    }
+
+    /// Stops taking uploads, lets in-flight requests finish, then drains the engine.
+    pub async fn shutdown(self) {
+        tracing::info!(mode = self.mode.name(), "shutting down");
+        self.gateway.start_draining();
+        let _ = self.stop_server.send(());
+        match tokio::time::timeout(self.shutdown_grace + Duration::from_secs(1), self.server).await {
+            Ok(Ok(Err(error))) => tracing::warn!(error = %error, "HTTP server ended with an error"),
+            Err(_) => tracing::warn!("HTTP server did not stop within the grace period"),
+            _ => {}
+        }
+        if let Some(engine) = self.engine {
+            match Arc::try_unwrap(engine) {
+                Ok(engine) => engine.shutdown().await,
+                Err(_) => tracing::warn!("engine still referenced; skipping its drain"),
+            }
+        }
+        tracing::info!("stopped");
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        self.shutdown().await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => drop(tokio::signal::ctrl_c().await),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tokio::signal::ctrl_c().await);
+}

@@ -1,0 +1,54 @@
+//! Which tokens a process trusts.
+
+use std::sync::Arc;
+
+use crate::auth::issuer::{IssuerError, LocalIssuer, LOCAL_ISSUER};
+use crate::auth::keys::{AnyOf, KeySource, LocalKeys, RemoteJwks};
+use crate::auth::TokenVerifier;
+use crate::config::Config;
+
+use super::Mode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+    #[error(
+        "no token issuer configured: set PIXMILL_AUTH__ISSUER to the Keycloak realm URL \
+         (e.g. http://localhost:8081/realms/pixmill), or, only for trying pixmill without \
+         Keycloak, PIXMILL_AUTH__TRUST_LOCAL_ISSUER_UNSAFE=true"
+    )]
+    NoIssuer,
+}
+
+/// Standalone mode trusts its own issuer (plus Keycloak when one is configured); a gateway
+/// trusts Keycloak, and the local issuer only when told to, loudly. A worker serves no
+/// authenticated endpoint and trusts nothing.
+pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupError> {
+    let mut issuers = Vec::new();
+    let mut sources: Vec<Arc<dyn KeySource>> = Vec::new();
+    let trust_local = match mode {
+        Mode::Standalone => true,
+        Mode::Gateway => config.auth.trust_local_issuer_unsafe,
+        Mode::Worker => false,
+    };
+    if let Some(issuer) = &config.auth.issuer {
+        issuers.push(issuer.clone());
+        sources.push(Arc::new(RemoteJwks::new(issuer.clone(), config.auth.jwks_url.clone())));
+    }
+    if trust_local {
+        if mode == Mode::Gateway {
+            tracing::warn!(
+                key_dir = %config.issuer_dir().display(),
+                "UNSAFE: this gateway trusts tokens minted by `pixmill token` with the local key; never do this in production"
+            );
+        }
+        let local = LocalIssuer::open_or_create(&config.issuer_dir())?;
+        issuers.push(LOCAL_ISSUER.to_owned());
+        sources.push(Arc::new(LocalKeys::new(local.jwks())));
+    }
+    if issuers.is_empty() && mode == Mode::Gateway {
+        return Err(AuthSetupError::NoIssuer);
+    }
+    Ok(TokenVerifier::new(issuers, config.auth.audience.clone(), config.auth.leeway.as_secs(), Arc::new(AnyOf(sources))))
+}

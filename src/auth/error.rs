@@ -1,0 +1,68 @@
+/// Why a request was not let in. Each has a stable code; all are `401` except a missing
+/// role (`403`) and an unreachable key server (`503`, the client did nothing wrong).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("this endpoint needs an Authorization: Bearer token")]
+    MissingToken,
+    #[error("the bearer token is not a well-formed JWT")]
+    Malformed,
+    #[error("tokens signed with {0} are not accepted")]
+    AlgorithmNotAllowed(String),
+    #[error("the token header carries {0}; key references in tokens are not trusted")]
+    ForbiddenHeader(&'static str),
+    #[error("the token was signed with a key the issuer does not publish")]
+    UnknownKey,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token has expired; get a new one")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued by an issuer this service does not trust")]
+    WrongIssuer,
+    #[error("the token was not issued for this service (audience)")]
+    WrongAudience,
+    #[error("the token lacks a required claim: {0}")]
+    MissingClaim(String),
+    #[error("this action needs the role {0}")]
+    MissingRole(String),
+    #[error("the issuer's keys could not be fetched; try again shortly")]
+    KeysUnavailable,
+}
+
+impl AuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::Malformed => "malformed_token",
+            Self::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            Self::ForbiddenHeader(_) => "forbidden_token_header",
+            Self::UnknownKey => "unknown_signing_key",
+            Self::BadSignature => "invalid_signature",
+            Self::Expired => "token_expired",
+            Self::NotYetValid => "token_not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::MissingRole(_) => "missing_role",
+            Self::KeysUnavailable => "auth_keys_unavailable",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingRole(_) => 403,
+            Self::KeysUnavailable => 503,
+            _ => 401,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750) for this refusal.
+    pub fn challenge(&self) -> String {
+        match self {
+            Self::MissingToken => "Bearer realm=\"pixmill\"".to_owned(),
+            Self::MissingRole(_) => "Bearer realm=\"pixmill\", error=\"insufficient_scope\"".to_owned(),
+            other => format!("Bearer realm=\"pixmill\", error=\"invalid_token\", error_description=\"{}\"", other.code()),
+        }
+    }
+}

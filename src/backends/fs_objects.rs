@@ -1,0 +1,223 @@
+//! Object storage in a local folder, for standalone mode: `<root>/<bucket>/<key>`, one folder
+//! per bucket and one file per object, the key's segments becoming nested folders.
+//!
+//! A write goes to a staging file inside the bucket's `~staging` folder, is flushed to disk,
+//! and is then renamed over the object's path. Rename within one filesystem is atomic, so a
+//! reader sees the old object or the whole new one, and a crash mid-write leaves only a
+//! staging file, never a partial object under the real name. `~` cannot occur in an
+//! [`ObjectKey`], so the staging folder can never collide with an object.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use pixmill_actors::ports::{
+    BackendError, Bucket, ErrorKind, ObjectKey, ObjectStore, ObjectStream,
+};
+use tokio_util::io::ReaderStream;
+
+const BACKEND: &str = "filesystem";
+
+/// Holds writes until they are complete; emptied at open.
+const STAGING_DIR: &str = "~staging";
+
+/// Chunk size of streamed reads: large enough that a download is not thousands of tiny
+/// writes, small enough that many concurrent downloads stay cheap.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Objects as files under one root folder.
+///
+/// Known limits: the content type is not kept (the metadata store records each object's
+/// format); a key cannot be both an object and a folder of another key (`a` and `a/b`), which
+/// pixmill's keys (`<image id>/<variant>.<ext>`) never need; emptied folders are left behind
+/// after a delete, because removing them would race with a concurrent write into them.
+#[derive(Clone, Debug)]
+pub struct FsObjectStore {
+    root: PathBuf,
+}
+
+impl FsObjectStore {
+    /// Opens (creating if needed) the store at `root` and removes staging files left by a
+    /// crash. Only this process may write under `root`: staging files of another live
+    /// process would be removed too.
+    pub async fn open(root: &Path) -> Result<Self, BackendError> {
+        let store = Self {
+            root: root.to_path_buf(),
+        };
+        store.ensure_buckets().await?;
+
+        let staging: Vec<PathBuf> = Bucket::ALL.iter().map(|b| store.staging(*b)).collect();
+        let removed = blocking(move || {
+            let mut removed = 0;
+            for dir in staging {
+                removed += clear_dir(&dir)?;
+            }
+            Ok(removed)
+        })
+        .await?;
+        if removed > 0 {
+            tracing::warn!(removed, root = %root.display(), "removed unfinished writes left by a crash");
+        }
+        Ok(store)
+    }
+
+    fn bucket_dir(&self, bucket: Bucket) -> PathBuf {
+        self.root.join(bucket.name())
+    }
+
+    fn staging(&self, bucket: Bucket) -> PathBuf {
+        self.bucket_dir(bucket).join(STAGING_DIR)
+    }
+
+    /// The object's path: each key segment is one path component. Keys are validated
+    /// (`[A-Za-z0-9._-]`, no `.` or `..`), so the path stays inside the bucket's folder.
+    fn object_path(&self, bucket: Bucket, key: &ObjectKey) -> PathBuf {
+        let mut path = self.bucket_dir(bucket);
+        path.extend(key.segments());
+        path
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FsObjectStore {
+    async fn ensure_buckets(&self) -> Result<(), BackendError> {
+        let dirs: Vec<PathBuf> = Bucket::ALL.iter().map(|b| self.staging(*b)).collect();
+        blocking(move || dirs.iter().try_for_each(std::fs::create_dir_all)).await
+    }
+
+    async fn put(
+        &self,
+        bucket: Bucket,
+        key: &ObjectKey,
+        body: Bytes,
+        _content_type: &str,
+    ) -> Result<(), BackendError> {
+        let target = self.object_path(bucket, key);
+        let staging = self.staging(bucket);
+        blocking(move || write_atomically(&staging, &target, &body)).await
+    }
+
+    async fn get(&self, bucket: Bucket, key: &ObjectKey) -> Result<Bytes, BackendError> {
+        let path = self.object_path(bucket, key);
+        match tokio::fs::read(&path).await {
+            Ok(data) => Ok(Bytes::from(data)),
+            Err(e) => Err(io_error(e, bucket, key)),
+        }
+    }
+
+    async fn get_stream(
+        &self,
+        bucket: Bucket,
+        key: &ObjectKey,
+    ) -> Result<ObjectStream, BackendError> {
+        let path = self.object_path(bucket, key);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error(e, bucket, key))?;
+        let length = file
+            .metadata()
+            .await
+            .map_err(|e| io_error(e, bucket, key))?
+            .len();
+
+        // The open file keeps its contents even if the object is replaced or deleted while
+        // the stream is read, so a download never mixes two versions.
+        Ok(ObjectStream {
+            length: Some(length),
+            body: ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
+        })
+    }
+
+    async fn delete(&self, bucket: Bucket, key: &ObjectKey) -> Result<(), BackendError> {
+        let path = self.object_path(bucket, key);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_missing(&e) => Ok(()),
+            Err(e) => Err(io_error(e, bucket, key)),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        let meta = tokio::fs::metadata(&self.root)
+            .await
+            .map_err(|e| BackendError::unavailable(BACKEND, e))?;
+        if !meta.is_dir() {
+            return Err(BackendError::new(
+                BACKEND,
+                ErrorKind::Unavailable,
+                format!("{} is not a folder", self.root.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("filesystem at {}", self.root.display())
+    }
+}
+
+/// Writes `body` to a fresh staging file, flushes it, renames it to `target` and flushes the
+/// target's folder so the rename itself survives a crash.
+fn write_atomically(staging: &Path, target: &Path, body: &[u8]) -> io::Result<()> {
+    let parent = target
+        .parent()
+        .ok_or_else(|| io::Error::other("object path has no parent folder"))?;
+    std::fs::create_dir_all(parent)?;
+
+    let temp = staging.join(format!("{}.part", uuid::Uuid::new_v4()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(body)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, target)?;
+        std::fs::File::open(parent)?.sync_all()
+    })();
+    if result.is_err() {
+        // Best effort: a leftover is removed at the next open anyway.
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Removes every file in `dir`; returns how many there were.
+fn clear_dir(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Runs blocking file work on tokio's blocking pool: one hop for the whole write instead of
+/// one per `tokio::fs` call.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| BackendError::internal(BACKEND, e))?
+        .map_err(|e| BackendError::internal(BACKEND, e))
+}
+
+/// Whether the error means "no such object": a folder where the key points is a key prefix
+/// of other objects, not an object.
+fn is_missing(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory
+    )
+}
+
+fn io_error(error: io::Error, bucket: Bucket, key: &ObjectKey) -> BackendError {
+    if is_missing(&error) {
+        BackendError::not_found(BACKEND, format!("{bucket}/{key}"))
+    } else {
+        BackendError::internal(BACKEND, error)
+    }
+}

@@ -1,0 +1,208 @@
+//! The production fast paths in Redis, shared by every gateway process: a write-through
+//! status cache with a TTL and a per-owner upload limit that is atomic across processes.
+//!
+//! Both use one [`RedisConnection`]: a bb8 pool of multiplexed connections, each checked
+//! with a `PING` before use so a restarted Redis is survived, every call (pool wait
+//! included) bounded by one timeout, and every key under a configurable prefix.
+
+mod rate_limit;
+mod status_cache;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bb8_redis::bb8::{ErrorSink, Pool, RunError};
+use bb8_redis::redis::{self, ConnectionAddr, FromRedisValue, IntoConnectionInfo, RedisError};
+use bb8_redis::RedisConnectionManager;
+use pixmill_actors::ports::{BackendError, ErrorKind};
+
+pub use self::rate_limit::RedisRateLimiter;
+pub use self::status_cache::RedisStatusCache;
+
+const BACKEND: &str = "redis";
+
+/// How to reach Redis and how long to wait for it.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// A `redis://[:password@]host:port[/db]` URL. May hold a password: it never appears
+    /// in `Debug` output or in `describe()`.
+    pub url: String,
+    /// Put in front of every key (`pixmill:` in production); tests use one per test.
+    pub key_prefix: String,
+    /// Connections the pool opens at most. Each is multiplexed, so a few go a long way.
+    pub pool_size: u32,
+    /// How long one call waits for a pooled connection, and then for Redis's answer.
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Settings with the defaults: prefix `pixmill:`, 8 connections, 1 s per call.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            key_prefix: "pixmill:".to_owned(),
+            pool_size: 8,
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &"<redacted>")
+            .field("key_prefix", &self.key_prefix)
+            .field("pool_size", &self.pool_size)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A pool of Redis connections plus the key prefix and the per-call timeout; cheap to
+/// clone, so the cache and the limiter share one.
+#[derive(Clone)]
+pub struct RedisConnection {
+    pool: Pool<RedisConnectionManager>,
+    last_connect_error: LastError,
+    prefix: String,
+    timeout: Duration,
+    description: String,
+}
+
+impl RedisConnection {
+    /// Builds the pool and checks that Redis answers.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, BackendError> {
+        let info = config.url.as_str().into_connection_info().map_err(|e| {
+            BackendError::new(BACKEND, ErrorKind::Rejected, "invalid Redis URL").with_source(e)
+        })?;
+        let description = describe(info.addr(), &config.key_prefix);
+        let manager = RedisConnectionManager::new(info).map_err(redis_error)?;
+        let last_connect_error = LastError::default();
+        let pool = Pool::builder()
+            .max_size(config.pool_size.max(1))
+            .connection_timeout(config.timeout)
+            .test_on_check_out(true)
+            // Report a refused connection as `Unavailable` at once instead of retrying it
+            // until the timeout: the gateway falls back to the store either way.
+            .retry_connection(false)
+            .error_sink(Box::new(last_connect_error.clone()))
+            .build_unchecked(manager);
+        let connection = Self {
+            pool,
+            last_connect_error,
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            description,
+        };
+        connection.ping().await?;
+        tracing::info!(redis = %connection.description, "redis fast paths ready");
+        Ok(connection)
+    }
+
+    /// Checks that Redis answers within the timeout.
+    pub async fn ping(&self) -> Result<(), BackendError> {
+        let pong: String = self.query(&redis::cmd("PING")).await?;
+        match pong.as_str() {
+            "PONG" => Ok(()),
+            other => Err(BackendError::new(
+                BACKEND,
+                ErrorKind::Internal,
+                format!("unexpected PING answer {other:?}"),
+            )),
+        }
+    }
+
+    /// A key under the configured prefix.
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = self.prefix.clone();
+        key.push_str(&parts.join(":"));
+        key
+    }
+
+    /// Runs one command on a pooled connection: at most `timeout` to get the connection,
+    /// then at most `timeout` for the answer.
+    async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, BackendError> {
+        let asked = Instant::now();
+        let mut conn = self.pool.get().await.map_err(|error| match error {
+            RunError::User(error) => redis_error(error),
+            RunError::TimedOut => self.last_connect_error.explain_wait(asked),
+        })?;
+        match tokio::time::timeout(self.timeout, command.query_async(&mut *conn)).await {
+            Ok(result) => result.map_err(redis_error),
+            Err(_) => Err(BackendError::timeout(BACKEND, "redis call timed out")),
+        }
+    }
+}
+
+/// The pool's most recent failure to open a connection. bb8 opens connections in the
+/// background and only tells a waiting caller that it timed out; this sink keeps the
+/// reason, so a refused connection is reported as `Unavailable`, not as a slow Redis.
+#[derive(Clone, Debug, Default)]
+struct LastError(Arc<Mutex<Option<(Instant, RedisError)>>>);
+
+impl LastError {
+    /// Why a wait that began at `asked` timed out: a connection attempt failed meanwhile,
+    /// or the pool was simply busy.
+    fn explain_wait(&self, asked: Instant) -> BackendError {
+        let last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*last {
+            Some((at, error)) if *at >= asked => BackendError::new(
+                BACKEND,
+                ErrorKind::Unavailable,
+                format!("cannot connect: {error}"),
+            ),
+            _ => BackendError::timeout(BACKEND, "timed out waiting for a pooled connection"),
+        }
+    }
+}
+
+impl ErrorSink<RedisError> for LastError {
+    fn sink(&self, error: RedisError) {
+        tracing::debug!(%error, "redis connection attempt failed");
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), error));
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<RedisError>> {
+        Box::new(self.clone())
+    }
+}
+
+/// Maps a client error: lost or refused connections are `Unavailable`, timeouts `Timeout`.
+fn redis_error(error: RedisError) -> BackendError {
+    let kind = if error.is_timeout() {
+        ErrorKind::Timeout
+    } else if error.is_io_error() || error.is_connection_refusal() || error.is_connection_dropped()
+    {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Internal
+    };
+    BackendError::new(BACKEND, kind, error.to_string()).with_source(error)
+}
+
+fn describe(addr: &ConnectionAddr, prefix: &str) -> String {
+    let addr = match addr {
+        ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+        ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port} (tls)"),
+        ConnectionAddr::Unix(path) => path.display().to_string(),
+        _ => "?".to_owned(),
+    };
+    format!("redis {addr} prefix {prefix:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_never_shows_the_password() {
+        let config = RedisConfig::new("redis://:hunter2@cache.local:6380/2");
+        let info = config.url.as_str().into_connection_info().unwrap();
+
+        let text = describe(info.addr(), &config.key_prefix);
+
+        assert_eq!(text, "redis cache.local:6380 prefix \"pixmill:\"");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

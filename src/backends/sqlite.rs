@@ -1,0 +1,491 @@
+//! The embedded metadata store for standalone mode: one SQLite file in the data directory.
+//!
+//! Durability: WAL journal with `synchronous = FULL`, so a write the store acknowledged is on
+//! disk and survives a crash or power loss, not only a clean restart.
+
+mod codec;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pixmill_actors::ports::{
+    BackendError, Claim, ClaimedJob, Completion, ErrorKind, JobMessage, MetadataStore,
+};
+use pixmill_actors::record::{Cursor, ListQuery, NewImage, Page};
+use pixmill_actors::{ImageId, ImageRecord, JobError, Owner};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+
+use self::codec::{json_text, micros, read_row, StoredRow, COLUMNS};
+use super::metadata_rules::{decide_claim, now_micros, page_limit, to_micros, ClaimRow, ClaimStep};
+
+const BACKEND: &str = "sqlite";
+
+/// The schema, applied when the file's `user_version` is below 1.
+const V1: &str = include_str!("../../sql/sqlite/1_create_images.sql");
+
+/// How long a statement waits for a lock held by another process on the same file (a
+/// second `pixmill` pointed at the same data directory) before failing with `Timeout`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`MetadataStore`] in one SQLite file.
+///
+/// One connection behind a mutex serves every call, each on the blocking pool: SQLite
+/// allows a single writer anyway, and a standalone engine's load (a few claims and status
+/// writes per image) is far below what one connection sustains. Reads therefore queue behind
+/// writes; a deployment that outgrows this belongs on PostgreSQL.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` and brings its schema up to date. Creates
+    /// the parent directory if needed. Blocks the calling thread briefly: call it at start.
+    pub fn open(path: &Path) -> Result<Self, BackendError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| BackendError::unavailable(BACKEND, e))?;
+        }
+        let mut conn = Connection::open(path).map_err(sql_error)?;
+        configure(&conn).map_err(sql_error)?;
+        migrate(&mut conn).map_err(sql_error)?;
+        tracing::info!(path = %path.display(), "sqlite metadata store open");
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Runs `op` on the connection, off the async executor.
+    async fn run<T, F>(&self, op: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let task = tokio::task::spawn_blocking(move || {
+            // A panic inside `op` rolled its transaction back while unwinding (rusqlite
+            // transactions roll back on drop), so the connection is safe to keep using.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            op(&mut conn)
+        });
+        match task.await {
+            Ok(result) => result.map_err(sql_error),
+            Err(join) => Err(BackendError::internal(BACKEND, join)),
+        }
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version >= 1 {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(V1)?;
+    tx.pragma_update(None, "user_version", 1)?;
+    tx.commit()
+}
+
+/// Maps SQLite's error codes onto the ports' kinds.
+fn sql_error(error: rusqlite::Error) -> BackendError {
+    use rusqlite::ErrorCode as Code;
+
+    let kind = match error.sqlite_error_code() {
+        Some(Code::DatabaseBusy | Code::DatabaseLocked) => ErrorKind::Timeout,
+        Some(Code::CannotOpen | Code::SystemIoFailure | Code::DiskFull | Code::ReadOnly) => {
+            ErrorKind::Unavailable
+        }
+        Some(Code::ConstraintViolation) => ErrorKind::Rejected,
+        _ => ErrorKind::Internal,
+    };
+    BackendError::new(BACKEND, kind, error.to_string()).with_source(error)
+}
+
+fn select_one(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Option<StoredRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM images WHERE {filter}");
+    conn.query_row(&sql, params, read_row).optional()
+}
+
+fn by_id(conn: &Connection, id: ImageId) -> rusqlite::Result<Option<StoredRow>> {
+    select_one(conn, "id = ?1", [id.to_string()])
+}
+
+fn by_owner(conn: &Connection, owner: &Owner, id: ImageId) -> rusqlite::Result<Option<StoredRow>> {
+    select_one(
+        conn,
+        "id = ?1 AND owner = ?2",
+        [id.to_string(), owner.to_string()],
+    )
+}
+
+fn by_key(conn: &Connection, owner: &Owner, key: &str) -> rusqlite::Result<Option<StoredRow>> {
+    select_one(
+        conn,
+        "owner = ?1 AND idempotency_key = ?2",
+        [owner.as_str(), key],
+    )
+}
+
+/// Re-reads a row the caller just wrote inside the same transaction.
+fn reread(conn: &Connection, id: ImageId) -> rusqlite::Result<ImageRecord> {
+    by_id(conn, id)?
+        .map(|row| row.record)
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+fn insert(
+    conn: &mut Connection,
+    image: &NewImage,
+) -> rusqlite::Result<Result<ImageRecord, ImageRecord>> {
+    // The single connection serialises writers, so check-then-insert cannot race; the
+    // unique index still backs it up against a second process on the same file.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(key) = &image.idempotency_key {
+        if let Some(existing) = by_key(&tx, &image.owner, key)? {
+            return Ok(Err(existing.record));
+        }
+    }
+    let created = micros(to_micros(image.created_at));
+    tx.execute(
+        "INSERT INTO images (id, owner, status, spec, original, variants, attempts, \
+             dispatch_at, idempotency_key, created_at, updated_at) \
+         VALUES (?1, ?2, 'PENDING', ?3, ?4, '[]', 0, ?5, ?6, ?7, ?7)",
+        params![
+            image.id.to_string(),
+            image.owner.as_str(),
+            json_text(&image.spec)?,
+            json_text(&image.original)?,
+            micros(image.dispatch_at),
+            image.idempotency_key,
+            created,
+        ],
+    )?;
+    let record = reread(&tx, image.id)?;
+    tx.commit()?;
+    Ok(Ok(record))
+}
+
+fn list(conn: &Connection, owner: &Owner, query: &ListQuery) -> rusqlite::Result<Page> {
+    let limit = page_limit(query.limit);
+    let mut filters = vec!["owner = ?".to_owned()];
+    let mut values = vec![Value::Text(owner.to_string())];
+    if let Some(status) = query.status {
+        filters.push("status = ?".to_owned());
+        values.push(Value::Text(status.as_str().to_owned()));
+    }
+    if let Some(after) = query.after {
+        filters.push("(created_at < ? OR (created_at = ? AND id < ?))".to_owned());
+        let at = micros(to_micros(after.created_at));
+        values.extend([
+            Value::Integer(at),
+            Value::Integer(at),
+            Value::Text(after.id.to_string()),
+        ]);
+    }
+    // One row beyond the page says whether a next page exists.
+    values.push(Value::Integer(i64::from(limit) + 1));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM images WHERE {} ORDER BY created_at DESC, id DESC LIMIT ?",
+        filters.join(" AND ")
+    );
+    let mut statement = conn.prepare(&sql)?;
+    let rows = statement.query_map(params_from_iter(values), read_row)?;
+    let mut items = rows
+        .map(|row| row.map(|row| row.record))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(Cursor::of)
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+fn delete(
+    conn: &mut Connection,
+    owner: &Owner,
+    id: ImageId,
+) -> rusqlite::Result<Option<ImageRecord>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(row) = by_owner(&tx, owner, id)? else {
+        return Ok(None);
+    };
+    tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
+    tx.commit()?;
+    Ok(Some(row.record))
+}
+
+fn claim(
+    conn: &mut Connection,
+    id: ImageId,
+    lease: Duration,
+    max_attempts: u32,
+) -> rusqlite::Result<Claim> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(row) = by_id(&tx, id)? else {
+        return Ok(Claim::Missing);
+    };
+    let now = now_micros();
+    let state = ClaimRow {
+        status: row.record.status,
+        attempts: row.record.attempts,
+        lease_expires_at: row.lease_expires_at,
+        last_error: row.record.error.as_ref(),
+    };
+    let claim = match decide_claim(&state, now, lease, max_attempts) {
+        ClaimStep::Finished => Claim::Finished,
+        ClaimStep::LeasedElsewhere => Claim::LeasedElsewhere,
+        ClaimStep::Exhaust(error) => {
+            tx.execute(
+                "UPDATE images SET status = 'FAILED', error_code = ?2, error_message = ?3, \
+                     lease_expires_at = NULL, dispatch_at = NULL, updated_at = ?4 \
+                 WHERE id = ?1",
+                params![id.to_string(), error.code, error.message, micros(now)],
+            )?;
+            Claim::Exhausted(reread(&tx, id)?)
+        }
+        ClaimStep::Take {
+            attempt,
+            lease_until,
+        } => {
+            tx.execute(
+                "UPDATE images SET status = 'PROCESSING', attempts = ?2, \
+                     lease_expires_at = ?3, dispatch_at = NULL, updated_at = ?4 \
+                 WHERE id = ?1",
+                params![id.to_string(), attempt, micros(lease_until), micros(now)],
+            )?;
+            let record = reread(&tx, id)?;
+            Claim::Claimed(ClaimedJob { attempt, record })
+        }
+    };
+    tx.commit()?;
+    Ok(claim)
+}
+
+/// Runs a worker's write, guarded by its attempt: only the current attempt of a job still
+/// in `PROCESSING` may change the row.
+fn guarded_update(
+    conn: &Connection,
+    set: &str,
+    id: ImageId,
+    attempt: u32,
+    values: Vec<Value>,
+) -> rusqlite::Result<bool> {
+    let sql = format!(
+        "UPDATE images SET {set}, lease_expires_at = NULL, updated_at = ? \
+         WHERE id = ? AND attempts = ? AND status = 'PROCESSING'"
+    );
+    let guard = [
+        Value::Integer(micros(now_micros())),
+        Value::Text(id.to_string()),
+        Value::Integer(i64::from(attempt)),
+    ];
+    let changed = conn.execute(&sql, params_from_iter(values.into_iter().chain(guard)))?;
+    Ok(changed == 1)
+}
+
+fn error_values(error: &JobError) -> [Value; 2] {
+    [
+        Value::Text(error.code.clone()),
+        Value::Text(error.message.clone()),
+    ]
+}
+
+fn due_dispatches(
+    conn: &mut Connection,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> rusqlite::Result<Vec<(JobMessage, DateTime<Utc>)>> {
+    let now = micros(to_micros(now));
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // An expired lease means its worker died: mark the job due now so the relay's confirm
+    // (`mark_dispatched`) has a mark to clear. Dropping the lease keeps the next scan from
+    // finding the same job again once the confirm cleared the mark.
+    tx.execute(
+        "UPDATE images SET dispatch_at = ?1, lease_expires_at = NULL \
+         WHERE id IN (SELECT id FROM images \
+                      WHERE status = 'PROCESSING' AND lease_expires_at <= ?1 \
+                      ORDER BY lease_expires_at LIMIT ?2)",
+        params![now, limit],
+    )?;
+    let due = {
+        let mut statement = tx.prepare(&format!(
+            "SELECT {COLUMNS} FROM images WHERE dispatch_at <= ?1 \
+             ORDER BY dispatch_at, id LIMIT ?2"
+        ))?;
+        let rows = statement.query_map(params![now, limit], read_row)?;
+        rows.map(|row| row.map(dispatch_of))
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    tx.commit()?;
+    Ok(due.into_iter().flatten().collect())
+}
+
+fn dispatch_of(row: StoredRow) -> Option<(JobMessage, DateTime<Utc>)> {
+    let due = row.dispatch_at?;
+    let job = JobMessage {
+        image_id: row.record.id,
+        owner: row.record.owner,
+        trace_id: None,
+    };
+    Some((job, due))
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn insert(
+        &self,
+        image: &NewImage,
+    ) -> Result<Result<ImageRecord, ImageRecord>, BackendError> {
+        let image = image.clone();
+        self.run(move |conn| insert(conn, &image)).await
+    }
+
+    async fn get(&self, owner: &Owner, id: ImageId) -> Result<Option<ImageRecord>, BackendError> {
+        let owner = owner.clone();
+        self.run(move |conn| Ok(by_owner(conn, &owner, id)?.map(|row| row.record)))
+            .await
+    }
+
+    async fn find_by_idempotency_key(
+        &self,
+        owner: &Owner,
+        key: &str,
+    ) -> Result<Option<ImageRecord>, BackendError> {
+        let (owner, key) = (owner.clone(), key.to_owned());
+        self.run(move |conn| Ok(by_key(conn, &owner, &key)?.map(|row| row.record)))
+            .await
+    }
+
+    async fn list(&self, owner: &Owner, query: &ListQuery) -> Result<Page, BackendError> {
+        let (owner, query) = (owner.clone(), query.clone());
+        self.run(move |conn| list(conn, &owner, &query)).await
+    }
+
+    async fn delete(
+        &self,
+        owner: &Owner,
+        id: ImageId,
+    ) -> Result<Option<ImageRecord>, BackendError> {
+        let owner = owner.clone();
+        self.run(move |conn| delete(conn, &owner, id)).await
+    }
+
+    async fn claim(
+        &self,
+        id: ImageId,
+        lease: Duration,
+        max_attempts: u32,
+    ) -> Result<Claim, BackendError> {
+        self.run(move |conn| claim(conn, id, lease, max_attempts))
+            .await
+    }
+
+    async fn complete(
+        &self,
+        id: ImageId,
+        attempt: u32,
+        done: &Completion,
+    ) -> Result<bool, BackendError> {
+        let variants = json_text(&done.variants).map_err(sql_error)?;
+        self.run(move |conn| {
+            let set = "status = 'COMPLETED', variants = ?, error_code = NULL, \
+                       error_message = NULL, dispatch_at = NULL";
+            guarded_update(conn, set, id, attempt, vec![Value::Text(variants)])
+        })
+        .await
+    }
+
+    async fn fail(
+        &self,
+        id: ImageId,
+        attempt: u32,
+        error: &JobError,
+    ) -> Result<bool, BackendError> {
+        let values = error_values(error).to_vec();
+        self.run(move |conn| {
+            let set = "status = 'FAILED', error_code = ?, error_message = ?, dispatch_at = NULL";
+            guarded_update(conn, set, id, attempt, values)
+        })
+        .await
+    }
+
+    async fn retry_later(
+        &self,
+        id: ImageId,
+        attempt: u32,
+        error: &JobError,
+        retry_at: DateTime<Utc>,
+    ) -> Result<bool, BackendError> {
+        let mut values = error_values(error).to_vec();
+        values.push(Value::Integer(micros(to_micros(retry_at))));
+        self.run(move |conn| {
+            let set = "status = 'PENDING', error_code = ?, error_message = ?, dispatch_at = ?";
+            guarded_update(conn, set, id, attempt, values)
+        })
+        .await
+    }
+
+    async fn mark_dispatched(&self, id: ImageId, due: DateTime<Utc>) -> Result<(), BackendError> {
+        let due = micros(to_micros(due));
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE images SET dispatch_at = NULL WHERE id = ?1 AND dispatch_at <= ?2",
+                params![id.to_string(), due],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn due_dispatches(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(JobMessage, DateTime<Utc>)>, BackendError> {
+        self.run(move |conn| due_dispatches(conn, now, limit)).await
+    }
+
+    async fn redispatch_unfinished(&self, now: DateTime<Utc>) -> Result<u64, BackendError> {
+        let now = micros(to_micros(now));
+        self.run(move |conn| {
+            // Only one engine runs on this file, so a `PROCESSING` job's worker is gone: its
+            // lease goes too, or the job would wait for it to expire.
+            let changed = conn.execute(
+                "UPDATE images SET dispatch_at = ?1, \
+                     lease_expires_at = CASE WHEN status = 'PROCESSING' THEN NULL \
+                                             ELSE lease_expires_at END \
+                 WHERE status IN ('PENDING', 'PROCESSING')",
+                [now],
+            )?;
+            Ok(changed as u64)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        self.run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+}

@@ -1,0 +1,154 @@
+//! The `pixmill` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{App, Mode, StartOptions};
+use crate::auth::issuer::LocalIssuer;
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "pixmill", version, about = "Image processing backend: upload, process, download")]
+pub struct Cli {
+    /// A TOML configuration file (see pixmill.example.toml); also PIXMILL_CONFIG.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Gateway and workers in one process, on embedded backends in the data directory.
+    Standalone {
+        /// Listen address.
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        /// Where the database, the objects and the token key are kept.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The HTTP API only.
+    Gateway {
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+    /// The processing pipeline only (health on --admin-addr).
+    Worker {
+        #[arg(long)]
+        admin_addr: Option<SocketAddr>,
+    },
+    /// Print a bearer token signed by the standalone issuer's key.
+    Token {
+        /// The owner: the token's `sub`.
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// How long the token is valid, e.g. `1h`, `30m`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// A realm role to carry (repeatable), e.g. `pixmill-admin`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Print the OpenAPI spec the server serves.
+    Openapi,
+    /// Exit 0 when URL answers with a 2xx status (for container health checks).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Openapi => {
+            println!("{}", crate::api::spec_json());
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck { url } => healthcheck(&url).await,
+        command => match load(cli.config, command).await {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("pixmill: {message}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn load(file: Option<PathBuf>, command: Command) -> Result<ExitCode, String> {
+    let mut config = Config::load(file.as_deref()).map_err(|e| e.to_string())?;
+    match command {
+        Command::Token { sub, data_dir, ttl, roles } => {
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            let issuer = LocalIssuer::open_or_create(&config.issuer_dir()).map_err(|e| e.to_string())?;
+            let token = issuer.mint(&sub, &roles, ttl, &config.auth.audience).map_err(|e| e.to_string())?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Standalone { addr, data_dir } => {
+            if let Some(addr) = addr {
+                config.server.addr = addr;
+            }
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            serve(config, Mode::Standalone).await
+        }
+        Command::Gateway { addr } => {
+            if let Some(addr) = addr {
+                config.server.addr = addr;
+            }
+            serve(config, Mode::Gateway).await
+        }
+        Command::Worker { admin_addr } => {
+            if let Some(addr) = admin_addr {
+                config.worker.admin_addr = addr;
+            }
+            serve(config, Mode::Worker).await
+        }
+        Command::Openapi | Command::Healthcheck { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn serve(config: Config, mode: Mode) -> Result<ExitCode, String> {
+    crate::telemetry::init(config.log.format);
+    let data_dir = config.data_dir.clone();
+    let app = App::start(config, mode, StartOptions::default()).await.map_err(|e| e.to_string())?;
+    if mode == Mode::Standalone {
+        let dir = data_dir.display();
+        tracing::info!(
+            url = %format!("http://{}", app.addr()),
+            data_dir = %dir,
+            docs = %format!("http://{}/docs", app.addr()),
+            get_a_token = %format!("pixmill token --sub alice --data-dir {dir}"),
+            "standalone pixmill is ready"
+        );
+    }
+    app.run_until_signal().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build();
+    let Ok(client) = client else { return ExitCode::FAILURE };
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("{url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("{url} did not answer: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

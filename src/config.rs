@@ -1,0 +1,279 @@
+//! One configuration model for every process, in layers: typed defaults, then an optional
+//! TOML file (`--config` or `PIXMILL_CONFIG`), then `PIXMILL_*` environment variables (`__`
+//! nests: `PIXMILL_QUEUE__URL`), then command-line flags. `pixmill.example.toml` at the repo
+//! root names every key with its variable and default.
+
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use pixmill_actors::EngineConfig;
+use pixmill_actors::pipeline::{Fit, Gravity, Resize};
+use pixmill_actors::Step;
+use serde::{Deserialize, Serialize};
+
+pub use crate::gateway::PresetConfig;
+pub use secret::{redact_url, Secret};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Where standalone mode keeps its database, objects and issuer key.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub worker: WorkerConfig,
+    pub metadata: MetadataConfig,
+    pub objects: ObjectsConfig,
+    pub queue: QueueConfig,
+    pub cache: CacheConfig,
+    pub auth: AuthConfig,
+    pub limits: UploadLimits,
+    pub engine: EngineConfig,
+    pub log: LogConfig,
+    /// Named pipelines usable as `preset` and `variants` on upload.
+    pub presets: BTreeMap<String, PresetConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            worker: WorkerConfig::default(),
+            metadata: MetadataConfig::default(),
+            objects: ObjectsConfig::default(),
+            queue: QueueConfig::default(),
+            cache: CacheConfig::default(),
+            auth: AuthConfig::default(),
+            limits: UploadLimits::default(),
+            engine: EngineConfig::default(),
+            log: LogConfig::default(),
+            presets: default_presets(),
+        }
+    }
+}
+
+fn resize(width: u32, height: u32, fit: Fit) -> Step {
+    Step::Resize(Resize { width: Some(width), height: Some(height), fit, gravity: Gravity::Centre, background: None, upscale: false })
+}
+
+/// `thumbnail` (a 200x200 square, cropped) and `medium` (inside 800x800).
+fn default_presets() -> BTreeMap<String, PresetConfig> {
+    let preset = |step| PresetConfig { steps: vec![step], output: Default::default() };
+    BTreeMap::from([
+        ("thumbnail".to_owned(), preset(resize(200, 200, Fit::Cover))),
+        ("medium".to_owned(), preset(resize(800, 800, Fit::Inside))),
+    ])
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    /// Longest time one request may take, the upload's body included.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Uploads handled at once per gateway; more wait for a slot.
+    pub max_concurrent_uploads: usize,
+    /// How long the gateway waits for in-flight requests on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// After a commit, how long the relay waits for the gateway's own publish before it
+    /// publishes the job itself.
+    #[serde(with = "humantime_serde")]
+    pub publish_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout: Duration::from_secs(60),
+            max_concurrent_uploads: 64,
+            shutdown_grace: Duration::from_secs(10),
+            publish_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Health and metrics listener of a `pixmill worker` process.
+    pub admin_addr: SocketAddr,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { admin_addr: SocketAddr::from(([127, 0, 0, 1], 9090)) }
+    }
+}
+
+/// `sqlite://PATH` (embedded; default: `pixmill.db` in the data dir) or `postgres://...`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetadataConfig {
+    pub url: Option<Secret>,
+    /// PostgreSQL schema to use (created if missing); for isolating tests and tenants.
+    pub schema: Option<String>,
+    pub pool_size: usize,
+}
+
+/// `file://PATH` (embedded; default: `objects/` in the data dir) or `http(s)://` / `s3://`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ObjectsConfig {
+    pub url: Option<String>,
+    pub access_key: Secret,
+    pub secret_key: Secret,
+    pub region: Option<String>,
+    /// Prepended to both bucket names; for isolating tests.
+    pub bucket_prefix: String,
+}
+
+/// `memory://` (embedded, the default) or `amqp://...`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueConfig {
+    pub url: Option<Secret>,
+    pub name: String,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { url: None, name: "image_processing_queue".to_owned() }
+    }
+}
+
+/// `memory://` (default) or `redis://...`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheConfig {
+    pub url: Option<Secret>,
+    /// Prefix of every Redis key; for isolating tests.
+    pub key_prefix: String,
+    /// Uploads allowed per owner per window.
+    pub uploads_per_window: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { url: None, key_prefix: "pixmill:".to_owned(), uploads_per_window: 120, window: Duration::from_secs(60) }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// The `iss` tokens must carry, e.g. `https://keycloak.example/realms/pixmill`. Unset:
+    /// only the standalone issuer is trusted (and only in standalone mode, or with
+    /// `trust_local_issuer_unsafe`).
+    pub issuer: Option<String>,
+    /// Where to fetch keys; default: `jwks_uri` of the issuer's discovery document.
+    pub jwks_url: Option<String>,
+    /// Accepted in `aud`, or in `azp` when a token has no `aud`.
+    pub audience: String,
+    /// Realm role required to upload; empty means none.
+    pub upload_role: Option<String>,
+    /// Realm role that may read `/v1/system/*`.
+    pub admin_role: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Also trust tokens from `pixmill token` (the data dir's key) in gateway mode. For trying
+    /// pixmill without Keycloak; never in production.
+    pub trust_local_issuer_unsafe: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            jwks_url: None,
+            audience: "pixmill-api".to_owned(),
+            upload_role: None,
+            admin_role: "pixmill-admin".to_owned(),
+            leeway: Duration::from_secs(30),
+            trust_local_issuer_unsafe: false,
+        }
+    }
+}
+
+/// What an upload may be; checked from the header before anything is stored.
+pub type UploadLimits = pixmill_actors::transform::InputLimits;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when standard error is not a terminal, readable text when it is.
+    #[default]
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Config {
+    /// Defaults, then the file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os("PIXMILL_CONFIG").map(PathBuf::from));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("PIXMILL_").ignore(&["CONFIG"]).split("__"));
+        figment.extract().map_err(|e| ConfigError(Box::new(e)))
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("pixmill.db")
+    }
+
+    pub fn objects_root(&self) -> PathBuf {
+        self.data_dir.join("objects")
+    }
+
+    pub fn issuer_dir(&self) -> PathBuf {
+        self.data_dir.join("issuer")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PIXMILL_QUEUE__NAME", "q2");
+            jail.set_env("PIXMILL_SERVER__ADDR", "0.0.0.0:9999");
+            jail.set_env("PIXMILL_ENGINE__LEASE", "5s");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.queue.name, "q2");
+            assert_eq!(config.server.addr.port(), 9999);
+            assert_eq!(config.engine.lease, Duration::from_secs(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_name_the_fixed_queue() {
+        assert_eq!(Config::default().queue.name, "image_processing_queue");
+    }
+}

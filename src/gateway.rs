@@ -1,0 +1,155 @@
+//! What the HTTP API does, independent of HTTP: upload, read, list, download and delete,
+//! each scoped to the calling owner. The handlers in [`crate::api`] only translate.
+
+mod upload;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use pixmill_actors::ports::{Bucket, JobQueue, MetadataStore, ObjectKey, ObjectStore, ObjectStream};
+use pixmill_actors::record::{Cursor, ListQuery, Page};
+use pixmill_actors::stats::ActorSnapshot;
+use pixmill_actors::transform::InputLimits;
+use pixmill_actors::{ImageId, ImageRecord, Status, StoredImage};
+use tokio::sync::Semaphore;
+
+pub use upload::{PresetConfig, UploadRequest};
+
+use crate::api::errors::ApiError;
+use crate::auth::{Principal, TokenVerifier};
+use crate::fastpath::{RateLimiter, StatusCache};
+
+/// Reads the engine's actors, when this process runs one.
+pub type ActorsView = Arc<dyn Fn() -> Vec<ActorSnapshot> + Send + Sync>;
+
+/// Everything the API needs, shared by all requests.
+pub struct Gateway {
+    pub metadata: Arc<dyn MetadataStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub queue: Arc<dyn JobQueue>,
+    pub cache: Arc<dyn StatusCache>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub verifier: TokenVerifier,
+    pub limits: InputLimits,
+    pub presets: BTreeMap<String, PresetConfig>,
+    pub upload_role: Option<String>,
+    pub admin_role: String,
+    pub publish_grace: Duration,
+    /// Uploads in progress at most; each holds a permit while its body is checked and
+    /// stored, so a burst of large uploads cannot exhaust memory.
+    pub upload_slots: Arc<Semaphore>,
+    /// Set on shutdown: new uploads get `503 shutting_down`.
+    pub draining: AtomicBool,
+    pub actors: Option<ActorsView>,
+}
+
+/// Longest page of a listing.
+pub const MAX_PAGE: u32 = 100;
+
+impl Gateway {
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// The caller's image. Final statuses are served from the cache when present; anything
+    /// still moving is read from the metadata store, which stays the source of truth.
+    pub async fn image(&self, who: &Principal, raw_id: &str) -> Result<ImageRecord, ApiError> {
+        let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
+        match self.cache.get(id).await {
+            Ok(Some(record)) if record.owner == who.owner => return Ok(record),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "status cache unavailable; reading the database"),
+        }
+        let record = self
+            .metadata
+            .get(&who.owner, id)
+            .await
+            .map_err(|e| ApiError::backend(&e))?
+            .ok_or_else(ApiError::image_not_found)?;
+        if record.status.is_final() {
+            if let Err(error) = self.cache.put(&record).await {
+                tracing::debug!(error = %error, "could not fill the status cache");
+            }
+        }
+        Ok(record)
+    }
+
+    pub async fn list(
+        &self,
+        who: &Principal,
+        status: Option<Status>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page, ApiError> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let query = ListQuery { status, after, limit: limit.unwrap_or(20).clamp(1, MAX_PAGE) };
+        self.metadata.list(&who.owner, &query).await.map_err(|e| ApiError::backend(&e))
+    }
+
+    /// Removes the record first (so the image is gone for the owner at once), then its
+    /// objects. An object left behind by a failed removal is logged; nothing serves it.
+    pub async fn delete(&self, who: &Principal, raw_id: &str) -> Result<(), ApiError> {
+        let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
+        let record = self
+            .metadata
+            .delete(&who.owner, id)
+            .await
+            .map_err(|e| ApiError::backend(&e))?
+            .ok_or_else(ApiError::image_not_found)?;
+        if let Err(error) = self.cache.invalidate(id).await {
+            tracing::warn!(image_id = %id, error = %error, "could not invalidate the status cache");
+        }
+        let keys = std::iter::once((Bucket::Raw, record.original.key.clone()))
+            .chain(record.variants.iter().map(|v| (Bucket::Processed, v.image.key.clone())));
+        for (bucket, key) in keys {
+            let Ok(key) = ObjectKey::parse(key) else { continue };
+            if let Err(error) = self.objects.delete(bucket, &key).await {
+                tracing::warn!(image_id = %id, bucket = %bucket, key = %key, error = %error, "could not delete object");
+            }
+        }
+        tracing::info!(image_id = %id, "image deleted");
+        Ok(())
+    }
+
+    /// Opens a stored file of the caller's image for download.
+    pub async fn open(&self, bucket: Bucket, image: &StoredImage) -> Result<ObjectStream, ApiError> {
+        let key = ObjectKey::parse(image.key.clone()).map_err(|_| ApiError::internal())?;
+        match self.objects.get_stream(bucket, &key).await {
+            Ok(stream) => Ok(stream),
+            Err(error) if error.is_not_found() => Err(ApiError::image_not_found()),
+            Err(error) => Err(ApiError::backend(&error)),
+        }
+    }
+
+    pub fn require_role(&self, who: &Principal, role: &str) -> Result<(), ApiError> {
+        if who.has_role(role) {
+            return Ok(());
+        }
+        Err(crate::auth::AuthError::MissingRole(role.to_owned()).into())
+    }
+}
+
+/// Cursors are opaque to clients: base64url of `created_at` micros and the id.
+pub fn encode_cursor(cursor: &Cursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}_{}", cursor.created_at.timestamp_micros(), cursor.id))
+}
+
+fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
+    let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is not one this API handed out");
+    let text = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+    let text = String::from_utf8(text).map_err(|_| invalid())?;
+    let (micros, id) = text.split_once('_').ok_or_else(invalid)?;
+    let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    let created_at: DateTime<Utc> = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+    let id: ImageId = id.parse().map_err(|_| invalid())?;
+    Ok(Cursor { created_at, id })
+}

@@ -1,0 +1,148 @@
+//! The upload path: check the caller and the file, store the original, record the job,
+//! publish it, answer.
+//!
+//! The order makes every crash safe. The object is written before the row, so a row never
+//! points at a missing object; a failure before the row commits removes the object again.
+//! The row is committed with a dispatch mark due `publish_grace` later; the gateway then
+//! publishes and clears the mark. If the gateway dies in between, the relay publishes the
+//! job when the mark falls due: a committed job is never left unpublished.
+
+use chrono::Utc;
+use pixmill_actors::pipeline::OutputSpec;
+use pixmill_actors::ports::{Bucket, JobMessage, ObjectKey};
+use pixmill_actors::record::NewImage;
+use pixmill_actors::transform::probe;
+use pixmill_actors::{ImageId, ImageRecord, JobSpec, StoredImage};
+use poem::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Gateway;
+use crate::api::errors::ApiError;
+use crate::auth::Principal;
+use crate::fastpath::RateDecision;
+
+/// A named pipeline from configuration, usable as `preset` or as an extra variant.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PresetConfig {
+    pub steps: Vec<pixmill_actors::Step>,
+    #[serde(default)]
+    pub output: OutputSpec,
+}
+
+/// A validated upload.
+pub struct UploadRequest {
+    pub bytes: Vec<u8>,
+    pub spec: JobSpec,
+    pub idempotency_key: Option<String>,
+    pub trace_id: Option<String>,
+}
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+impl Gateway {
+    /// Returns the image's record and whether this call created it (false: an earlier
+    /// request with the same `Idempotency-Key` did).
+    pub async fn upload(&self, who: &Principal, request: UploadRequest) -> Result<(ImageRecord, bool), ApiError> {
+        if self.is_draining() {
+            return Err(ApiError::shutting_down());
+        }
+        if let Some(role) = &self.upload_role {
+            self.require_role(who, role)?;
+        }
+        if let Some(key) = &request.idempotency_key {
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
+                return Err(ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 printable characters"));
+            }
+            let existing = self.metadata.find_by_idempotency_key(&who.owner, key).await.map_err(|e| ApiError::backend(&e))?;
+            if let Some(existing) = existing {
+                return Ok((existing, false));
+            }
+        }
+        self.check_rate(who).await?;
+
+        let probed = probe(&request.bytes, &self.limits)?;
+        let id = ImageId::new();
+        let key = ObjectKey::parse(format!("{id}.{}", probed.format.extension())).map_err(|_| ApiError::internal())?;
+        let original = StoredImage {
+            key: key.as_str().to_owned(),
+            format: probed.format,
+            width: probed.width,
+            height: probed.height,
+            bytes: request.bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&request.bytes)),
+            frames: 1,
+        };
+        self.objects
+            .put(Bucket::Raw, &key, request.bytes.into(), probed.format.mime())
+            .await
+            .map_err(|e| ApiError::backend(&e))?;
+
+        let now = Utc::now();
+        let dispatch_at = now + chrono::Duration::from_std(self.publish_grace).unwrap_or_default();
+        let new = NewImage {
+            id,
+            owner: who.owner.clone(),
+            spec: request.spec,
+            original,
+            idempotency_key: request.idempotency_key,
+            dispatch_at,
+            created_at: now,
+        };
+        let record = match self.metadata.insert(&new).await {
+            Ok(Ok(record)) => record,
+            Ok(Err(existing)) => {
+                // A concurrent request with the same Idempotency-Key won the race.
+                self.remove_orphan(&key).await;
+                return Ok((existing, false));
+            }
+            Err(error) => {
+                self.remove_orphan(&key).await;
+                return Err(ApiError::backend(&error));
+            }
+        };
+
+        let job = JobMessage { image_id: id, owner: who.owner.clone(), trace_id: request.trace_id };
+        match self.queue.publish(&job).await {
+            Ok(()) => {
+                if let Err(error) = self.metadata.mark_dispatched(id, dispatch_at).await {
+                    tracing::warn!(image_id = %id, error = %error, "published, but could not clear the dispatch mark; the relay may publish a duplicate");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(image_id = %id, error = %error, "could not publish the job now; the relay will");
+            }
+        }
+        tracing::info!(image_id = %id, owner = %who.owner, format = %probed.format, width = probed.width,
+            height = probed.height, bytes = new.original.bytes, "image accepted");
+        Ok((record, true))
+    }
+
+    async fn check_rate(&self, who: &Principal) -> Result<(), ApiError> {
+        match self.limiter.check(&who.owner).await {
+            Ok(RateDecision::Allowed) => Ok(()),
+            Ok(RateDecision::Limited { retry_after }) => {
+                let seconds = retry_after.as_secs().max(1);
+                let mut error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many uploads; try again in {seconds} s"),
+                );
+                error.retry_after = Some(seconds);
+                Err(error)
+            }
+            Err(error) => {
+                // Failing open: a rate-limiter outage must not become an upload outage.
+                tracing::warn!(error = %error, "rate limiter unavailable; allowing the upload");
+                Ok(())
+            }
+        }
+    }
+
+    async fn remove_orphan(&self, key: &ObjectKey) {
+        if let Err(error) = self.objects.delete(Bucket::Raw, key).await {
+            tracing::warn!(key = %key, error = %error, "could not remove the original of a failed upload");
+        }
+    }
+}

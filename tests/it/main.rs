@@ -1,0 +1,13 @@
+//! pixmill's integration tests: one binary, one module per area.
+
+mod auth;
+mod metadata;
+mod object_store_contract;
+mod openapi_spec;
+mod queue_contract;
+mod rabbitmq_outage;
+mod redis_fastpath;
+mod service_env;
+mod services;
+mod standalone;
+mod support;

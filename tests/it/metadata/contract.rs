@@ -1,0 +1,534 @@
+//! What every `MetadataStore` must do, as generic tests over `Arc<dyn MetadataStore>`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use pixmill_actors::ports::{Claim, ClaimedJob, Completion, JobMessage, MetadataStore};
+use pixmill_actors::record::{ListQuery, NewImage};
+use pixmill_actors::{
+    ImageFormat, ImageId, ImageRecord, JobError, JobSpec, OutputSpec, Owner, Pipeline, Status,
+    StoredImage, StoredVariant, VariantName,
+};
+use tokio::sync::Barrier;
+
+type Store = Arc<dyn MetadataStore>;
+
+const LEASE: Duration = Duration::from_secs(60);
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Now, at the microsecond precision the stores keep, so records compare equal.
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+fn secs(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+fn owner() -> Owner {
+    Owner::parse(format!("user-{}", uuid::Uuid::new_v4())).unwrap()
+}
+
+fn stored_image(key: &str) -> StoredImage {
+    StoredImage {
+        key: key.to_owned(),
+        format: ImageFormat::Png,
+        width: 640,
+        height: 480,
+        bytes: 12_345,
+        sha256: "ab".repeat(32),
+        frames: 1,
+    }
+}
+
+/// An upload as the gateway records it: due for dispatch a little after it was made.
+fn upload(owner: &Owner, created_at: DateTime<Utc>) -> NewImage {
+    let id = ImageId::new();
+    NewImage {
+        id,
+        owner: owner.clone(),
+        spec: JobSpec::single(Pipeline::default_thumbnail(), OutputSpec::default()),
+        original: stored_image(&format!("raw/{id}")),
+        idempotency_key: None,
+        dispatch_at: created_at + secs(5),
+        created_at,
+    }
+}
+
+async fn insert_new(store: &Store, image: &NewImage) -> ImageRecord {
+    store
+        .insert(image)
+        .await
+        .unwrap()
+        .expect("no idempotency conflict")
+}
+
+/// Inserts an upload and takes it for its first attempt.
+async fn claimed(store: &Store, owner: &Owner, lease: Duration) -> (ImageRecord, ClaimedJob) {
+    let record = insert_new(store, &upload(owner, now())).await;
+    let job = claim(store, record.id, lease).await;
+    assert_eq!(job.attempt, 1);
+    (record, job)
+}
+
+async fn claim(store: &Store, id: ImageId, lease: Duration) -> ClaimedJob {
+    match store.claim(id, lease, MAX_ATTEMPTS).await.unwrap() {
+        Claim::Claimed(job) => job,
+        other => panic!("expected the job to be claimed, got {other:?}"),
+    }
+}
+
+fn rendered(id: ImageId) -> Completion {
+    Completion {
+        variants: vec![StoredVariant {
+            name: VariantName::main(),
+            image: stored_image(&format!("processed/{id}/main.png")),
+            first_frame_only: false,
+        }],
+    }
+}
+
+async fn due_ids(store: &Store, at: DateTime<Utc>) -> Vec<(ImageId, DateTime<Utc>)> {
+    let due = store.due_dispatches(at, 100).await.unwrap();
+    due.into_iter()
+        .map(|(job, due)| (job.image_id, due))
+        .collect()
+}
+
+async fn is_due(store: &Store, id: ImageId, at: DateTime<Utc>) -> bool {
+    due_ids(store, at).await.iter().any(|(due, _)| *due == id)
+}
+
+/// Opens up to `n` pooled connections (pool-backed stores open them lazily), so racers
+/// start together instead of queueing behind connection set-up.
+async fn warm_up(store: &Store, n: usize) {
+    let pings = (0..n).map(|_| store.ping());
+    for ping in futures_util::future::join_all(pings).await {
+        ping.unwrap();
+    }
+}
+
+async fn status_of(store: &Store, record: &ImageRecord) -> ImageRecord {
+    store
+        .get(&record.owner, record.id)
+        .await
+        .unwrap()
+        .expect("image exists")
+}
+
+pub async fn insert_then_get_roundtrips(store: Store) {
+    let image = upload(&owner(), now());
+
+    let record = insert_new(&store, &image).await;
+
+    assert_eq!(record, image.to_record());
+    assert_eq!(status_of(&store, &record).await, record);
+}
+
+pub async fn list_pages_newest_first(store: Store) {
+    let owner = owner();
+    let base = now() - secs(3600);
+    let mut inserted = Vec::new();
+    for offset in 0..5 {
+        inserted.push(insert_new(&store, &upload(&owner, base + secs(offset))).await);
+    }
+    // Two uploads in the same microsecond are ordered by id.
+    for _ in 0..2 {
+        inserted.push(insert_new(&store, &upload(&owner, base + secs(10))).await);
+    }
+    insert_new(&store, &upload(&self::owner(), base + secs(20))).await;
+    let newest_first: Vec<ImageId> = inserted.iter().rev().map(|r| r.id).collect();
+
+    let mut seen = Vec::new();
+    let mut query = ListQuery {
+        limit: 3,
+        ..ListQuery::default()
+    };
+    let mut pages = 0;
+    loop {
+        let page = store.list(&owner, &query).await.unwrap();
+        pages += 1;
+        seen.extend(page.items.iter().map(|r| r.id));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "listing does not end");
+    }
+
+    assert_eq!(seen, newest_first);
+    assert_eq!(pages, 3);
+}
+
+pub async fn list_filters_by_status(store: Store) {
+    let owner = owner();
+    let (done, job) = claimed(&store, &owner, LEASE).await;
+    assert!(store
+        .complete(done.id, job.attempt, &rendered(done.id))
+        .await
+        .unwrap());
+    let waiting = insert_new(&store, &upload(&owner, now())).await;
+
+    let query = |status| ListQuery {
+        status: Some(status),
+        limit: 10,
+        after: None,
+    };
+    let completed = store.list(&owner, &query(Status::Completed)).await.unwrap();
+    let pending = store.list(&owner, &query(Status::Pending)).await.unwrap();
+
+    let ids = |items: &[ImageRecord]| items.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(&completed.items), vec![done.id]);
+    assert_eq!(completed.items[0].variants, rendered(done.id).variants);
+    assert_eq!(ids(&pending.items), vec![waiting.id]);
+    assert!(completed.next.is_none() && pending.next.is_none());
+}
+
+pub async fn other_owners_see_nothing(store: Store) {
+    let alice = owner();
+    let mallory = owner();
+    let mut image = upload(&alice, now());
+    image.idempotency_key = Some("key-1".to_owned());
+    let record = insert_new(&store, &image).await;
+
+    assert_eq!(store.get(&mallory, record.id).await.unwrap(), None);
+    let by_key = store
+        .find_by_idempotency_key(&mallory, "key-1")
+        .await
+        .unwrap();
+    assert_eq!(by_key, None);
+    assert!(store
+        .list(&mallory, &ListQuery::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(store.delete(&mallory, record.id).await.unwrap(), None);
+
+    assert_eq!(status_of(&store, &record).await, record);
+}
+
+pub async fn idempotency_key_returns_the_first_upload(store: Store) {
+    let owner = owner();
+    let mut first = upload(&owner, now());
+    first.idempotency_key = Some("upload-42".to_owned());
+    let mut again = upload(&owner, now());
+    again.idempotency_key = first.idempotency_key.clone();
+    let mut elsewhere = upload(&self::owner(), now());
+    elsewhere.idempotency_key = first.idempotency_key.clone();
+
+    let stored = insert_new(&store, &first).await;
+    let repeated = store.insert(&again).await.unwrap();
+    let other_owner = store.insert(&elsewhere).await.unwrap();
+
+    assert_eq!(repeated, Err(stored.clone()));
+    assert_eq!(store.get(&owner, again.id).await.unwrap(), None);
+    let found = store
+        .find_by_idempotency_key(&owner, "upload-42")
+        .await
+        .unwrap();
+    assert_eq!(found, Some(stored));
+    assert!(other_owner.is_ok(), "keys are per owner");
+}
+
+pub async fn concurrent_inserts_with_one_key_store_one(store: Store) {
+    const RACERS: usize = 8;
+    warm_up(&store, RACERS).await;
+    let owner = owner();
+    let start = Arc::new(Barrier::new(RACERS));
+    let mut racers = Vec::new();
+    for _ in 0..RACERS {
+        let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+        let mut image = upload(&owner, now());
+        image.idempotency_key = Some("same-key".to_owned());
+        racers.push(tokio::spawn(async move {
+            start.wait().await;
+            store.insert(&image).await.unwrap()
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut existing = HashSet::new();
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(record) => winners.push(record.id),
+            Err(record) => {
+                existing.insert(record.id);
+            }
+        }
+    }
+
+    assert_eq!(winners.len(), 1, "exactly one insert wins");
+    assert!(existing.iter().all(|id| *id == winners[0]));
+    let listed = store.list(&owner, &ListQuery::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+}
+
+pub async fn claim_then_complete(store: Store) {
+    let (record, job) = claimed(&store, &owner(), LEASE).await;
+    assert_eq!(job.record.status, Status::Processing);
+    assert_eq!(job.record.attempts, 1);
+
+    let done = rendered(record.id);
+    assert!(store.complete(record.id, job.attempt, &done).await.unwrap());
+
+    let finished = status_of(&store, &record).await;
+    assert_eq!(finished.status, Status::Completed);
+    assert_eq!(finished.variants, done.variants);
+    assert_eq!(finished.error, None);
+    let again = store.claim(record.id, LEASE, MAX_ATTEMPTS).await.unwrap();
+    assert!(matches!(again, Claim::Finished), "got {again:?}");
+    assert!(!is_due(&store, record.id, now() + secs(3600)).await);
+}
+
+pub async fn concurrent_claims_take_a_job_once(store: Store) {
+    const RACERS: usize = 6;
+    warm_up(&store, RACERS).await;
+    let record = insert_new(&store, &upload(&owner(), now())).await;
+    let start = Arc::new(Barrier::new(RACERS));
+    let mut racers = Vec::new();
+    for _ in 0..RACERS {
+        let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+        racers.push(tokio::spawn(async move {
+            start.wait().await;
+            store.claim(record.id, LEASE, MAX_ATTEMPTS).await.unwrap()
+        }));
+    }
+    let mut claimed = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Claim::Claimed(job) => {
+                claimed += 1;
+                assert_eq!(job.attempt, 1);
+            }
+            Claim::LeasedElsewhere => {}
+            other => panic!("unexpected claim outcome {other:?}"),
+        }
+    }
+
+    assert_eq!(claimed, 1);
+    assert_eq!(status_of(&store, &record).await.attempts, 1);
+}
+
+pub async fn a_live_lease_keeps_others_out(store: Store) {
+    let (record, _job) = claimed(&store, &owner(), LEASE).await;
+
+    let second = store.claim(record.id, LEASE, MAX_ATTEMPTS).await.unwrap();
+
+    assert!(matches!(second, Claim::LeasedElsewhere), "got {second:?}");
+    assert!(!is_due(&store, record.id, now() + secs(1)).await);
+}
+
+pub async fn a_stale_attempt_cannot_write(store: Store) {
+    // A zero lease has expired by the next claim: the first worker counts as dead.
+    let (record, first) = claimed(&store, &owner(), Duration::ZERO).await;
+    let second = claim(&store, record.id, LEASE).await;
+    assert_eq!(second.attempt, 2);
+
+    let error = JobError::new("late", "a stale worker's write");
+    let retry_at = now() + secs(60);
+    assert!(!store
+        .complete(record.id, first.attempt, &rendered(record.id))
+        .await
+        .unwrap());
+    assert!(!store.fail(record.id, first.attempt, &error).await.unwrap());
+    assert!(!store
+        .retry_later(record.id, first.attempt, &error, retry_at)
+        .await
+        .unwrap());
+
+    let current = status_of(&store, &record).await;
+    assert_eq!((current.status, current.attempts), (Status::Processing, 2));
+    assert_eq!(current.error, None);
+    assert!(store
+        .complete(record.id, second.attempt, &rendered(record.id))
+        .await
+        .unwrap());
+}
+
+pub async fn final_status_never_goes_back(store: Store) {
+    let (record, job) = claimed(&store, &owner(), LEASE).await;
+    let error = JobError::new("unsupported_format", "not an image");
+    assert!(store.fail(record.id, job.attempt, &error).await.unwrap());
+
+    let later = now() + secs(60);
+    assert!(!store
+        .complete(record.id, job.attempt, &rendered(record.id))
+        .await
+        .unwrap());
+    assert!(!store
+        .retry_later(record.id, job.attempt, &error, later)
+        .await
+        .unwrap());
+    let again = store.claim(record.id, LEASE, MAX_ATTEMPTS).await.unwrap();
+
+    assert!(matches!(again, Claim::Finished), "got {again:?}");
+    let failed = status_of(&store, &record).await;
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.error, Some(error));
+    assert!(failed.variants.is_empty());
+}
+
+pub async fn a_new_upload_is_due_until_confirmed(store: Store) {
+    let owner = owner();
+    let image = upload(&owner, now());
+    let record = insert_new(&store, &image).await;
+
+    assert!(!is_due(&store, record.id, image.created_at).await);
+    let due = store.due_dispatches(image.dispatch_at, 100).await.unwrap();
+    let (job, at) = due
+        .into_iter()
+        .find(|(job, _)| job.image_id == record.id)
+        .expect("due once its grace has run out");
+    let expected = JobMessage {
+        image_id: record.id,
+        owner,
+        trace_id: None,
+    };
+    assert_eq!((job, at), (expected, image.dispatch_at));
+
+    store.mark_dispatched(record.id, at).await.unwrap();
+    assert!(!is_due(&store, record.id, now() + secs(3600)).await);
+}
+
+pub async fn a_confirm_keeps_a_later_mark(store: Store) {
+    let image = upload(&owner(), now());
+    let record = insert_new(&store, &image).await;
+    let job = claim(&store, record.id, LEASE).await;
+    let retry_at = image.dispatch_at + secs(60);
+    let error = JobError::new("store_unavailable", "raw-images did not answer");
+    assert!(store
+        .retry_later(record.id, job.attempt, &error, retry_at)
+        .await
+        .unwrap());
+
+    // A confirm of the first publish arrives late: the retry's mark must survive it.
+    store
+        .mark_dispatched(record.id, image.dispatch_at)
+        .await
+        .unwrap();
+
+    assert_eq!(due_ids(&store, retry_at).await, vec![(record.id, retry_at)]);
+}
+
+pub async fn an_expired_lease_is_dispatched_again(store: Store) {
+    let owner = owner();
+    let (dead, _job) = claimed(&store, &owner, Duration::ZERO).await;
+    let (alive, _job) = claimed(&store, &owner, LEASE).await;
+    let scan = now() + secs(1);
+
+    let due = due_ids(&store, scan).await;
+
+    assert_eq!(
+        due,
+        vec![(dead.id, scan)],
+        "only the dead worker's job is due"
+    );
+    store.mark_dispatched(dead.id, scan).await.unwrap();
+    assert!(
+        due_ids(&store, scan + secs(1)).await.is_empty(),
+        "a confirmed job is not due again"
+    );
+    assert_eq!(claim(&store, dead.id, LEASE).await.attempt, 2);
+    assert_eq!(status_of(&store, &alive).await.status, Status::Processing);
+}
+
+pub async fn retry_later_is_due_at_retry_time(store: Store) {
+    let (record, job) = claimed(&store, &owner(), LEASE).await;
+    let error = JobError::new("store_unavailable", "raw-images did not answer");
+    let retry_at = now() + secs(30);
+
+    assert!(store
+        .retry_later(record.id, job.attempt, &error, retry_at)
+        .await
+        .unwrap());
+
+    let waiting = status_of(&store, &record).await;
+    assert_eq!(waiting.status, Status::Pending);
+    assert_eq!(waiting.error, Some(error));
+    assert_eq!(waiting.attempts, 1);
+    assert!(!is_due(&store, record.id, retry_at - secs(1)).await);
+    assert_eq!(due_ids(&store, retry_at).await, vec![(record.id, retry_at)]);
+    assert_eq!(claim(&store, record.id, LEASE).await.attempt, 2);
+}
+
+pub async fn exhausted_attempts_fail_with_the_last_error(store: Store) {
+    const MAX: u32 = 2;
+    let record = insert_new(&store, &upload(&owner(), now())).await;
+    for attempt in 1..=MAX {
+        let Claim::Claimed(job) = store.claim(record.id, LEASE, MAX).await.unwrap() else {
+            panic!("attempt {attempt} was not claimed");
+        };
+        let error = JobError::new("decode_failed", format!("truncated file (try {attempt})"));
+        let retry_at = now();
+        assert!(store
+            .retry_later(record.id, job.attempt, &error, retry_at)
+            .await
+            .unwrap());
+    }
+
+    let outcome = store.claim(record.id, LEASE, MAX).await.unwrap();
+
+    let Claim::Exhausted(failed) = outcome else {
+        panic!("expected the job to be exhausted, got {outcome:?}");
+    };
+    assert_eq!(failed.status, Status::Failed);
+    let error = failed.error.clone().expect("an exhausted job says why");
+    assert_eq!(error.code, "attempts_exhausted");
+    assert!(
+        error.message.contains("truncated file (try 2)"),
+        "{}",
+        error.message
+    );
+    assert_eq!(status_of(&store, &record).await, failed);
+    assert!(!is_due(&store, record.id, now() + secs(3600)).await);
+}
+
+pub async fn redispatch_marks_unfinished_work_due(store: Store) {
+    let owner = owner();
+    let confirmed = insert_new(&store, &upload(&owner, now())).await;
+    store
+        .mark_dispatched(confirmed.id, now() + secs(60))
+        .await
+        .unwrap();
+    let (in_flight, _job) = claimed(&store, &owner, LEASE).await;
+    let (done, job) = claimed(&store, &owner, LEASE).await;
+    assert!(store
+        .complete(done.id, job.attempt, &rendered(done.id))
+        .await
+        .unwrap());
+    let restart = now();
+
+    let marked = store.redispatch_unfinished(restart).await.unwrap();
+
+    assert_eq!(marked, 2);
+    let due: HashSet<ImageId> = due_ids(&store, restart)
+        .await
+        .into_iter()
+        .map(|d| d.0)
+        .collect();
+    assert_eq!(due, HashSet::from([confirmed.id, in_flight.id]));
+    // The in-flight job's worker died with the old process: its lease is gone too.
+    assert_eq!(claim(&store, in_flight.id, LEASE).await.attempt, 2);
+}
+
+pub async fn deleted_images_are_gone(store: Store) {
+    let record = insert_new(&store, &upload(&owner(), now())).await;
+
+    let deleted = store.delete(&record.owner, record.id).await.unwrap();
+
+    assert_eq!(deleted, Some(record.clone()));
+    assert_eq!(store.get(&record.owner, record.id).await.unwrap(), None);
+    assert!(matches!(
+        store.claim(record.id, LEASE, MAX_ATTEMPTS).await.unwrap(),
+        Claim::Missing
+    ));
+    assert_eq!(store.delete(&record.owner, record.id).await.unwrap(), None);
+    assert!(!is_due(&store, record.id, now() + secs(3600)).await);
+}
+
+pub async fn ping_answers(store: Store) {
+    store.ping().await.unwrap();
+    assert!(!store.describe().is_empty());
+}

@@ -1,0 +1,64 @@
+//! Tokens for tests: good ones from the fixture issuer key, and every kind of bad one.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use pixmill::auth::issuer::{LocalIssuer, LOCAL_ISSUER};
+use serde_json::{json, Value};
+
+pub fn fixture_key_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/issuer/private-key.pem")
+}
+
+fn other_key_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/issuer/other-key.pem")
+}
+
+fn fixture_issuer() -> LocalIssuer {
+    let pem = std::fs::read_to_string(fixture_key_path()).expect("fixture key");
+    LocalIssuer::from_pem(&pem).expect("fixture key parses")
+}
+
+/// What `pixmill token --sub SUB` prints, for the fixture key.
+pub fn token_for(sub: &str) -> String {
+    fixture_issuer().mint(sub, &[], Duration::from_secs(600), "pixmill-api").expect("mint")
+}
+
+pub fn token_with_roles(sub: &str, roles: &[&str]) -> String {
+    let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+    fixture_issuer().mint(sub, &roles, Duration::from_secs(600), "pixmill-api").expect("mint")
+}
+
+fn kid() -> String {
+    let jwks = serde_json::to_value(fixture_issuer().jwks()).expect("jwks");
+    jwks["keys"][0]["kid"].as_str().expect("kid").to_owned()
+}
+
+/// Claims like the issuer's, with `changes` applied (a `null` removes a claim).
+pub fn claims(sub: &str, changes: Value) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "iss": LOCAL_ISSUER, "sub": sub, "aud": "pixmill-api", "azp": "pixmill-cli", "typ": "Bearer",
+        "iat": now, "nbf": now, "exp": now + 600, "realm_access": {"roles": []},
+    });
+    if let (Some(target), Some(changes)) = (claims.as_object_mut(), changes.as_object()) {
+        for (key, value) in changes {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    claims
+}
+
+/// Signs `claims` with the fixture key (or, with `other_key`, a key the server never saw).
+pub fn sign(claims: &Value, other_key: bool) -> String {
+    let path = if other_key { other_key_path() } else { fixture_key_path() };
+    let pem = std::fs::read(path).expect("key");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid());
+    encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).expect("pem")).expect("sign")
+}
