@@ -113,7 +113,7 @@ impl RemoteJwks {
         }
     }
 
-    /// Shortens the refetch interval; for tests of key rotation.
+    /// Sets the shortest time between two refetches (default 10 s; `auth.jwks_min_refetch`).
     pub fn with_min_refetch(mut self, min_refetch: Duration) -> Self {
         self.min_refetch = min_refetch;
         self
