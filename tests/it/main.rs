@@ -4,6 +4,7 @@ mod auth;
 mod metadata;
 mod object_store_contract;
 mod openapi_spec;
+mod prod;
 mod queue_contract;
 mod redis_fastpath;
 mod service_env;
