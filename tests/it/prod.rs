@@ -585,6 +585,40 @@ async fn completed_statuses_are_served_from_redis_until_deleted() {
     cluster.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_worker_leaves_its_jobs_to_the_next_one() {
+    let issuer = Keycloak::start().await;
+    let Some(mut cluster) = Cluster::start(&issuer, 1, |_| {}).await else {
+        return;
+    };
+    cluster.wait_for_consumers(1).await;
+    let worker = cluster.workers.pop().expect("one worker");
+    worker.shutdown().await;
+    // Its connection closes as the engine drops it, a moment after shutdown returns.
+    cluster.wait_for_consumers(0).await;
+
+    // With no worker, an upload waits in the queue...
+    let token = issuer.mint("patient", &[]);
+    let (status, doc) = cluster
+        .gateway
+        .upload(&token, &corpus("rocket.jpg"), None)
+        .await;
+    assert_eq!(status, 202, "{doc}");
+    assert_eq!(cluster.queue_counts().await, (1, 0));
+    // ...for the next worker, which does it once.
+    cluster.add_worker().await;
+    let done = cluster
+        .gateway
+        .wait_until_final(&token, &id_of(&doc), PATIENCE)
+        .await;
+    assert_eq!(
+        (done["status"].as_str(), done["attempts"].as_u64()),
+        (Some("COMPLETED"), Some(1)),
+        "{done}"
+    );
+    cluster.stop().await;
+}
+
 /// `SET key value KEEPTTL`: replaces a value, keeping its expiry.
 async fn set_keeping_ttl(redis: &mut MultiplexedConnection, key: &str, value: &str) {
     let mut command = bb8_redis::redis::cmd("SET");

@@ -13,7 +13,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use minio::s3::creds::StaticProvider;
 use minio::s3::http::BaseUrl;
@@ -166,6 +167,7 @@ pub struct Cluster {
     pub workers: Vec<App>,
     pub names: Names,
     services: Services,
+    config: Config,
     _data_dir: tempfile::TempDir,
 }
 
@@ -197,8 +199,53 @@ impl Cluster {
             workers,
             names,
             services,
+            config,
             _data_dir: data_dir,
         })
+    }
+
+    /// Starts one more worker app, configured like the others.
+    pub async fn add_worker(&mut self) {
+        let worker = within(
+            START_PATIENCE,
+            "a worker to start",
+            start_app(self.config.clone(), Mode::Worker),
+        )
+        .await;
+        self.workers.push(worker);
+    }
+
+    /// The work queue's ready messages and consumers, as the broker counts them.
+    pub async fn queue_counts(&self) -> (u32, u32) {
+        let connection = Connection::connect(&self.services.amqp, ConnectionProperties::default())
+            .await
+            .expect("connect to RabbitMQ");
+        let channel = connection.create_channel().await.expect("channel");
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = channel
+            .queue_declare(
+                self.names.queue.as_str().into(),
+                passive,
+                FieldTable::default(),
+            )
+            .await
+            .expect("the work queue exists");
+        let _ = connection.close(200, "done".into()).await;
+        (queue.message_count(), queue.consumer_count())
+    }
+
+    /// Waits until the work queue has `wanted` consumers, for at most ten seconds.
+    pub async fn wait_for_consumers(&self, wanted: u32) {
+        let what = format!("{wanted} consumers on the work queue");
+        within(Duration::from_secs(10), &what, async {
+            while self.queue_counts().await.1 != wanted {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
     }
 
     /// Stops every app (gateway first, as a rolling deploy would), then removes the
