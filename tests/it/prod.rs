@@ -406,6 +406,47 @@ async fn a_flood_of_unknown_kids_does_not_hammer_the_issuer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_during_a_key_fetch_wait_for_it() {
+    let issuer = Keycloak::start().await;
+    let min_refetch = Duration::from_millis(200);
+    let Some(cluster) = Cluster::start(&issuer, 0, |c| c.auth.jwks_min_refetch = min_refetch).await
+    else {
+        return;
+    };
+    let app = &cluster.gateway;
+    // A slow issuer: every request of a burst arrives while the first one's fetch of the key
+    // set is still out.
+    issuer.slow_down_jwks(Duration::from_millis(500));
+    let burst = |sub: &str| -> Vec<String> {
+        (0..8)
+            .map(|n| issuer.mint(&format!("{sub}-{n}"), &[]))
+            .collect()
+    };
+
+    // On a fresh gateway, with no keys yet.
+    let tokens = burst("cold");
+    for (status, _, body) in join_all(tokens.iter().map(|token| list_with(app, token))).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        issuer.jwks_fetches(),
+        1,
+        "the burst fetched the key set more than once"
+    );
+
+    // Right after a rotation, once the refetch interval allows a fetch (the sleep only sets
+    // that up; nothing below depends on timing).
+    tokio::time::sleep(min_refetch * 2).await;
+    issuer.rotate();
+    let tokens = burst("rotated");
+    for (status, _, body) in join_all(tokens.iter().map(|token| list_with(app, token))).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(issuer.jwks_fetches(), 2);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_are_rate_limited_per_owner_in_redis() {
     let issuer = Keycloak::start().await;
     let Some(cluster) = Cluster::start(&issuer, 0, |c| c.cache.uploads_per_window = 3).await else {

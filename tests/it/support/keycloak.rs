@@ -202,6 +202,16 @@ impl Keycloak {
         token.sign()
     }
 
+    /// Makes every key-set request take `delay` before it is answered, so that requests
+    /// arriving meanwhile overlap the fetch.
+    pub fn slow_down_jwks(&self, delay: Duration) {
+        *self
+            .state
+            .jwks_delay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = delay;
+    }
+
     /// How many times the key set was requested.
     pub fn jwks_fetches(&self) -> usize {
         self.state.jwks_fetches.load(Ordering::SeqCst)
