@@ -660,6 +660,49 @@ async fn a_stopped_worker_leaves_its_jobs_to_the_next_one() {
     cluster.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_gateway_could_not_publish_is_published_by_a_worker() {
+    let issuer = Keycloak::start().await;
+    let Some(mut cluster) = Cluster::start(&issuer, 0, |c| {
+        c.server.publish_grace = Duration::from_millis(200)
+    })
+    .await
+    else {
+        return;
+    };
+    // With the queue gone, the broker returns the gateway's publish as unroutable; the
+    // upload is committed all the same, with its dispatch mark.
+    cluster.delete_work_queue().await;
+    let token = issuer.mint("outboxed", &[]);
+    let (status, doc) = cluster
+        .gateway
+        .upload(&token, &corpus("rocket.jpg"), None)
+        .await;
+    assert_eq!(status, 202, "{doc}");
+    let sql = cluster.sql().await;
+    let marked = sql
+        .query_one("SELECT dispatch_at IS NOT NULL FROM images", &[])
+        .await
+        .expect("the row");
+    assert!(
+        marked.get::<_, bool>(0),
+        "the unpublished job has no dispatch mark"
+    );
+
+    // A worker declares the queue again, and its relay publishes the job.
+    cluster.add_worker().await;
+    let done = cluster
+        .gateway
+        .wait_until_final(&token, &id_of(&doc), PATIENCE)
+        .await;
+    assert_eq!(
+        (done["status"].as_str(), done["attempts"].as_u64()),
+        (Some("COMPLETED"), Some(1)),
+        "{done}"
+    );
+    cluster.stop().await;
+}
+
 /// `SET key value KEEPTTL`: replaces a value, keeping its expiry.
 async fn set_keeping_ttl(redis: &mut MultiplexedConnection, key: &str, value: &str) {
     let mut command = bb8_redis::redis::cmd("SET");

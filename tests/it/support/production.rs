@@ -327,6 +327,20 @@ impl Cluster {
             .expect("drop the test schema");
     }
 
+    /// Deletes the work queue, as a broker that lost it (or an operator) would.
+    pub async fn delete_work_queue(&self) {
+        let connection = Connection::connect(&self.services.amqp, ConnectionProperties::default())
+            .await
+            .expect("connect to RabbitMQ");
+        let channel = connection.create_channel().await.expect("channel");
+        let queue = self.names.queue.as_str();
+        channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await
+            .expect("delete queue");
+        let _ = connection.close(200, "done".into()).await;
+    }
+
     async fn delete_queues(&self) {
         let connection = Connection::connect(&self.services.amqp, ConnectionProperties::default())
             .await
