@@ -10,9 +10,8 @@
 # queue name, bucket prefix and Redis key prefix, free loopback ports, a temporary data dir.
 # The gateway trusts the local issuer (PIXMILL_AUTH__TRUST_LOCAL_ISSUER_UNSAFE=true), which
 # production never does. On exit it stops the processes it started, by PID, then drops its
-# schema and deletes its queues; the logs are printed when something failed. Left behind:
-# the empty dead-letter exchange `pixmill-tryXXXX.dlx` (rabbitmqctl cannot delete
-# exchanges), the buckets on the S3 server and Redis keys, which expire.
+# schema and deletes its queues and exchange; the logs are printed when something failed.
+# Left behind: its buckets on the S3 server and Redis keys, which expire.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,8 +66,13 @@ sys.exit("no start-of-frame marker")
 PY
 }
 
+# The field at the path given as arguments (`processed width`) of the JSON on stdin.
 json_field() {
-    python3 -c 'import json, sys; doc = json.load(sys.stdin); print(eval("doc" + sys.argv[1]))' "$1"
+    python3 -c 'import json, sys
+doc = json.load(sys.stdin)
+for key in sys.argv[1:]:
+    doc = doc[key]
+print(doc)' "$@"
 }
 
 say "services (scripts/test-services.sh)"
@@ -136,6 +140,9 @@ cleanup() {
     for queue in "pixmill-$RUN" "pixmill-$RUN.dead"; do
         rabbitmqctl -q delete_queue "$queue" >/dev/null 2>&1 || echo "note: could not delete queue $queue" >&2
     done
+    # rabbitmqctl has no delete_exchange; this internal call (RabbitMQ 3.8 to 3.12) does it.
+    rabbitmqctl -q eval "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, <<\"pixmill-$RUN.dlx\">>), false, <<\"try-production\">>)." \
+        >/dev/null 2>&1 || echo "note: could not delete exchange pixmill-$RUN.dlx" >&2
     rm -rf "$WORK"
     [ -n "${_pm_started_moto:-}" ] && pixmill_test_services_stop
     return 0
@@ -163,21 +170,21 @@ say "uploading $PHOTO ($STEPS)"
 UPLOAD="$(curl -sS -X POST "$BASE/v1/images" -H "Authorization: Bearer $TOKEN" \
     -F "file=@$PHOTO" -F "steps=$STEPS" -w '\n%{http_code}')"
 [ "$(tail -n 1 <<<"$UPLOAD")" = 202 ] || fail "upload answered: $UPLOAD"
-ID="$(head -n 1 <<<"$UPLOAD" | json_field '["id"]')"
+ID="$(head -n 1 <<<"$UPLOAD" | json_field id)"
 echo "   202, id $ID"
 
 say "waiting for COMPLETED"
 STATUS=""
 for ((i = 0; i < 240; i++)); do
     DOC="$(curl -sS "$BASE/v1/images/$ID" -H "Authorization: Bearer $TOKEN")"
-    STATUS="$(json_field '["status"]' <<<"$DOC")"
+    STATUS="$(json_field status <<<"$DOC")"
     [ "$STATUS" = COMPLETED ] || [ "$STATUS" = FAILED ] && break
     sleep 0.25
 done
 [ "$STATUS" = COMPLETED ] || fail "image $ID is $STATUS: $DOC"
-echo "   COMPLETED after $(json_field '["attempts"]' <<<"$DOC") attempt(s):" \
-    "$(json_field '["processed"]["width"]' <<<"$DOC")x$(json_field '["processed"]["height"]' <<<"$DOC")" \
-    "$(json_field '["processed"]["format"]' <<<"$DOC")"
+echo "   COMPLETED after $(json_field attempts <<<"$DOC") attempt(s):" \
+    "$(json_field processed width <<<"$DOC")x$(json_field processed height <<<"$DOC")" \
+    "$(json_field processed format <<<"$DOC")"
 for n in 1 2; do
     grep -q "\"image_id\":\"$ID\".*job finished\|job finished.*\"image_id\":\"$ID\"" "$WORK/worker-$n.log" &&
         echo "   processed by worker $n (pid ${PIDS[$n]})"
