@@ -108,8 +108,17 @@ impl App {
         } else {
             None
         };
-        let actors: Option<crate::gateway::ActorsView> = engine.clone().map(|engine| {
-            let view: crate::gateway::ActorsView = Arc::new(move || engine.actors());
+        // The view holds the engine weakly: `shutdown` drains the engine only through the
+        // one strong reference, which the gateway (alive until the end of `shutdown`) must
+        // not share.
+        let actors: Option<crate::gateway::ActorsView> = engine.as_ref().map(|engine| {
+            let engine = Arc::downgrade(engine);
+            let view: crate::gateway::ActorsView = Arc::new(move || {
+                engine
+                    .upgrade()
+                    .map(|engine| engine.actors())
+                    .unwrap_or_default()
+            });
             view
         });
         let gateway = Arc::new(Gateway {

@@ -207,6 +207,11 @@ pub struct AuthConfig {
     /// Clock skew allowed on `exp` and `nbf`.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// Shortest time between two JWKS fetches caused by tokens naming a `kid` the cached set
+    /// lacks. It bounds what a flood of forged `kid`s costs the issuer, and it is also how
+    /// long a key the issuer has just rotated in may still be refused.
+    #[serde(with = "humantime_serde")]
+    pub jwks_min_refetch: Duration,
     /// Also trust tokens from `pixmill token` (the data dir's key) in gateway mode. For trying
     /// pixmill without Keycloak; never in production.
     pub trust_local_issuer_unsafe: bool,
@@ -221,6 +226,7 @@ impl Default for AuthConfig {
             upload_role: None,
             admin_role: "pixmill-admin".to_owned(),
             leeway: Duration::from_secs(30),
+            jwks_min_refetch: Duration::from_secs(10),
             trust_local_issuer_unsafe: false,
         }
     }
@@ -286,8 +292,10 @@ mod tests {
             jail.set_env("PIXMILL_QUEUE__NAME", "q2");
             jail.set_env("PIXMILL_SERVER__ADDR", "0.0.0.0:9999");
             jail.set_env("PIXMILL_ENGINE__LEASE", "5s");
+            jail.set_env("PIXMILL_AUTH__JWKS_MIN_REFETCH", "250ms");
             let config = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(config.queue.name, "q2");
+            assert_eq!(config.auth.jwks_min_refetch, Duration::from_millis(250));
             assert_eq!(config.server.addr.port(), 9999);
             assert_eq!(config.engine.lease, Duration::from_secs(5));
             Ok(())

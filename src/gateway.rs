@@ -108,6 +108,10 @@ impl Gateway {
 
     /// Removes the record first (so the image is gone for the owner at once), then its
     /// objects. An object left behind by a failed removal is logged; nothing serves it.
+    ///
+    /// Known limit: a status read that fetched the row just before the delete can refill the
+    /// status cache after the delete invalidated it; the deleted image's status document is
+    /// then served until that entry expires (five minutes), while its downloads answer 404.
     pub async fn delete(&self, who: &Principal, raw_id: &str) -> Result<(), ApiError> {
         let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
         let record = self

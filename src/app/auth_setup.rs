@@ -34,10 +34,9 @@ pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupE
     };
     if let Some(issuer) = &config.auth.issuer {
         issuers.push(issuer.clone());
-        sources.push(Arc::new(RemoteJwks::new(
-            issuer.clone(),
-            config.auth.jwks_url.clone(),
-        )));
+        let jwks = RemoteJwks::new(issuer.clone(), config.auth.jwks_url.clone())
+            .with_min_refetch(config.auth.jwks_min_refetch);
+        sources.push(Arc::new(jwks));
     }
     if trust_local {
         if mode == Mode::Gateway {

@@ -5,6 +5,7 @@ mod metadata;
 mod object_store_contract;
 mod openapi_spec;
 mod operations;
+mod prod;
 mod queue_contract;
 mod rabbitmq_outage;
 mod redis_fastpath;

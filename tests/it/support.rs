@@ -1,5 +1,7 @@
 //! Helpers that start the real product and talk to it the way a client would.
 
+pub mod keycloak;
+pub mod production;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -39,7 +41,8 @@ pub fn install_fixture_key(data_dir: &Path) {
         .expect("copy fixture key");
 }
 
-/// A running standalone pixmill and a client for it.
+/// A running pixmill (standalone, or any app [`Standalone::serving`] wraps) and a client for
+/// it.
 pub struct Standalone {
     pub app: Option<App>,
     pub base: String,
@@ -56,6 +59,11 @@ impl Standalone {
         let app = App::start(config, Mode::Standalone, StartOptions { faults })
             .await
             .expect("standalone starts");
+        Self::serving(app)
+    }
+
+    /// Wraps an app started elsewhere (a gateway, say) with the same client.
+    pub fn serving(app: App) -> Self {
         let base = format!("http://{}", app.addr());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
