@@ -66,6 +66,7 @@ impl Actor for Consumer {
                     state.failures = 0;
                 }
                 Err(error) => {
+                    ctx.ports.metrics.backend_error(&error);
                     state.failures += 1;
                     tracing::warn!(error = %error, "could not open the job queue; retrying");
                     pause(&ctx.shutdown, state.failures).await;
@@ -87,6 +88,7 @@ impl Actor for Consumer {
         match next {
             Some(Ok(delivery)) => forward(&state.args, delivery).await,
             Some(Err(error)) => {
+                ctx.ports.metrics.backend_error(&error);
                 state.failures += 1;
                 tracing::warn!(error = %error, "job stream failed; reopening");
                 state.stream = None;
