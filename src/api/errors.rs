@@ -133,8 +133,18 @@ impl ResponseError for ApiError {
 }
 
 /// Renders any error that reaches the top of the router (a malformed request that failed to
-/// parse, an unknown route, a body over the size limit) as the same JSON shape.
+/// parse, an unknown route, a body over the size limit) as the same JSON shape. The matched
+/// route template stays on the response, for the HTTP metrics.
 pub async fn render_any_error(error: poem::Error) -> Response {
+    let pattern = error.data::<poem::PathPattern>().cloned();
+    let mut response = render_error(error);
+    if let Some(pattern) = pattern {
+        response.set_data(pattern);
+    }
+    response
+}
+
+fn render_error(error: poem::Error) -> Response {
     if let Some(api) = error.downcast_ref::<ApiError>() {
         return api.as_response();
     }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pixmill_actors::events::StatusEvents;
 use pixmill_actors::ports::{BackendError, JobQueue, MetadataStore, ObjectStore};
 
 use crate::backends::fs_objects::FsObjectStore;
@@ -14,10 +15,11 @@ use crate::backends::memory_queue::MemoryQueue;
 use crate::backends::postgres::{PostgresConfig, PostgresStore};
 use crate::backends::rabbitmq::{RabbitConfig, RabbitQueue};
 use crate::backends::redis::{RedisConfig, RedisConnection, RedisRateLimiter, RedisStatusCache};
+use crate::backends::redis_events::{RedisEventFeed, RedisEvents};
 use crate::backends::s3::{S3Config, S3ObjectStore};
 use crate::backends::sqlite::SqliteStore;
 use crate::config::{redact_url, Config};
-use crate::fastpath::{RateLimiter, StatusCache};
+use crate::fastpath::{RateLimiter, StatusCache, StatusFeed};
 
 /// How long start-up keeps trying a backend that does not answer yet.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
@@ -31,7 +33,18 @@ pub struct Backends {
     pub queue: Arc<dyn JobQueue>,
     pub cache: Arc<dyn StatusCache>,
     pub limiter: Arc<dyn RateLimiter>,
-    pub events: Arc<MemoryEvents>,
+    /// Where the engine publishes status changes, and where waiting clients hear of them:
+    /// Redis pub/sub when the cache is Redis, else a channel in this process.
+    pub events: Arc<dyn StatusEvents>,
+    pub feed: Arc<dyn StatusFeed>,
+}
+
+/// The gateway's fast paths, connected together.
+struct FastPath {
+    cache: Arc<dyn StatusCache>,
+    limiter: Arc<dyn RateLimiter>,
+    events: Arc<dyn StatusEvents>,
+    feed: Arc<dyn StatusFeed>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +90,8 @@ pub async fn connect(config: &Config) -> Result<Backends, ConnectError> {
     let metadata = metadata(config).await?;
     let objects = objects(config).await?;
     let queue = queue(config).await?;
-    let (cache, limiter) = fastpath(config).await?;
-    Ok(Backends { metadata, objects, queue, cache, limiter, events: Arc::new(MemoryEvents::default()) })
+    let FastPath { cache, limiter, events, feed } = fastpath(config).await?;
+    Ok(Backends { metadata, objects, queue, cache, limiter, events, feed })
 }
 
 async fn metadata(config: &Config) -> Result<Arc<dyn MetadataStore>, ConnectError> {
@@ -150,7 +163,7 @@ async fn queue(config: &Config) -> Result<Arc<dyn JobQueue>, ConnectError> {
     }
 }
 
-async fn fastpath(config: &Config) -> Result<(Arc<dyn StatusCache>, Arc<dyn RateLimiter>), ConnectError> {
+async fn fastpath(config: &Config) -> Result<FastPath, ConnectError> {
     let rate = RateLimitConfig { uploads: config.cache.uploads_per_window, window: config.cache.window };
     let url = config.cache.url.as_ref().map(|u| u.expose().to_owned());
     match url.as_deref() {
@@ -158,11 +171,23 @@ async fn fastpath(config: &Config) -> Result<(Arc<dyn StatusCache>, Arc<dyn Rate
             let mut redis = RedisConfig::new(url);
             redis.key_prefix = config.cache.key_prefix.clone();
             let connection = patiently("cache (Redis)", redact_url(url), || RedisConnection::connect(&redis)).await?;
-            Ok((
-                Arc::new(RedisStatusCache::new(connection.clone(), MEMORY_CACHE_TTL)),
-                Arc::new(RedisRateLimiter::new(connection, rate)),
-            ))
+            let prefix = &config.cache.key_prefix;
+            let feed = patiently("status events (Redis)", redact_url(url), || RedisEventFeed::start(url, prefix)).await?;
+            Ok(FastPath {
+                cache: Arc::new(RedisStatusCache::new(connection.clone(), MEMORY_CACHE_TTL)),
+                limiter: Arc::new(RedisRateLimiter::new(connection.clone(), rate)),
+                events: Arc::new(RedisEvents::new(connection, prefix)),
+                feed,
+            })
         }
-        _ => Ok((Arc::new(MemoryStatusCache::new(MEMORY_CACHE_TTL, 10_000)), Arc::new(MemoryRateLimiter::new(rate)))),
+        _ => {
+            let events = Arc::new(MemoryEvents::default());
+            Ok(FastPath {
+                cache: Arc::new(MemoryStatusCache::new(MEMORY_CACHE_TTL, 10_000)),
+                limiter: Arc::new(MemoryRateLimiter::new(rate)),
+                events: events.clone(),
+                feed: events,
+            })
+        }
     }
 }

@@ -1,0 +1,16 @@
+//! `GET /metrics`: every metric of this process in the Prometheus text format. Like the
+//! health endpoints it needs no token: it carries counts and timings, never ids or owners.
+
+use std::sync::Arc;
+
+use poem::http::header;
+use poem::web::Data;
+use poem::{handler, IntoResponse, Response};
+
+use crate::gateway::Gateway;
+use crate::metrics::CONTENT_TYPE;
+
+#[handler]
+pub async fn metrics(gateway: Data<&Arc<Gateway>>) -> Response {
+    gateway.metrics.render().with_header(header::CONTENT_TYPE, CONTENT_TYPE).into_response()
+}
