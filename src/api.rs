@@ -59,6 +59,7 @@ pub fn spec_json() -> String {
 /// included, so a slow client cannot hold an upload slot forever.
 pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
     let api = service();
+    let routes = Arc::new(request_log::RouteNames::from_spec(&api.spec()));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let body_limit = gateway.limits.max_bytes.saturating_add(FORM_OVERHEAD);
@@ -82,21 +83,22 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
         .data(gateway.clone())
         .catch_all_error(errors::render_any_error)
         .around(move |endpoint, request| {
-            let metrics = gateway.metrics.clone();
-            async move { request_log::observe(&*endpoint, request, &metrics).await }
+            let (metrics, routes) = (gateway.metrics.clone(), routes.clone());
+            async move { request_log::observe(&*endpoint, request, &metrics, &routes).await }
         })
 }
 
 /// What a worker process serves: health and metrics.
 pub fn worker_admin_app(gateway: Arc<Gateway>) -> impl Endpoint {
     let health = OpenApiService::new(health::HealthApi, "pixmill worker", env!("CARGO_PKG_VERSION"));
+    let routes = Arc::new(request_log::RouteNames::from_spec(&health.spec()));
     Route::new()
         .nest("/", health)
         .at("/metrics", poem::get(metrics_endpoint::metrics))
         .data(gateway.clone())
         .catch_all_error(errors::render_any_error)
         .around(move |endpoint, request| {
-            let metrics = gateway.metrics.clone();
-            async move { request_log::observe(&*endpoint, request, &metrics).await }
+            let (metrics, routes) = (gateway.metrics.clone(), routes.clone());
+            async move { request_log::observe(&*endpoint, request, &metrics, &routes).await }
         })
 }

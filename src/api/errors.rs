@@ -134,12 +134,16 @@ impl ResponseError for ApiError {
 
 /// Renders any error that reaches the top of the router (a malformed request that failed to
 /// parse, an unknown route, a body over the size limit) as the same JSON shape. The matched
-/// route template stays on the response, for the HTTP metrics.
+/// route and operation stay on the response, for the HTTP metrics.
 pub async fn render_any_error(error: poem::Error) -> Response {
     let pattern = error.data::<poem::PathPattern>().cloned();
+    let operation = error.data::<poem_openapi::OperationId>().cloned();
     let mut response = render_error(error);
     if let Some(pattern) = pattern {
         response.set_data(pattern);
+    }
+    if let Some(operation) = operation {
+        response.set_data(operation);
     }
     response
 }

@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use poem::http::header;
 use poem::web::Data;
-use poem::{handler, IntoResponse, Response};
+use poem::{handler, Response};
 
 use crate::gateway::Gateway;
 use crate::metrics::CONTENT_TYPE;
 
 #[handler]
 pub async fn metrics(gateway: Data<&Arc<Gateway>>) -> Response {
-    gateway.metrics.render().with_header(header::CONTENT_TYPE, CONTENT_TYPE).into_response()
+    Response::builder().content_type(CONTENT_TYPE).body(gateway.metrics.render())
 }

@@ -10,12 +10,14 @@
 //! For an event stream, the line and the latency describe the response head; the stream
 //! itself may stay open for minutes afterwards.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use poem::http::HeaderValue;
 use poem::PathPattern;
 use poem::{Endpoint, IntoResponse, Request, Response};
+use poem_openapi::OperationId;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -43,8 +45,45 @@ fn request_id(request: &Request) -> String {
     }
 }
 
+/// The route templates of the API's operations as the spec spells them (`/v1/images/{id}`);
+/// poem-openapi's own routes number their parameters (`/v1/images/{param0}`).
+#[derive(Default)]
+pub struct RouteNames(HashMap<String, String>);
+
+impl RouteNames {
+    /// Reads every operation's path from the generated spec.
+    pub fn from_spec(spec: &str) -> Self {
+        let Ok(spec) = serde_json::from_str::<serde_json::Value>(spec) else { return Self::default() };
+        let mut names = HashMap::new();
+        for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
+            for operation in operations.as_object().into_iter().flat_map(|o| o.values()) {
+                if let Some(id) = operation["operationId"].as_str() {
+                    names.insert(id.to_owned(), path.clone());
+                }
+            }
+        }
+        Self(names)
+    }
+
+    /// The template of the route that answered: the operation's path in the spec, else the
+    /// router's pattern (routes outside the spec), else empty (no route matched).
+    fn of(&self, response: &Response) -> String {
+        let operation = response.data::<OperationId>().and_then(|id| self.0.get(id.0));
+        match (operation, response.data::<PathPattern>()) {
+            (Some(path), _) => path.clone(),
+            (None, Some(pattern)) => pattern.0.to_string(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
 /// Runs one request through `endpoint` with its id, span, access line and metrics.
-pub async fn observe<E: Endpoint>(endpoint: &E, mut request: Request, metrics: &Arc<Metrics>) -> poem::Result<Response> {
+pub async fn observe<E: Endpoint>(
+    endpoint: &E,
+    mut request: Request,
+    metrics: &Arc<Metrics>,
+    routes: &RouteNames,
+) -> poem::Result<Response> {
     let id = request_id(&request);
     let header = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     request.headers_mut().insert(REQUEST_ID, header.clone());
@@ -58,7 +97,7 @@ pub async fn observe<E: Endpoint>(endpoint: &E, mut request: Request, metrics: &
     };
 
     let elapsed = started.elapsed();
-    let route = response.data::<PathPattern>().map(|p| p.0.to_string()).unwrap_or_default();
+    let route = routes.of(&response);
     let status = response.status().as_u16();
     metrics.http_request(&method, &route, status, elapsed);
     span.record("route", route.as_str());

@@ -3,6 +3,7 @@
 mod auth;
 mod metadata;
 mod object_store_contract;
+mod observe;
 mod openapi_spec;
 mod queue_contract;
 mod redis_fastpath;
