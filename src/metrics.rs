@@ -26,8 +26,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use self::labels::{BackendLabels, CodeLabel, HttpLabels, OutcomeLabel, PhaseLabel, RouteLabels};
-pub use self::runtime::RuntimeSources;
 use self::runtime::RuntimeCollector;
+pub use self::runtime::RuntimeSources;
 
 /// The `Content-Type` of `GET /metrics`.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -63,7 +63,11 @@ impl Metrics {
     pub fn new(sources: Arc<RuntimeSources>) -> Self {
         let mut registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register("pixmill_http_requests", "HTTP requests by route template and status", http_requests.clone());
+        registry.register(
+            "pixmill_http_requests",
+            "HTTP requests by route template and status",
+            http_requests.clone(),
+        );
         let http_duration: Histograms<RouteLabels> = Family::new_with_constructor(http_histogram);
         registry.register(
             "pixmill_http_request_duration_seconds",
@@ -71,13 +75,29 @@ impl Metrics {
             http_duration.clone(),
         );
         let waiting = Gauge::default();
-        registry.register("pixmill_http_waiting_requests", "Long polls and event streams open now", waiting.clone());
+        registry.register(
+            "pixmill_http_waiting_requests",
+            "Long polls and event streams open now",
+            waiting.clone(),
+        );
         let uploads_accepted = Counter::default();
-        registry.register("pixmill_uploads_accepted", "Uploads stored and queued", uploads_accepted.clone());
+        registry.register(
+            "pixmill_uploads_accepted",
+            "Uploads stored and queued",
+            uploads_accepted.clone(),
+        );
         let uploads_refused = Family::<CodeLabel, Counter>::default();
-        registry.register("pixmill_uploads_refused", "Uploads refused by the upload handler, by error code", uploads_refused.clone());
+        registry.register(
+            "pixmill_uploads_refused",
+            "Uploads refused by the upload handler, by error code",
+            uploads_refused.clone(),
+        );
         let jobs = Family::<OutcomeLabel, Counter>::default();
-        registry.register("pixmill_jobs", "Job attempts that ended, by outcome (completed, failed, retried)", jobs.clone());
+        registry.register(
+            "pixmill_jobs",
+            "Job attempts that ended, by outcome (completed, failed, retried)",
+            jobs.clone(),
+        );
         let phases: Histograms<PhaseLabel> = Family::new_with_constructor(phase_histogram);
         registry.register(
             "pixmill_job_phase_duration_seconds",
@@ -85,9 +105,17 @@ impl Metrics {
             phases.clone(),
         );
         let backend_errors = Family::<BackendLabels, Counter>::default();
-        registry.register("pixmill_backend_errors", "Failed backend calls, by backend and kind", backend_errors.clone());
+        registry.register(
+            "pixmill_backend_errors",
+            "Failed backend calls, by backend and kind",
+            backend_errors.clone(),
+        );
         let webhooks = Family::<OutcomeLabel, Counter>::default();
-        registry.register("pixmill_webhook_deliveries", "Webhook deliveries that ended, by outcome", webhooks.clone());
+        registry.register(
+            "pixmill_webhook_deliveries",
+            "Webhook deliveries that ended, by outcome",
+            webhooks.clone(),
+        );
         registry.register_collector(Box::new(RuntimeCollector::new(sources)));
 
         // Known label values start at zero, so a dashboard sees them before the first event.
@@ -95,7 +123,9 @@ impl Metrics {
             drop(jobs.get_or_create(&OutcomeLabel::new(outcome.as_str())));
         }
         for phase in Phase::ALL {
-            drop(phases.get_or_create(&PhaseLabel { phase: phase.as_str() }));
+            drop(phases.get_or_create(&PhaseLabel {
+                phase: phase.as_str(),
+            }));
         }
         Self {
             registry,
@@ -125,10 +155,19 @@ impl Metrics {
     /// One finished HTTP request. `route` is the matched route template.
     pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let route = labels::route_label(route);
-        let labels = HttpLabels { method: labels::method_label(method), route: route.clone(), status };
+        let labels = HttpLabels {
+            method: labels::method_label(method),
+            route: route.clone(),
+            status,
+        };
         self.http_requests.get_or_create(&labels).inc();
-        let labels = RouteLabels { method: labels.method, route };
-        self.http_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        let labels = RouteLabels {
+            method: labels.method,
+            route,
+        };
+        self.http_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts a long poll or event stream while the guard lives.
@@ -142,12 +181,16 @@ impl Metrics {
     }
 
     pub fn upload_refused(&self, code: &'static str) {
-        self.uploads_refused.get_or_create(&CodeLabel { code }).inc();
+        self.uploads_refused
+            .get_or_create(&CodeLabel { code })
+            .inc();
     }
 
     /// A webhook delivery ended: `delivered`, `gave_up` or `refused` (target not allowed).
     pub fn webhook(&self, outcome: &'static str) {
-        self.webhooks.get_or_create(&OutcomeLabel::new(outcome)).inc();
+        self.webhooks
+            .get_or_create(&OutcomeLabel::new(outcome))
+            .inc();
     }
 }
 
@@ -162,15 +205,24 @@ impl Drop for WaitingGuard {
 
 impl EngineMetrics for Metrics {
     fn phase(&self, phase: Phase, elapsed: Duration) {
-        self.phases.get_or_create(&PhaseLabel { phase: phase.as_str() }).observe(elapsed.as_secs_f64());
+        self.phases
+            .get_or_create(&PhaseLabel {
+                phase: phase.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     fn job(&self, outcome: JobOutcome) {
-        self.jobs.get_or_create(&OutcomeLabel::new(outcome.as_str())).inc();
+        self.jobs
+            .get_or_create(&OutcomeLabel::new(outcome.as_str()))
+            .inc();
     }
 
     fn backend_error(&self, error: &BackendError) {
-        let labels = BackendLabels { backend: error.backend, kind: labels::kind_label(error.kind) };
+        let labels = BackendLabels {
+            backend: error.backend,
+            kind: labels::kind_label(error.kind),
+        };
         self.backend_errors.get_or_create(&labels).inc();
     }
 }

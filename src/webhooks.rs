@@ -72,6 +72,9 @@ pub struct WebhookPolicy {
 
 impl WebhookPolicy {
     pub fn from_config(config: &WebhookConfig) -> Self {
-        Self { enabled: !config.secret.is_empty(), allow_private: config.allow_private_unsafe }
+        Self {
+            enabled: !config.secret.is_empty(),
+            allow_private: config.allow_private_unsafe,
+        }
     }
 }

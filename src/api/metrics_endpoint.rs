@@ -11,5 +11,7 @@ use crate::metrics::CONTENT_TYPE;
 
 #[handler]
 pub async fn metrics(gateway: Data<&Arc<Gateway>>) -> Response {
-    Response::builder().content_type(CONTENT_TYPE).body(gateway.metrics.render())
+    Response::builder()
+        .content_type(CONTENT_TYPE)
+        .body(gateway.metrics.render())
 }

@@ -53,7 +53,9 @@ pub struct RouteNames(HashMap<String, String>);
 impl RouteNames {
     /// Reads every operation's path from the generated spec.
     pub fn from_spec(spec: &str) -> Self {
-        let Ok(spec) = serde_json::from_str::<serde_json::Value>(spec) else { return Self::default() };
+        let Ok(spec) = serde_json::from_str::<serde_json::Value>(spec) else {
+            return Self::default();
+        };
         let mut names = HashMap::new();
         for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
             for operation in operations.as_object().into_iter().flat_map(|o| o.values()) {
@@ -68,7 +70,9 @@ impl RouteNames {
     /// The template of the route that answered: the operation's path in the spec, else the
     /// router's pattern (routes outside the spec), else empty (no route matched).
     fn of(&self, response: &Response) -> String {
-        let operation = response.data::<OperationId>().and_then(|id| self.0.get(id.0));
+        let operation = response
+            .data::<OperationId>()
+            .and_then(|id| self.0.get(id.0));
         match (operation, response.data::<PathPattern>()) {
             (Some(path), _) => path.clone(),
             (None, Some(pattern)) => pattern.0.to_string(),
@@ -115,8 +119,15 @@ mod tests {
         let ok = HeaderValue::from_static("upload-42.retry_1:a");
         assert_eq!(sane(&ok), Some("upload-42.retry_1:a"));
         for bad in ["", "has space", "semi;colon", "quote\"s"] {
-            assert_eq!(sane(&HeaderValue::from_str(bad).unwrap()), None, "{bad:?} kept");
+            assert_eq!(
+                sane(&HeaderValue::from_str(bad).unwrap()),
+                None,
+                "{bad:?} kept"
+            );
         }
-        assert_eq!(sane(&HeaderValue::from_str(&"x".repeat(MAX_REQUEST_ID + 1)).unwrap()), None);
+        assert_eq!(
+            sane(&HeaderValue::from_str(&"x".repeat(MAX_REQUEST_ID + 1)).unwrap()),
+            None
+        );
     }
 }

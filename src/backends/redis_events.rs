@@ -49,15 +49,24 @@ pub struct RedisEvents {
 
 impl RedisEvents {
     pub fn new(conn: RedisConnection, key_prefix: &str) -> Self {
-        Self { conn, channel: channel(key_prefix) }
+        Self {
+            conn,
+            channel: channel(key_prefix),
+        }
     }
 }
 
 #[async_trait]
 impl StatusEvents for RedisEvents {
     async fn publish(&self, event: StatusChanged) {
-        let wire = Wire { image_id: event.image_id, owner: event.owner, status: event.status };
-        let Ok(text) = serde_json::to_string(&wire) else { return };
+        let wire = Wire {
+            image_id: event.image_id,
+            owner: event.owner,
+            status: event.status,
+        };
+        let Ok(text) = serde_json::to_string(&wire) else {
+            return;
+        };
         let mut command = redis::cmd("PUBLISH");
         command.arg(&self.channel).arg(text);
         // Bounded by the connection's timeout; a failure costs waiters one re-read interval.
@@ -82,8 +91,17 @@ impl RedisEventFeed {
         let first = subscribe(&client, &channel).await?;
         let sender = broadcast::channel(BUFFER).0;
         let stop = CancellationToken::new();
-        tokio::spawn(forward(client, channel, first, sender.clone(), stop.clone()));
-        Ok(Arc::new(Self { sender, _stop: stop.drop_guard() }))
+        tokio::spawn(forward(
+            client,
+            channel,
+            first,
+            sender.clone(),
+            stop.clone(),
+        ));
+        Ok(Arc::new(Self {
+            sender,
+            _stop: stop.drop_guard(),
+        }))
     }
 }
 
@@ -102,7 +120,10 @@ async fn subscribe(client: &Client, channel: &str) -> Result<redis::aio::PubSub,
     match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
         Ok(Ok(pubsub)) => Ok(pubsub),
         Ok(Err(error)) => Err(BackendError::unavailable("redis", error)),
-        Err(_) => Err(BackendError::timeout("redis", "subscribing to status events timed out")),
+        Err(_) => Err(BackendError::timeout(
+            "redis",
+            "subscribing to status events timed out",
+        )),
     }
 }
 
@@ -144,8 +165,14 @@ async fn forward(
             let Some(message) = message else { break };
             match serde_json::from_slice::<Wire>(message.get_payload_bytes()) {
                 // No waiter listening is not an error.
-                Ok(wire) => drop(sender.send(StatusChanged { image_id: wire.image_id, owner: wire.owner, status: wire.status })),
-                Err(error) => tracing::debug!(error = %error, "ignoring an undecodable status event"),
+                Ok(wire) => drop(sender.send(StatusChanged {
+                    image_id: wire.image_id,
+                    owner: wire.owner,
+                    status: wire.status,
+                })),
+                Err(error) => {
+                    tracing::debug!(error = %error, "ignoring an undecodable status event")
+                }
             }
         }
         tracing::warn!(channel = %channel, "status event subscription dropped; reopening");

@@ -65,7 +65,8 @@ struct Waiter {
 
 impl Waiter {
     fn new(gateway: &Gateway, id: ImageId, patience: Duration) -> Self {
-        let mut reread = tokio::time::interval_at(Instant::now() + gateway.waits.reread, gateway.waits.reread);
+        let mut reread =
+            tokio::time::interval_at(Instant::now() + gateway.waits.reread, gateway.waits.reread);
         reread.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
             id,
@@ -105,7 +106,12 @@ pub type RecordStream = Pin<Box<dyn Stream<Item = ImageRecord> + Send>>;
 impl Gateway {
     /// The caller's image once its status differs from the one it had when the call began,
     /// or after `wait` (then as it is). A final status answers at once: it cannot change.
-    pub async fn image_after_change(&self, who: &Principal, raw_id: &str, wait: Duration) -> Result<ImageRecord, ApiError> {
+    pub async fn image_after_change(
+        &self,
+        who: &Principal,
+        raw_id: &str,
+        wait: Duration,
+    ) -> Result<ImageRecord, ApiError> {
         let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
         let patience = wait.min(self.waits.max_wait);
         let mut waiter = Waiter::new(self, id, patience);
@@ -124,12 +130,25 @@ impl Gateway {
 
     /// The caller's image now and then after every change, ending after a final status, when
     /// the image disappears, when the gateway drains, or after the stream's lifetime.
-    pub async fn image_changes(self: Arc<Self>, who: Principal, raw_id: &str) -> Result<RecordStream, ApiError> {
+    pub async fn image_changes(
+        self: Arc<Self>,
+        who: Principal,
+        raw_id: &str,
+    ) -> Result<RecordStream, ApiError> {
         let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
         let waiter = Waiter::new(&self, id, self.waits.stream_lifetime);
         let first = self.image(&who, raw_id).await?;
-        let state = StreamState { gateway: self, who, waiter, next: Some(first), last: None };
-        Ok(Box::pin(futures_util::stream::unfold(state, StreamState::step)))
+        let state = StreamState {
+            gateway: self,
+            who,
+            waiter,
+            next: Some(first),
+            last: None,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(
+            state,
+            StreamState::step,
+        )))
     }
 }
 

@@ -46,7 +46,10 @@ pub struct BackendLabels {
 /// Standard methods by name; anything else (a client inventing methods) is `other`.
 pub fn method_label(method: &str) -> &'static str {
     const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-    KNOWN.into_iter().find(|known| *known == method).unwrap_or("other")
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("other")
 }
 
 /// A route template as a label, in the spec's `{param}` spelling. Requests that matched no
@@ -81,7 +84,10 @@ mod tests {
 
     #[test]
     fn routes_keep_their_template_and_never_an_id() {
-        assert_eq!(route_label("/v1/images/:id/variants/:name"), "/v1/images/{id}/variants/{name}");
+        assert_eq!(
+            route_label("/v1/images/:id/variants/:name"),
+            "/v1/images/{id}/variants/{name}"
+        );
         assert_eq!(route_label(""), "unmatched");
         assert_eq!(method_label("BREW"), "other");
     }

@@ -24,7 +24,11 @@ pub struct RuntimeSources {
 
 impl RuntimeSources {
     pub fn new(upload_slots: Arc<Semaphore>, upload_capacity: usize) -> Arc<Self> {
-        Arc::new(Self { actors: OnceLock::new(), upload_slots, upload_capacity })
+        Arc::new(Self {
+            actors: OnceLock::new(),
+            upload_slots,
+            upload_capacity,
+        })
     }
 
     /// Attaches the engine's actors; a second call is ignored.
@@ -52,7 +56,12 @@ impl RuntimeCollector {
 
     fn stages(&self) -> BTreeMap<&'static str, StageTotals> {
         let mut stages: BTreeMap<&'static str, StageTotals> = BTreeMap::new();
-        let snapshots = self.sources.actors.get().map(|view| view()).unwrap_or_default();
+        let snapshots = self
+            .sources
+            .actors
+            .get()
+            .map(|view| view())
+            .unwrap_or_default();
         for actor in snapshots {
             let totals = stages.entry(actor.stage).or_default();
             totals.restarts += actor.restarts_total;
@@ -88,19 +97,55 @@ impl Collector for RuntimeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let stages = self.stages();
         if !stages.is_empty() {
-            let restarts = stages.iter().map(|(s, t)| (*s, ConstCounter::new(t.restarts)));
-            per_stage(&mut encoder, "pixmill_actor_restarts", "Actor restarts since start, per stage", MetricType::Counter, restarts)?;
-            let depth = stages.iter().map(|(s, t)| (*s, ConstGauge::new(t.depth as i64)));
-            per_stage(&mut encoder, "pixmill_stage_mailbox_depth", "Jobs held by each stage now", MetricType::Gauge, depth)?;
-            let capacity = stages.iter().map(|(s, t)| (*s, ConstGauge::new(t.capacity as i64)));
-            per_stage(&mut encoder, "pixmill_stage_mailbox_capacity", "Jobs each stage can hold", MetricType::Gauge, capacity)?;
+            let restarts = stages
+                .iter()
+                .map(|(s, t)| (*s, ConstCounter::new(t.restarts)));
+            per_stage(
+                &mut encoder,
+                "pixmill_actor_restarts",
+                "Actor restarts since start, per stage",
+                MetricType::Counter,
+                restarts,
+            )?;
+            let depth = stages
+                .iter()
+                .map(|(s, t)| (*s, ConstGauge::new(t.depth as i64)));
+            per_stage(
+                &mut encoder,
+                "pixmill_stage_mailbox_depth",
+                "Jobs held by each stage now",
+                MetricType::Gauge,
+                depth,
+            )?;
+            let capacity = stages
+                .iter()
+                .map(|(s, t)| (*s, ConstGauge::new(t.capacity as i64)));
+            per_stage(
+                &mut encoder,
+                "pixmill_stage_mailbox_capacity",
+                "Jobs each stage can hold",
+                MetricType::Gauge,
+                capacity,
+            )?;
         }
         let sources = &self.sources;
-        let in_use = sources.upload_capacity.saturating_sub(sources.upload_slots.available_permits());
+        let in_use = sources
+            .upload_capacity
+            .saturating_sub(sources.upload_slots.available_permits());
         let gauge = ConstGauge::new(in_use as i64);
-        gauge.encode(encoder.encode_descriptor("pixmill_upload_slots_in_use", "Uploads being received now", None, MetricType::Gauge)?)?;
+        gauge.encode(encoder.encode_descriptor(
+            "pixmill_upload_slots_in_use",
+            "Uploads being received now",
+            None,
+            MetricType::Gauge,
+        )?)?;
         let gauge = ConstGauge::new(sources.upload_capacity as i64);
-        gauge.encode(encoder.encode_descriptor("pixmill_upload_slots", "Uploads this gateway receives at once at most", None, MetricType::Gauge)?)?;
+        gauge.encode(encoder.encode_descriptor(
+            "pixmill_upload_slots",
+            "Uploads this gateway receives at once at most",
+            None,
+            MetricType::Gauge,
+        )?)?;
         Ok(())
     }
 }

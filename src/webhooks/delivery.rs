@@ -32,7 +32,11 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     pub fn new(config: WebhookConfig, metrics: Arc<Metrics>) -> Self {
-        Self { config, metrics, shutdown: CancellationToken::new() }
+        Self {
+            config,
+            metrics,
+            shutdown: CancellationToken::new(),
+        }
     }
 
     /// Stops retrying; deliveries waiting for their next attempt are dropped.
@@ -63,7 +67,10 @@ impl WebhookSender {
                 tracing::warn!(attempt, reason = %reason, "webhook failed; giving up");
                 return;
             }
-            let delay = self.config.base_delay.saturating_mul(1 << (attempt - 1).min(16));
+            let delay = self
+                .config
+                .base_delay
+                .saturating_mul(1 << (attempt - 1).min(16));
             tracing::info!(attempt, reason = %reason, retry_in_ms = delay.as_millis() as u64, "webhook failed; will retry");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -79,7 +86,9 @@ impl WebhookSender {
         // Checked again at every attempt: the answer may have changed since the upload.
         let addrs = match target.resolve(self.config.allow_private_unsafe).await {
             Ok(addrs) => addrs,
-            Err(error @ TargetError::Unresolvable(_)) => return Attempt::Transient(error.to_string()),
+            Err(error @ TargetError::Unresolvable(_)) => {
+                return Attempt::Transient(error.to_string())
+            }
             Err(error) => return Attempt::Permanent(error.to_string()),
         };
         // A client per attempt, pinned to the checked addresses, so the connection cannot
@@ -93,7 +102,9 @@ impl WebhookSender {
             .build();
         let client = match client {
             Ok(client) => client,
-            Err(error) => return Attempt::Permanent(format!("could not build the HTTP client: {error}")),
+            Err(error) => {
+                return Attempt::Permanent(format!("could not build the HTTP client: {error}"))
+            }
         };
         let sent = client
             .post(target.url().clone())
@@ -112,7 +123,9 @@ impl WebhookSender {
 
 fn classify(status: StatusCode) -> Attempt {
     let reason = format!("the target answered {}", status.as_u16());
-    let retry = status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS;
+    let retry = status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS;
     if retry {
         Attempt::Transient(reason)
     } else {

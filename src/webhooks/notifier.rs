@@ -28,8 +28,17 @@ pub struct WebhookNotifier {
 }
 
 impl WebhookNotifier {
-    pub fn new(inner: Arc<dyn StatusEvents>, metadata: Arc<dyn MetadataStore>, sender: Arc<WebhookSender>) -> Self {
-        Self { inner, metadata, sender, slots: Arc::new(Semaphore::new(CONCURRENT_DELIVERIES)) }
+    pub fn new(
+        inner: Arc<dyn StatusEvents>,
+        metadata: Arc<dyn MetadataStore>,
+        sender: Arc<WebhookSender>,
+    ) -> Self {
+        Self {
+            inner,
+            metadata,
+            sender,
+            slots: Arc::new(Semaphore::new(CONCURRENT_DELIVERIES)),
+        }
     }
 }
 
@@ -37,11 +46,17 @@ impl WebhookNotifier {
 impl StatusEvents for WebhookNotifier {
     async fn publish(&self, event: StatusChanged) {
         if event.status.is_final() {
-            let (metadata, sender, slots) = (self.metadata.clone(), self.sender.clone(), self.slots.clone());
+            let (metadata, sender, slots) = (
+                self.metadata.clone(),
+                self.sender.clone(),
+                self.slots.clone(),
+            );
             let span = tracing::Span::current();
             let event = event.clone();
             let delivery = async move {
-                let Ok(_slot) = slots.acquire_owned().await else { return };
+                let Ok(_slot) = slots.acquire_owned().await else {
+                    return;
+                };
                 notify(metadata.as_ref(), &sender, event).await;
             };
             tokio::spawn(delivery.instrument(span));
@@ -60,7 +75,9 @@ async fn notify(metadata: &dyn MetadataStore, sender: &WebhookSender, event: Sta
             return;
         }
     };
-    let Some(raw) = record.callback_url.as_deref() else { return };
+    let Some(raw) = record.callback_url.as_deref() else {
+        return;
+    };
     let target = match CallbackUrl::parse(raw) {
         Ok(target) => target,
         Err(error) => {

@@ -24,6 +24,9 @@ mod tests {
     #[test]
     fn matches_the_rfc_4231_vector() {
         let signature = sign(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(signature, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            signature,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

@@ -62,7 +62,9 @@ impl CallbackUrl {
     /// The host as the URL names it (brackets stripped from IPv6 literals).
     pub fn host(&self) -> String {
         let host = self.0.host_str().unwrap_or_default();
-        host.trim_start_matches('[').trim_end_matches(']').to_owned()
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
     }
 
     /// Resolves the host and checks every address it resolves to. Returns the addresses to
@@ -71,7 +73,12 @@ impl CallbackUrl {
         let host = self.host();
         let port = self.0.port_or_known_default().unwrap_or(80);
         let unresolvable = || TargetError::Unresolvable(host.clone());
-        let addrs: Vec<SocketAddr> = match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.as_str(), port))).await {
+        let addrs: Vec<SocketAddr> = match tokio::time::timeout(
+            RESOLVE_TIMEOUT,
+            tokio::net::lookup_host((host.as_str(), port)),
+        )
+        .await
+        {
             Ok(Ok(addrs)) => addrs.collect(),
             Ok(Err(_)) | Err(_) => return Err(unresolvable()),
         };
@@ -80,7 +87,10 @@ impl CallbackUrl {
         }
         if !allow_private {
             if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-                return Err(TargetError::NotPublic { host, addr: bad.ip() });
+                return Err(TargetError::NotPublic {
+                    host,
+                    addr: bad.ip(),
+                });
             }
         }
         Ok(addrs)
@@ -140,8 +150,23 @@ mod tests {
     #[test]
     fn internal_addresses_are_not_public() {
         let internal = [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "255.255.255.255",
-            "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1", "64:ff9b::a00:1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
             "2002:7f00:1::",
         ];
         for raw in internal {
@@ -154,10 +179,23 @@ mod tests {
 
     #[test]
     fn only_plain_http_urls_parse() {
-        for bad in ["ftp://example.com/x", "http://user:pw@example.com/", "/relative", "http://", "javascript:alert(1)"] {
-            assert_eq!(CallbackUrl::parse(bad), Err(TargetError::Malformed), "{bad:?} accepted");
+        for bad in [
+            "ftp://example.com/x",
+            "http://user:pw@example.com/",
+            "/relative",
+            "http://",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(
+                CallbackUrl::parse(bad),
+                Err(TargetError::Malformed),
+                "{bad:?} accepted"
+            );
         }
-        assert_eq!(CallbackUrl::parse("http://[::1]:8080/hook").unwrap().host(), "::1");
+        assert_eq!(
+            CallbackUrl::parse("http://[::1]:8080/hook").unwrap().host(),
+            "::1"
+        );
     }
 
     #[tokio::test]
@@ -165,6 +203,9 @@ mod tests {
         let url = CallbackUrl::parse("http://127.0.0.1:9/hook").unwrap();
         let refused = url.resolve(false).await.unwrap_err();
         assert_eq!(refused.code(), "callback_url_not_allowed");
-        assert_eq!(url.resolve(true).await.unwrap(), vec!["127.0.0.1:9".parse().unwrap()]);
+        assert_eq!(
+            url.resolve(true).await.unwrap(),
+            vec!["127.0.0.1:9".parse().unwrap()]
+        );
     }
 }

@@ -71,7 +71,14 @@ async fn download(args: &StageArgs, delivery: Delivery) {
             args.stats.job_failed();
             settle(delivery, Settlement::DeadLetter).await;
             let attempts = record.attempts;
-            finished(ctx, &record, attempts, JobOutcome::Failed, record.error.as_ref()).await;
+            finished(
+                ctx,
+                &record,
+                attempts,
+                JobOutcome::Failed,
+                record.error.as_ref(),
+            )
+            .await;
             return;
         }
         Err(error) => {
@@ -80,7 +87,9 @@ async fn download(args: &StageArgs, delivery: Delivery) {
         }
     };
     tracing::Span::current().record("attempt", job.attempt);
-    let waited = (Utc::now() - job.record.created_at).to_std().unwrap_or_default();
+    let waited = (Utc::now() - job.record.created_at)
+        .to_std()
+        .unwrap_or_default();
     ctx.ports.metrics.phase(Phase::QueueWait, waited);
     ctx.ports
         .events

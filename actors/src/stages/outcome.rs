@@ -89,7 +89,9 @@ pub async fn finished(
         JobOutcome::Failed => Status::Failed,
         JobOutcome::Retried => Status::Pending,
     };
-    let since_upload = (Utc::now() - record.created_at).to_std().unwrap_or_default();
+    let since_upload = (Utc::now() - record.created_at)
+        .to_std()
+        .unwrap_or_default();
     if outcome == JobOutcome::Completed {
         ctx.ports.metrics.phase(Phase::EndToEnd, since_upload);
     }

@@ -117,7 +117,14 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
             }
             settle(delivery, Settlement::Ack).await;
             args.stats.job_failed();
-            finished(&ctx, &job.record, attempt, JobOutcome::Retried, Some(&reason)).await;
+            finished(
+                &ctx,
+                &job.record,
+                attempt,
+                JobOutcome::Retried,
+                Some(&reason),
+            )
+            .await;
             match join_error.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),
                 Err(error) => Err(Box::new(error)),

@@ -31,7 +31,9 @@ impl FaultPlan for Gate {
         let released = self.released.lock().unwrap();
         let (_released, _timeout) = self
             .changed
-            .wait_timeout_while(released, MAX_HOLD, |released| !released.contains(&record.id))
+            .wait_timeout_while(released, MAX_HOLD, |released| {
+                !released.contains(&record.id)
+            })
             .unwrap();
     }
 }
