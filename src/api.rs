@@ -3,7 +3,8 @@
 //!
 //! - [`images`]: `/v1/images` (upload, status, list, download, delete)
 //! - [`system`]: `/v1/system/actors` (operators)
-//! - [`health`]: `/healthz`, `/readyz`
+//! - [`health`]: `/healthz`, `/readyz`; `/metrics` (Prometheus, not in the spec)
+//! - [`request_log`]: request ids, the access line and HTTP metrics around everything
 //! - [`security`]: the bearer scheme; [`errors`]: status and code mapping; [`models`],
 //!   [`steps`]: request and response documents.
 
@@ -12,7 +13,9 @@ pub mod download;
 pub mod errors;
 pub mod health;
 pub mod images;
+mod metrics_endpoint;
 pub mod models;
+pub mod request_log;
 pub mod security;
 pub mod steps;
 pub mod system;
@@ -20,7 +23,6 @@ pub mod system;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
@@ -57,6 +59,7 @@ pub fn spec_json() -> String {
 /// included, so a slow client cannot hold an upload slot forever.
 pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
     let api = service();
+    let routes = Arc::new(request_log::RouteNames::from_spec(&api.spec()));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let body_limit = gateway.limits.max_bytes.saturating_add(FORM_OVERHEAD);
@@ -64,9 +67,8 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
-        .around(move |endpoint, request| async move {
-            body_limit::limit_body(&*endpoint, request, body_limit).await
-        })
+        .at("/metrics", poem::get(metrics_endpoint::metrics))
+        .around(move |endpoint, request| async move { body_limit::limit_body(&*endpoint, request, body_limit).await })
         .around(move |endpoint, request| async move {
             match tokio::time::timeout(request_timeout, endpoint.call(request)).await {
                 Ok(result) => result,
@@ -78,21 +80,25 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
                 .into()),
             }
         })
-        .with(Tracing)
-        .data(gateway)
+        .data(gateway.clone())
         .catch_all_error(errors::render_any_error)
+        .around(move |endpoint, request| {
+            let (metrics, routes) = (gateway.metrics.clone(), routes.clone());
+            async move { request_log::observe(&*endpoint, request, &metrics, &routes).await }
+        })
 }
 
-/// What a worker process serves: health only.
+/// What a worker process serves: health and metrics.
 pub fn worker_admin_app(gateway: Arc<Gateway>) -> impl Endpoint {
-    let health = OpenApiService::new(
-        health::HealthApi,
-        "pixmill worker",
-        env!("CARGO_PKG_VERSION"),
-    );
+    let health = OpenApiService::new(health::HealthApi, "pixmill worker", env!("CARGO_PKG_VERSION"));
+    let routes = Arc::new(request_log::RouteNames::from_spec(&health.spec()));
     Route::new()
         .nest("/", health)
-        .with(Tracing)
-        .data(gateway)
+        .at("/metrics", poem::get(metrics_endpoint::metrics))
+        .data(gateway.clone())
         .catch_all_error(errors::render_any_error)
+        .around(move |endpoint, request| {
+            let (metrics, routes) = (gateway.metrics.clone(), routes.clone());
+            async move { request_log::observe(&*endpoint, request, &metrics, &routes).await }
+        })
 }

@@ -35,6 +35,7 @@ pub struct Config {
     pub limits: UploadLimits,
     pub engine: EngineConfig,
     pub log: LogConfig,
+    pub webhooks: crate::webhooks::WebhookConfig,
     /// Named pipelines usable as `preset` and `variants` on upload.
     pub presets: BTreeMap<String, PresetConfig>,
 }
@@ -53,6 +54,7 @@ impl Default for Config {
             limits: UploadLimits::default(),
             engine: EngineConfig::default(),
             log: LogConfig::default(),
+            webhooks: Default::default(),
             presets: default_presets(),
         }
     }
@@ -97,6 +99,10 @@ pub struct ServerConfig {
     /// publishes the job itself.
     #[serde(with = "humantime_serde")]
     pub publish_grace: Duration,
+    /// How often a long poll or event stream re-reads the image without being woken by a
+    /// status event (events are best effort).
+    #[serde(with = "humantime_serde")]
+    pub wait_reread: Duration,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +113,7 @@ impl Default for ServerConfig {
             max_concurrent_uploads: 64,
             shutdown_grace: Duration::from_secs(10),
             publish_grace: Duration::from_secs(10),
+            wait_reread: Duration::from_secs(2),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! each scoped to the calling owner. The handlers in [`crate::api`] only translate.
 
 mod upload;
+mod wait;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +22,13 @@ use pixmill_actors::{ImageId, ImageRecord, Status, StoredImage};
 use tokio::sync::Semaphore;
 
 pub use upload::{PresetConfig, UploadRequest};
+pub use wait::{RecordStream, WaitLimits};
 
 use crate::api::errors::ApiError;
 use crate::auth::{Principal, TokenVerifier};
-use crate::fastpath::{RateLimiter, StatusCache};
+use crate::fastpath::{RateLimiter, StatusCache, StatusFeed};
+use crate::metrics::Metrics;
+use crate::webhooks::WebhookPolicy;
 
 /// Reads the engine's actors, when this process runs one.
 pub type ActorsView = Arc<dyn Fn() -> Vec<ActorSnapshot> + Send + Sync>;
@@ -48,6 +52,12 @@ pub struct Gateway {
     /// Set on shutdown: new uploads get `503 shutting_down`.
     pub draining: AtomicBool,
     pub actors: Option<ActorsView>,
+    /// Status changes that wake long polls and event streams.
+    pub events: Arc<dyn StatusFeed>,
+    pub waits: WaitLimits,
+    pub metrics: Arc<Metrics>,
+    /// Whether uploads may name a `callback_url`, and which.
+    pub webhooks: WebhookPolicy,
 }
 
 /// Longest page of a listing.

@@ -19,6 +19,8 @@
 //! - [`stages`]: the actors, and [`supervisor`] which restarts them and counts restarts.
 //! - [`relay`]: publishes jobs that are due (new uploads the gateway could not confirm,
 //!   retries whose back-off ran out, expired leases).
+//! - [`events`], [`metrics`]: what the engine tells the outside world as it works (status
+//!   changes for waiting clients, timings and outcomes for operators), through traits.
 //! - [`engine`]: starts and stops all of the above from an [`engine::EngineConfig`].
 
 pub mod format;
@@ -38,6 +40,7 @@ pub mod engine;
 pub mod events;
 pub mod faults;
 pub mod mailbox;
+pub mod metrics;
 pub mod relay;
 pub mod stages;
 pub mod stats;

@@ -20,6 +20,7 @@ use crate::config::EngineConfig;
 use crate::events::StatusEvents;
 use crate::faults::FaultPlan;
 use crate::mailbox::StagePool;
+use crate::metrics::EngineMetrics;
 use crate::ports::{ClaimedJob, Delivery, JobQueue, MetadataStore, ObjectStore};
 use crate::stats::ActorStats;
 use crate::transform::{Rendered, TransformError};
@@ -31,6 +32,8 @@ pub struct Ports {
     pub metadata: Arc<dyn MetadataStore>,
     pub queue: Arc<dyn JobQueue>,
     pub events: Arc<dyn StatusEvents>,
+    /// Where timings, outcomes and backend failures are reported.
+    pub metrics: Arc<dyn EngineMetrics>,
 }
 
 /// A claimed job with its original, on its way to the CPU pool.

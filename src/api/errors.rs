@@ -172,8 +172,22 @@ impl ResponseError for ApiError {
 }
 
 /// Renders any error that reaches the top of the router (a malformed request that failed to
-/// parse, an unknown route, a body over the size limit) as the same JSON shape.
+/// parse, an unknown route, a body over the size limit) as the same JSON shape. The matched
+/// route and operation stay on the response, for the HTTP metrics.
 pub async fn render_any_error(error: poem::Error) -> Response {
+    let pattern = error.data::<poem::PathPattern>().cloned();
+    let operation = error.data::<poem_openapi::OperationId>().cloned();
+    let mut response = render_error(error);
+    if let Some(pattern) = pattern {
+        response.set_data(pattern);
+    }
+    if let Some(operation) = operation {
+        response.set_data(operation);
+    }
+    response
+}
+
+fn render_error(error: poem::Error) -> Response {
     if let Some(api) = error.downcast_ref::<ApiError>() {
         return api.as_response();
     }

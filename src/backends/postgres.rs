@@ -193,14 +193,14 @@ async fn by_key(client: &Object, owner: &Owner, key: &str) -> PgResult<Option<Im
 async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecord, ImageRecord>> {
     let sql = format!(
         "INSERT INTO images (id, owner, status, spec, original, variants, attempts, \
-             dispatch_at, idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, 'PENDING', $3, $4, '[]'::jsonb, 0, $5, $6, $7, $7) \
+             dispatch_at, idempotency_key, created_at, updated_at, callback_url) \
+         VALUES ($1, $2, 'PENDING', $3, $4, '[]'::jsonb, 0, $5, $6, $7, $7, $8) \
          ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING {COLUMNS}"
     );
     let statement = client.prepare_cached(&sql).await.map_err(pg_error)?;
     let created_at = to_micros(image.created_at);
-    let params: [&(dyn ToSql + Sync); 7] = [
+    let params: [&(dyn ToSql + Sync); 8] = [
         &image.id.as_uuid(),
         &image.owner.as_str(),
         &Json(&image.spec),
@@ -208,6 +208,7 @@ async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecor
         &image.dispatch_at,
         &image.idempotency_key,
         &created_at,
+        &image.callback_url,
     ];
     // A conflict waits for the other insert to commit, then inserts nothing; the existing
     // row is then visible to the next statement. Should it be deleted in between, try again.

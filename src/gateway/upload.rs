@@ -21,6 +21,7 @@ use super::Gateway;
 use crate::api::errors::ApiError;
 use crate::auth::Principal;
 use crate::fastpath::RateDecision;
+use crate::webhooks::target::CallbackUrl;
 
 /// A named pipeline from configuration, usable as `preset` or as an extra variant.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,6 +37,8 @@ pub struct UploadRequest {
     pub spec: JobSpec,
     pub idempotency_key: Option<String>,
     pub trace_id: Option<String>,
+    /// Where to POST the status document when the job ends; checked here.
+    pub callback_url: Option<String>,
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -74,6 +77,7 @@ impl Gateway {
                 return Ok((existing, false));
             }
         }
+        let callback_url = self.check_callback(request.callback_url.as_deref()).await?;
         self.check_rate(who).await?;
 
         let probed = probe(&request.bytes, &self.limits)?;
@@ -107,6 +111,7 @@ impl Gateway {
             spec: request.spec,
             original,
             idempotency_key: request.idempotency_key,
+            callback_url,
             dispatch_at,
             created_at: now,
         };
@@ -141,6 +146,18 @@ impl Gateway {
         tracing::info!(image_id = %id, owner = %who.owner, format = %probed.format, width = probed.width,
             height = probed.height, bytes = new.original.bytes, "image accepted");
         Ok((record, true))
+    }
+
+    /// Refuses a webhook target that is malformed, does not resolve, or resolves to an
+    /// address the policy does not allow; returns it normalised.
+    async fn check_callback(&self, raw: Option<&str>) -> Result<Option<String>, ApiError> {
+        let Some(raw) = raw else { return Ok(None) };
+        if !self.webhooks.enabled {
+            return Err(ApiError::bad_request("webhooks_disabled", "this server sends no webhooks (webhooks.secret is not set); leave callback_url out"));
+        }
+        let url = CallbackUrl::parse(raw).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        url.resolve(self.webhooks.allow_private).await.map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        Ok(Some(url.as_str().to_owned()))
     }
 
     async fn check_rate(&self, who: &Principal) -> Result<(), ApiError> {

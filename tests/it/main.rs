@@ -3,6 +3,7 @@
 mod auth;
 mod metadata;
 mod object_store_contract;
+mod observe;
 mod openapi_spec;
 mod operations;
 mod prod;

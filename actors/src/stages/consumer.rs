@@ -66,6 +66,7 @@ impl Actor for Consumer {
                     state.failures = 0;
                 }
                 Err(error) => {
+                    ctx.ports.metrics.backend_error(&error);
                     state.failures += 1;
                     tracing::warn!(error = %error, "could not open the job queue; retrying");
                     pause(&ctx.shutdown, state.failures).await;
@@ -92,6 +93,7 @@ impl Actor for Consumer {
             Some(Err(error)) => {
                 // A stream reports an outage as an error item and keeps recovering by
                 // itself; ask again after a pause rather than opening a second consumer.
+                ctx.ports.metrics.backend_error(&error);
                 state.failures += 1;
                 tracing::warn!(error = %error, "job stream reported a failure; waiting for it to recover");
                 pause(&ctx.shutdown, state.failures).await;

@@ -12,9 +12,10 @@ use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
-use super::outcome::settle;
+use super::outcome::{finished, settle};
 use super::{PersistJob, StageArgs, TransformJob};
 use crate::mailbox::Envelope;
+use crate::metrics::{JobOutcome, Phase};
 use crate::ports::Settlement;
 use crate::record::JobError;
 use crate::stats::ActorState;
@@ -76,6 +77,7 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
 
     match rendered {
         Ok(outcome) => {
+            ctx.ports.metrics.phase(Phase::Transform, started.elapsed());
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 ok = outcome.is_ok(),
@@ -115,6 +117,14 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
             }
             settle(delivery, Settlement::Ack).await;
             args.stats.job_failed();
+            finished(
+                &ctx,
+                &job.record,
+                attempt,
+                JobOutcome::Retried,
+                Some(&reason),
+            )
+            .await;
             match join_error.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),
                 Err(error) => Err(Box::new(error)),
