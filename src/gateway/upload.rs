@@ -155,8 +155,11 @@ impl Gateway {
         if !self.webhooks.enabled {
             return Err(ApiError::bad_request("webhooks_disabled", "this server sends no webhooks (webhooks.secret is not set); leave callback_url out"));
         }
-        let url = CallbackUrl::parse(raw).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
-        url.resolve(self.webhooks.allow_private).await.map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        let url =
+            CallbackUrl::parse(raw).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        url.resolve(self.webhooks.allow_private)
+            .await
+            .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
         Ok(Some(url.as_str().to_owned()))
     }
 
