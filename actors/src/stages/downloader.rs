@@ -4,47 +4,22 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tracing::Instrument;
+use ractor::ActorProcessingErr;
 
 use super::outcome::{finished, requeue_later, settle, settle_failure, Retry};
-use super::{StageArgs, TransformJob};
+use super::{StageArgs, StageHandler, TransformJob};
 use crate::events::StatusChanged;
-use crate::mailbox::Envelope;
 use crate::metrics::{JobOutcome, Phase};
 use crate::ports::{Bucket, Claim, Delivery, ObjectKey, Settlement};
 use crate::record::{JobError, Status};
-use crate::stats::ActorState;
 
 pub struct Downloader;
 
-impl Actor for Downloader {
-    type Msg = Envelope<Delivery>;
-    type State = StageArgs;
-    type Arguments = StageArgs;
+impl StageHandler for Downloader {
+    type Payload = Delivery;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: StageArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        args.stats.set_state(ActorState::Running);
-        Ok(args)
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        args: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let Envelope {
-            payload: delivery,
-            credit,
-            span,
-        } = msg;
-        download(args, delivery).instrument(span).await;
-        drop(credit);
+    async fn handle(args: &StageArgs, payload: Delivery) -> Result<(), ActorProcessingErr> {
+        download(args, payload).await;
         Ok(())
     }
 }

@@ -5,50 +5,25 @@
 
 use std::time::Instant;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::ActorProcessingErr;
 use sha2::{Digest, Sha256};
-use tracing::Instrument;
 
 use super::outcome::{finished, settle, settle_failure, Retry};
-use super::{PersistJob, StageArgs};
+use super::{PersistJob, StageArgs, StageHandler};
 use crate::ids::ImageId;
-use crate::mailbox::Envelope;
 use crate::metrics::{JobOutcome, Phase};
 use crate::pipeline::Rendition;
 use crate::ports::{BackendError, Bucket, Completion, ObjectKey, Settlement};
 use crate::record::{JobError, StoredImage, StoredVariant};
-use crate::stats::ActorState;
 use crate::transform::Rendered;
 
 pub struct Persister;
 
-impl Actor for Persister {
-    type Msg = Envelope<PersistJob>;
-    type State = StageArgs;
-    type Arguments = StageArgs;
+impl StageHandler for Persister {
+    type Payload = PersistJob;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: StageArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        args.stats.set_state(ActorState::Running);
-        Ok(args)
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        args: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let Envelope {
-            payload,
-            credit,
-            span,
-        } = msg;
-        persist(args, payload).instrument(span).await;
-        drop(credit);
+    async fn handle(args: &StageArgs, payload: PersistJob) -> Result<(), ActorProcessingErr> {
+        persist(args, payload).await;
         Ok(())
     }
 }

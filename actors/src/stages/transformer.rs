@@ -9,48 +9,22 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tracing::Instrument;
+use ractor::ActorProcessingErr;
 
 use super::outcome::{finished, settle};
-use super::{PersistJob, StageArgs, TransformJob};
-use crate::mailbox::Envelope;
+use super::{PersistJob, StageArgs, StageHandler, TransformJob};
 use crate::metrics::{JobOutcome, Phase};
 use crate::ports::Settlement;
 use crate::record::JobError;
-use crate::stats::ActorState;
 use crate::transform::render_all;
 
 pub struct Transformer;
 
-impl Actor for Transformer {
-    type Msg = Envelope<TransformJob>;
-    type State = StageArgs;
-    type Arguments = StageArgs;
+impl StageHandler for Transformer {
+    type Payload = TransformJob;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: StageArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        args.stats.set_state(ActorState::Running);
-        Ok(args)
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        args: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let Envelope {
-            payload,
-            credit,
-            span,
-        } = msg;
-        let result = transform(args, payload).instrument(span).await;
-        drop(credit);
-        result
+    async fn handle(args: &StageArgs, payload: TransformJob) -> Result<(), ActorProcessingErr> {
+        transform(args, payload).await
     }
 }
 
