@@ -17,6 +17,7 @@ mod metrics_endpoint;
 pub mod models;
 pub mod request_log;
 pub mod security;
+mod step_parts;
 pub mod steps;
 pub mod system;
 
