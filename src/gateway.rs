@@ -77,7 +77,10 @@ impl Gateway {
         match self.cache.get(id).await {
             Ok(Some(record)) if record.owner == who.owner => return Ok(record),
             Ok(_) => {}
-            Err(error) => tracing::warn!(error = %error, "status cache unavailable; reading the database"),
+            Err(error) => {
+                crate::metrics::note_backend_error(&error);
+                tracing::warn!(error = %error, "status cache unavailable; reading the database");
+            }
         }
         let record = self
             .metadata
@@ -87,6 +90,7 @@ impl Gateway {
             .ok_or_else(ApiError::image_not_found)?;
         if record.status.is_final() {
             if let Err(error) = self.cache.put(&record).await {
+                crate::metrics::note_backend_error(&error);
                 tracing::debug!(error = %error, "could not fill the status cache");
             }
         }

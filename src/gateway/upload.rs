@@ -116,6 +116,7 @@ impl Gateway {
                 }
             }
             Err(error) => {
+                crate::metrics::note_backend_error(&error);
                 tracing::warn!(image_id = %id, error = %error, "could not publish the job now; the relay will");
             }
         }
@@ -151,6 +152,7 @@ impl Gateway {
             }
             Err(error) => {
                 // Failing open: a rate-limiter outage must not become an upload outage.
+                crate::metrics::note_backend_error(&error);
                 tracing::warn!(error = %error, "rate limiter unavailable; allowing the upload");
                 Ok(())
             }
