@@ -116,7 +116,7 @@ _pm_moto() {
     if [ -f "$_pm_moto_pid_file" ] && [ -f "$_pm_moto_port_file" ]; then
         pid="$(cat "$_pm_moto_pid_file")"
         port="$(cat "$_pm_moto_port_file")"
-        if kill -0 "$pid" 2>/dev/null && _pm_moto_answers "$port"; then
+        if _pm_is_moto "$pid" && _pm_moto_answers "$port"; then
             _pm_moto_port="$port"
             return 0
         fi
@@ -139,12 +139,17 @@ _pm_moto() {
     _pm_moto_port="$port"
 }
 
+# Whether PID $1 is a moto server (a stale PID file may name a reused PID).
+_pm_is_moto() {
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q moto_server
+}
+
 # Stops the moto recorded in the PID file (started by this script, here or earlier).
 pixmill_test_services_stop() {
     local pid
     [ -f "$_pm_moto_pid_file" ] || return 0
     pid="$(cat "$_pm_moto_pid_file")"
-    kill "$pid" 2>/dev/null
+    _pm_is_moto "$pid" && kill "$pid" 2>/dev/null
     rm -f "$_pm_moto_pid_file" "$_pm_moto_port_file"
 }
 

@@ -69,7 +69,9 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .at("/metrics", poem::get(metrics_endpoint::metrics))
-        .around(move |endpoint, request| async move { body_limit::limit_body(&*endpoint, request, body_limit).await })
+        .around(move |endpoint, request| async move {
+            body_limit::limit_body(&*endpoint, request, body_limit).await
+        })
         .around(move |endpoint, request| async move {
             match tokio::time::timeout(request_timeout, endpoint.call(request)).await {
                 Ok(result) => result,
@@ -91,7 +93,11 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
 
 /// What a worker process serves: health and metrics.
 pub fn worker_admin_app(gateway: Arc<Gateway>) -> impl Endpoint {
-    let health = OpenApiService::new(health::HealthApi, "pixmill worker", env!("CARGO_PKG_VERSION"));
+    let health = OpenApiService::new(
+        health::HealthApi,
+        "pixmill worker",
+        env!("CARGO_PKG_VERSION"),
+    );
     let routes = Arc::new(request_log::RouteNames::from_spec(&health.spec()));
     Route::new()
         .nest("/", health)

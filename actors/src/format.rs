@@ -90,9 +90,24 @@ impl FromStr for ImageFormat {
 }
 
 /// Formats the transformer can encode. The default output is the input's format when it is
-/// in this list, else JPEG.
-pub const WRITABLE_FORMATS: [ImageFormat; 3] =
-    [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp];
+/// in this list, else JPEG (so TIFF and BMP inputs come out as JPEG).
+#[cfg(not(feature = "avif"))]
+pub const WRITABLE_FORMATS: [ImageFormat; 4] = [
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::Webp,
+    ImageFormat::Gif,
+];
+
+/// Formats the transformer can encode, AVIF included in this build.
+#[cfg(feature = "avif")]
+pub const WRITABLE_FORMATS: [ImageFormat; 5] = [
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::Webp,
+    ImageFormat::Gif,
+    ImageFormat::Avif,
+];
 
 impl ImageFormat {
     pub fn is_writable(self) -> bool {

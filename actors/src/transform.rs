@@ -1,15 +1,41 @@
 //! Image transforms: CPU-bound, synchronous, called by the transformer stage on the CPU
 //! pool and by the gateway (for `probe`) before anything is stored.
 //!
-//! `probe` reads only a file's header: the format from its magic bytes (never from a file
-//! name or a `Content-Type`) and its declared dimensions, checked against [`InputLimits`]
-//! before any pixel buffer exists. `render_all` decodes once and produces every rendition of
-//! a [`JobSpec`].
+//! ```text
+//! bytes ─► probe ─► decode ───────────► ops (per rendition) ─► encode ─► Rendered
+//!          magic     JPEG: DCT-scaled     resize, crop, rotate,   jpeg, png, webp,
+//!          header    (plan), others:      flip, tone, blur, ...   gif, avif (feature)
+//!          structure image; then 8-bit,
+//!          limits    sRGB, upright
+//! ```
+//!
+//! - [`probe`](probe()): the format from magic bytes (never a name or `Content-Type`), the
+//!   declared size, a walk of the container for truncation and frame count, all limits.
+//!   No pixel is decoded.
+//! - `decode`, `color`, `orientation`: pixels into a `Canvas` (8-bit, sRGB, upright);
+//!   `plan` picks the JPEG shrink-on-load scale from the renditions' first resize.
+//! - `ops`: one file per operation.
+//! - `animation`: composited frames of GIF/WebP/APNG, one at a time.
+//! - `encode`: pixels only, so no input metadata reaches an output.
+//! - [`render_all`]: probe, decode once, every rendition in order.
 
+mod animation;
+mod canvas;
+#[cfg(test)]
+mod cases;
+mod color;
+mod container;
+mod decode;
+mod encode;
 mod error;
 mod limits;
+mod ops;
+mod orientation;
+mod panics;
+mod plan;
 mod probe;
 mod render;
+mod sniff;
 
 pub use error::{InputError, TransformError};
 pub use limits::InputLimits;

@@ -10,7 +10,11 @@ use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
 use super::errors::ApiError;
 
-pub async fn limit_body<E: Endpoint>(endpoint: &E, mut request: Request, max: u64) -> poem::Result<Response> {
+pub async fn limit_body<E: Endpoint>(
+    endpoint: &E,
+    mut request: Request,
+    max: u64,
+) -> poem::Result<Response> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -39,5 +43,8 @@ pub async fn limit_body<E: Endpoint>(endpoint: &E, mut request: Request, max: u6
             request.set_body(Body::from_bytes_stream(stream));
         }
     }
-    endpoint.call(request).await.map(IntoResponse::into_response)
+    endpoint
+        .call(request)
+        .await
+        .map(IntoResponse::into_response)
 }

@@ -4,13 +4,13 @@
 //! Unexpected failures become an opaque `500 internal_error`; the full error goes to the log
 //! once, where it happened, never into the body.
 
+use pixmill_actors::ports::BackendError;
+use pixmill_actors::transform::InputError;
 use poem::error::ResponseError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::Object;
-use pixmill_actors::ports::BackendError;
-use pixmill_actors::transform::InputError;
 
 use crate::auth::AuthError;
 
@@ -35,7 +35,13 @@ pub struct ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -43,7 +49,13 @@ impl std::error::Error for ApiError {}
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), www_authenticate: None, retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            www_authenticate: None,
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -52,15 +64,27 @@ impl ApiError {
 
     /// Another owner's image, a deleted one and a random id all look exactly like this.
     pub fn image_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "image_not_found", "no image with this id belongs to you")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "image_not_found",
+            "no image with this id belongs to you",
+        )
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side; try again")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "something went wrong on our side; try again",
+        )
     }
 
     pub fn shutting_down() -> Self {
-        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "this gateway is shutting down; retry on another");
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "this gateway is shutting down; retry on another",
+        );
         error.retry_after = Some(1);
         error
     }
@@ -74,7 +98,10 @@ impl ApiError {
             let mut api = Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backend_unavailable",
-                format!("the {} backend is not answering; try again shortly", error.backend),
+                format!(
+                    "the {} backend is not answering; try again shortly",
+                    error.backend
+                ),
             );
             api.retry_after = Some(2);
             api
@@ -84,7 +111,10 @@ impl ApiError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { code: self.code.to_owned(), message: self.message.clone() }
+        ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -104,10 +134,15 @@ impl From<InputError> for ApiError {
         let status = match &error {
             InputError::Empty => StatusCode::BAD_REQUEST,
             InputError::TooManyBytes { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            InputError::UnsupportedFormat { .. } | InputError::FormatNotAllowed(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InputError::DimensionsExceeded { .. } | InputError::ZeroSize | InputError::Corrupt(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
+            InputError::UnsupportedFormat { .. } | InputError::FormatNotAllowed(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            InputError::DimensionsExceeded { .. }
+            | InputError::ZeroSize
+            | InputError::TooManyFrames { .. }
+            | InputError::AnimationTooLarge { .. }
+            | InputError::Truncated(_)
+            | InputError::Corrupt(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, error.code(), error.to_string())
     }
@@ -123,11 +158,15 @@ impl ResponseError for ApiError {
         response.set_status(self.status);
         if let Some(challenge) = &self.www_authenticate {
             if let Ok(value) = challenge.parse() {
-                response.headers_mut().insert(poem::http::header::WWW_AUTHENTICATE, value);
+                response
+                    .headers_mut()
+                    .insert(poem::http::header::WWW_AUTHENTICATE, value);
             }
         }
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(poem::http::header::RETRY_AFTER, seconds.into());
+            response
+                .headers_mut()
+                .insert(poem::http::header::RETRY_AFTER, seconds.into());
         }
         response
     }
@@ -160,14 +199,29 @@ fn render_error(error: poem::Error) -> Response {
     let status = error.status();
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such endpoint; see /docs".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not take that method".to_owned()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("file_too_large", "the request body is over the upload limit".to_owned()),
-        StatusCode::LENGTH_REQUIRED => ("length_required", "uploads need a Content-Length header".to_owned()),
-        StatusCode::UNAUTHORIZED => ("missing_token", "this endpoint needs an Authorization: Bearer token".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not take that method".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "file_too_large",
+            "the request body is over the upload limit".to_owned(),
+        ),
+        StatusCode::LENGTH_REQUIRED => (
+            "length_required",
+            "uploads need a Content-Length header".to_owned(),
+        ),
+        StatusCode::UNAUTHORIZED => (
+            "missing_token",
+            "this endpoint needs an Authorization: Bearer token".to_owned(),
+        ),
         s if s.is_client_error() => ("bad_request", error.to_string()),
         _ => {
             tracing::error!(error = %error, status = status.as_u16(), "request failed");
-            ("internal_error", "something went wrong on our side; try again".to_owned())
+            (
+                "internal_error",
+                "something went wrong on our side; try again".to_owned(),
+            )
         }
     };
     let mut api = ApiError::new(status, code, message);

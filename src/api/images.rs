@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
+use pixmill_actors::pipeline::{OutputSpec, Rgb};
+use pixmill_actors::ports::Bucket;
+use pixmill_actors::{ImageFormat, JobSpec, Pipeline, Rendition, VariantName};
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi};
-use pixmill_actors::pipeline::{OutputSpec, Rgb};
-use pixmill_actors::ports::Bucket;
-use pixmill_actors::{ImageFormat, JobSpec, Pipeline, Rendition, VariantName};
-use poem::http::StatusCode;
 
 use super::download::ImageBytes;
 use super::errors::{error_responses, ApiError};
@@ -211,11 +211,22 @@ impl ImagesApi {
 
     /// Server-sent events: the status document now and after every change, until the job
     /// is final.
-    #[oai(path = "/images/:id/events", method = "get", operation_id = "image_events")]
-    async fn events(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<EventsResponse, ReadError> {
+    #[oai(
+        path = "/images/:id/events",
+        method = "get",
+        operation_id = "image_events"
+    )]
+    async fn events(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> Result<EventsResponse, ReadError> {
         let records = Arc::clone(*gateway).image_changes(auth.0, &id.0).await?;
         let documents = records.map(|record| ImageDocument::from(&record)).boxed();
-        Ok(EventsResponse::Events(EventStream::new(documents).keep_alive(KEEP_ALIVE)))
+        Ok(EventsResponse::Events(
+            EventStream::new(documents).keep_alive(KEEP_ALIVE),
+        ))
     }
 
     /// The caller's images, newest first.
@@ -232,7 +243,14 @@ impl ImagesApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
     ) -> Result<PageResponse, ListError> {
-        let page = gateway.list(&auth.0, status.0.map(Into::into), cursor.0.as_deref(), limit.0).await?;
+        let page = gateway
+            .list(
+                &auth.0,
+                status.0.map(Into::into),
+                cursor.0.as_deref(),
+                limit.0,
+            )
+            .await?;
         Ok(PageResponse::Ok(Json(ImagePage {
             items: page.items.iter().map(ImageDocument::from).collect(),
             next_cursor: page.next.as_ref().map(encode_cursor),
@@ -240,22 +258,54 @@ impl ImagesApi {
     }
 
     /// Download the original as uploaded.
-    #[oai(path = "/images/:id/original", method = "get", operation_id = "download_original")]
-    async fn original(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<ImageBytes, ReadError> {
+    #[oai(
+        path = "/images/:id/original",
+        method = "get",
+        operation_id = "download_original"
+    )]
+    async fn original(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> Result<ImageBytes, ReadError> {
         let record = gateway.image(&auth.0, &id.0).await?;
         let stream = gateway.open(Bucket::Raw, &record.original).await?;
-        let file_name = format!("{}-original.{}", record.id, record.original.format.extension());
-        Ok(ImageBytes { stream, format: record.original.format, file_name })
+        let file_name = format!(
+            "{}-original.{}",
+            record.id,
+            record.original.format.extension()
+        );
+        Ok(ImageBytes {
+            stream,
+            format: record.original.format,
+            file_name,
+        })
     }
 
     /// Download the primary rendition; `404 not_processed` until the image is `COMPLETED`.
-    #[oai(path = "/images/:id/processed", method = "get", operation_id = "download_processed")]
-    async fn processed(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<ImageBytes, ReadError> {
-        download_variant(&gateway, &auth, &id.0, None).await.map_err(Into::into)
+    #[oai(
+        path = "/images/:id/processed",
+        method = "get",
+        operation_id = "download_processed"
+    )]
+    async fn processed(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> Result<ImageBytes, ReadError> {
+        download_variant(&gateway, &auth, &id.0, None)
+            .await
+            .map_err(Into::into)
     }
 
     /// Download a named variant.
-    #[oai(path = "/images/:id/variants/:name", method = "get", operation_id = "download_variant")]
+    #[oai(
+        path = "/images/:id/variants/:name",
+        method = "get",
+        operation_id = "download_variant"
+    )]
     async fn variant(
         &self,
         gateway: Data<&Arc<Gateway>>,
@@ -263,12 +313,19 @@ impl ImagesApi {
         id: Path<String>,
         name: Path<String>,
     ) -> Result<ImageBytes, ReadError> {
-        download_variant(&gateway, &auth, &id.0, Some(&name.0)).await.map_err(Into::into)
+        download_variant(&gateway, &auth, &id.0, Some(&name.0))
+            .await
+            .map_err(Into::into)
     }
 
     /// Delete an image: its record, its original and every rendition.
     #[oai(path = "/images/:id", method = "delete", operation_id = "delete_image")]
-    async fn delete(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<DeleteResponse, ReadError> {
+    async fn delete(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> Result<DeleteResponse, ReadError> {
         gateway.delete(&auth.0, &id.0).await?;
         Ok(DeleteResponse::Deleted)
     }
@@ -281,7 +338,12 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// `wait` as a duration: humantime (`30s`, `1m`) or plain seconds.
 fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
-    let invalid = || ApiError::bad_request("invalid_wait", "wait must be a duration of at most 60 s, e.g. 30s");
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_wait",
+            "wait must be a duration of at most 60 s, e.g. 30s",
+        )
+    };
     let wait = match raw.parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
         Err(_) => humantime::parse_duration(raw).map_err(|_| invalid())?,
@@ -299,20 +361,42 @@ async fn upload(
     trace_id: Option<String>,
     form: UploadForm,
 ) -> Result<UploadResponse, ApiError> {
-    let _slot = gateway.upload_slots.clone().acquire_owned().await.map_err(|_| ApiError::shutting_down())?;
+    let _slot = gateway
+        .upload_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::shutting_down())?;
     let spec = job_spec(gateway, &form)?;
     let callback_url = form.callback_url.clone();
     let bytes = read_file(form.file, gateway.limits.max_bytes).await?;
-    let request = UploadRequest { bytes, spec, idempotency_key, trace_id, callback_url };
+    let request = UploadRequest {
+        bytes,
+        spec,
+        idempotency_key,
+        trace_id,
+        callback_url,
+    };
     let (record, _created) = gateway.upload(&auth.0, request).await?;
     let document = ImageDocument::from(&record);
     let location = format!("/v1/images/{}", document.id);
     Ok(UploadResponse::Accepted(Json(document), location))
 }
 
-async fn download_variant(gateway: &Gateway, auth: &BearerAuth, id: &str, name: Option<&str>) -> Result<ImageBytes, ApiError> {
+async fn download_variant(
+    gateway: &Gateway,
+    auth: &BearerAuth,
+    id: &str,
+    name: Option<&str>,
+) -> Result<ImageBytes, ApiError> {
     let record = gateway.image(&auth.0, id).await?;
-    let not_ready = || ApiError::new(StatusCode::NOT_FOUND, "not_processed", "the image has no such processed file (yet); check its status");
+    let not_ready = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_processed",
+            "the image has no such processed file (yet); check its status",
+        )
+    };
     if record.status != pixmill_actors::Status::Completed {
         return Err(not_ready());
     }
@@ -322,14 +406,27 @@ async fn download_variant(gateway: &Gateway, auth: &BearerAuth, id: &str, name: 
     }
     .ok_or_else(not_ready)?;
     let stream = gateway.open(Bucket::Processed, &variant.image).await?;
-    let file_name = format!("{}-{}.{}", record.id, variant.name, variant.image.format.extension());
-    Ok(ImageBytes { stream, format: variant.image.format, file_name })
+    let file_name = format!(
+        "{}-{}.{}",
+        record.id,
+        variant.name,
+        variant.image.format.extension()
+    );
+    Ok(ImageBytes {
+        stream,
+        format: variant.image.format,
+        file_name,
+    })
 }
 
 /// Reads the uploaded file, refusing it past `max_bytes` before reading it whole.
 async fn read_file(file: Upload, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
     if file.size() as u64 > max_bytes {
-        return Err(pixmill_actors::transform::InputError::TooManyBytes { bytes: file.size() as u64, limit: max_bytes }.into());
+        return Err(pixmill_actors::transform::InputError::TooManyBytes {
+            bytes: file.size() as u64,
+            limit: max_bytes,
+        }
+        .into());
     }
     file.into_vec().await.map_err(|error| {
         tracing::warn!(error = %error, "could not read the uploaded file");
@@ -340,13 +437,20 @@ async fn read_file(file: Upload, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
 /// Builds the job's renditions from the form: the primary one from `steps` or `preset`,
 /// then one per name in `variants`.
 fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
-    let invalid = |e: pixmill_actors::pipeline::StepError| ApiError::bad_request("invalid_steps", e.to_string());
+    let invalid = |e: pixmill_actors::pipeline::StepError| {
+        ApiError::bad_request("invalid_steps", e.to_string())
+    };
     let background = form
         .background
         .as_deref()
         .map(Rgb::parse_hex)
         .transpose()
-        .map_err(|_| ApiError::bad_request("invalid_background", "background must be a hex colour like #ffffff"))?;
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_background",
+                "background must be a hex colour like #ffffff",
+            )
+        })?;
     let overrides = |mut output: OutputSpec| {
         if let Some(format) = form.format {
             output.format = Some(format.into());
@@ -358,19 +462,39 @@ fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
     };
 
     let (pipeline, output) = match (&form.steps.0, &form.preset) {
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("invalid_steps", "send either steps or preset, not both")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_steps",
+                "send either steps or preset, not both",
+            ))
+        }
         (Some(steps), None) => (to_pipeline(steps).map_err(invalid)?, OutputSpec::default()),
         (None, Some(name)) => preset(gateway, name)?,
         (None, None) => (Pipeline::default_thumbnail(), OutputSpec::default()),
     };
-    let mut renditions = vec![Rendition { name: VariantName::main(), pipeline, output: overrides(output) }];
-    for name in form.variants.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
-        let variant = VariantName::parse(name).map_err(|e| ApiError::bad_request("unknown_preset", e.to_string()))?;
+    let mut renditions = vec![Rendition {
+        name: VariantName::main(),
+        pipeline,
+        output: overrides(output),
+    }];
+    for name in form
+        .variants
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let variant = VariantName::parse(name)
+            .map_err(|e| ApiError::bad_request("unknown_preset", e.to_string()))?;
         if renditions.iter().any(|r| r.name == variant) {
             continue;
         }
         let (pipeline, output) = preset(gateway, name)?;
-        renditions.push(Rendition { name: variant, pipeline, output: overrides(output) });
+        renditions.push(Rendition {
+            name: variant,
+            pipeline,
+            output: overrides(output),
+        });
     }
     Ok(JobSpec { renditions })
 }
@@ -378,8 +502,12 @@ fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
 fn preset(gateway: &Gateway, name: &str) -> Result<(Pipeline, OutputSpec), ApiError> {
     let preset = gateway.presets.get(name).ok_or_else(|| {
         let known: Vec<&str> = gateway.presets.keys().map(String::as_str).collect();
-        ApiError::bad_request("unknown_preset", format!("no preset named {name:?}; configured presets: {known:?}"))
+        ApiError::bad_request(
+            "unknown_preset",
+            format!("no preset named {name:?}; configured presets: {known:?}"),
+        )
     })?;
-    let pipeline = Pipeline::new(preset.steps.clone()).map_err(|e| ApiError::bad_request("invalid_steps", e.to_string()))?;
+    let pipeline = Pipeline::new(preset.steps.clone())
+        .map_err(|e| ApiError::bad_request("invalid_steps", e.to_string()))?;
     Ok((pipeline, preset.output.clone()))
 }

@@ -1,8 +1,8 @@
 //! The documents the API sends: the status document and its parts.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::{Enum, Object};
 use pixmill_actors::{ImageRecord, Status, StoredImage, StoredVariant};
+use poem_openapi::{Enum, Object};
 
 /// Where an image is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -153,7 +153,10 @@ impl From<&ImageRecord> for ImageDocument {
             status: record.status.into(),
             processed,
             variants,
-            error: record.error.as_ref().map(|e| JobFailure { code: e.code.clone(), message: e.message.clone() }),
+            error: record.error.as_ref().map(|e| JobFailure {
+                code: e.code.clone(),
+                message: e.message.clone(),
+            }),
             attempts: record.attempts,
             created_at: record.created_at,
             updated_at: record.updated_at,

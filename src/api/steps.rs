@@ -1,9 +1,11 @@
 //! The `steps` of an upload as the spec documents them, and their translation into the
 //! engine's validated [`Pipeline`].
 
-use poem_openapi::{Enum, Object, Union};
-use pixmill_actors::pipeline::{Crop, Fit, Gravity, Resize, Rgb, Rotate, StepError, MAX_SIDE, MAX_STEPS};
+use pixmill_actors::pipeline::{
+    Crop, Fit, Gravity, Resize, Rgb, Rotate, StepError, MAX_SIDE, MAX_STEPS,
+};
 use pixmill_actors::{Pipeline, Step};
+use poem_openapi::{Enum, Object, Union};
 
 /// How `resize` fits the image into `width` x `height`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -158,13 +160,24 @@ impl StepRequest {
                 background: colour("resize.background", &r.background)?,
                 upscale: r.upscale.unwrap_or(false),
             }),
-            Self::Crop(c) => Step::Crop(Crop { x: c.x, y: c.y, width: c.width, height: c.height }),
-            Self::Rotate(r) => Step::Rotate(Rotate { angle: r.angle, background: colour("rotate.background", &r.background)? }),
+            Self::Crop(c) => Step::Crop(Crop {
+                x: c.x,
+                y: c.y,
+                width: c.width,
+                height: c.height,
+            }),
+            Self::Rotate(r) => Step::Rotate(Rotate {
+                angle: r.angle,
+                background: colour("rotate.background", &r.background)?,
+            }),
             Self::Flip(_) => Step::Flip,
             Self::Flop(_) => Step::Flop,
             Self::Grayscale(_) => Step::Grayscale,
             Self::Blur(b) => Step::Blur { sigma: b.sigma },
-            Self::Sharpen(s) => Step::Sharpen { sigma: s.sigma, amount: s.amount },
+            Self::Sharpen(s) => Step::Sharpen {
+                sigma: s.sigma,
+                amount: s.amount,
+            },
             Self::Brightness(b) => Step::Brightness { value: b.value },
             Self::Contrast(c) => Step::Contrast { value: c.value },
         })
@@ -174,12 +187,18 @@ impl StepRequest {
 /// Validates the steps into a pipeline; errors name the step (`steps[1].blur.sigma`).
 pub fn to_pipeline(steps: &[StepRequest]) -> Result<Pipeline, StepError> {
     if steps.len() > MAX_STEPS {
-        return Err(StepError::new("steps", format!("at most {MAX_STEPS} steps")));
+        return Err(StepError::new(
+            "steps",
+            format!("at most {MAX_STEPS} steps"),
+        ));
     }
     let steps = steps
         .iter()
         .enumerate()
-        .map(|(i, s)| s.to_step().map_err(|e| StepError::new(format!("steps[{i}].{}", e.field), e.message)))
+        .map(|(i, s)| {
+            s.to_step()
+                .map_err(|e| StepError::new(format!("steps[{i}].{}", e.field), e.message))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Pipeline::new(steps)
 }

@@ -62,10 +62,18 @@ pub struct SystemApi;
 impl SystemApi {
     /// The supervision tree with every actor's counters.
     #[oai(path = "/actors", method = "get", operation_id = "system_actors")]
-    async fn actors(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth) -> Result<ActorsResponse, SystemError> {
+    async fn actors(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+    ) -> Result<ActorsResponse, SystemError> {
         gateway.require_role(&auth.0, &gateway.admin_role)?;
         let view = gateway.actors.as_ref().ok_or_else(|| {
-            ApiError::new(poem::http::StatusCode::NOT_FOUND, "no_engine", "this process runs no workers; ask a worker or standalone process")
+            ApiError::new(
+                poem::http::StatusCode::NOT_FOUND,
+                "no_engine",
+                "this process runs no workers; ask a worker or standalone process",
+            )
         })?;
         let children = view()
             .into_iter()
@@ -84,6 +92,9 @@ impl SystemApi {
                 last_failure_reason: a.last_failure_reason,
             })
             .collect();
-        Ok(ActorsResponse::Ok(Json(ActorTree { supervisor: "engine-supervisor".to_owned(), children })))
+        Ok(ActorsResponse::Ok(Json(ActorTree {
+            supervisor: "engine-supervisor".to_owned(),
+            children,
+        })))
     }
 }

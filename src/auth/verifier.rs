@@ -71,12 +71,27 @@ pub struct TokenVerifier {
 const ALLOWED: [Algorithm; 1] = [Algorithm::RS256];
 
 impl TokenVerifier {
-    pub fn new(issuers: Vec<String>, audience: String, leeway_secs: u64, keys: Arc<dyn KeySource>) -> Self {
-        Self { issuers, audience, leeway_secs, keys }
+    pub fn new(
+        issuers: Vec<String>,
+        audience: String,
+        leeway_secs: u64,
+        keys: Arc<dyn KeySource>,
+    ) -> Self {
+        Self {
+            issuers,
+            audience,
+            leeway_secs,
+            keys,
+        }
     }
 
     pub fn describe(&self) -> String {
-        format!("issuers {:?}, audience {}, keys from {}", self.issuers, self.audience, self.keys.describe())
+        format!(
+            "issuers {:?}, audience {}, keys from {}",
+            self.issuers,
+            self.audience,
+            self.keys.describe()
+        )
     }
 
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
@@ -111,7 +126,9 @@ impl TokenVerifier {
             JwtErrorKind::InvalidIssuer => AuthError::WrongIssuer,
             JwtErrorKind::InvalidSignature => AuthError::BadSignature,
             JwtErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
-            JwtErrorKind::InvalidAlgorithm => AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)),
+            JwtErrorKind::InvalidAlgorithm => {
+                AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg))
+            }
             _ => AuthError::Malformed,
         })?;
         let claims = data.claims;
@@ -123,8 +140,14 @@ impl TokenVerifier {
         if !audience_ok {
             return Err(AuthError::WrongAudience);
         }
-        let sub = claims.sub.ok_or_else(|| AuthError::MissingClaim("sub".to_owned()))?;
+        let sub = claims
+            .sub
+            .ok_or_else(|| AuthError::MissingClaim("sub".to_owned()))?;
         let owner = Owner::parse(sub).map_err(|_| AuthError::MissingClaim("sub".to_owned()))?;
-        Ok(Principal { owner, username: claims.preferred_username, roles: claims.realm_access.roles })
+        Ok(Principal {
+            owner,
+            username: claims.preferred_username,
+            roles: claims.realm_access.roles,
+        })
     }
 }

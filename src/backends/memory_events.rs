@@ -17,7 +17,9 @@ pub struct MemoryEvents {
 
 impl Default for MemoryEvents {
     fn default() -> Self {
-        Self { sender: broadcast::channel(BUFFER).0 }
+        Self {
+            sender: broadcast::channel(BUFFER).0,
+        }
     }
 }
 

@@ -8,8 +8,9 @@
 //!
 //! What is guaranteed:
 //! - `publish` returns `Ok` only after the broker confirmed the message (publisher confirms),
-//!   so an `Ok` message survives a broker restart. It never waits longer than the connect
-//!   timeout plus the confirm timeout.
+//!   so an `Ok` message survives a broker restart. Its wait is bounded: about one connect
+//!   timeout (its own reconnect, or another publish's it queues behind) plus the confirm
+//!   timeout.
 //! - A delivery is removed only by an explicit `Ack`; a crash, a dropped delivery, a dropped
 //!   consumer or a dead connection hands it back to the broker.
 //! - After a connection or channel loss, the next publish reconnects (at most one attempt per
@@ -47,14 +48,17 @@ const JSON: &str = "application/json";
 /// Where the broker is and how patient to be with it.
 #[derive(Clone)]
 pub struct RabbitConfig {
-    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost).
+    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost). A connection
+    /// that dies silently (no reset) is noticed through AMQP heartbeats: the broker's
+    /// interval (60 s by default) unless the URL sets `?heartbeat=<seconds>`.
     pub url: String,
     pub queue: String,
     /// Connection name shown by the broker, suffixed `-publisher` or `-consumer`.
     pub connection_name: String,
     /// Bound on one connection attempt (TCP, handshake, channel, declarations).
     pub connect_timeout: Duration,
-    /// Bound on the wait for the broker's confirm of one publish.
+    /// Bound on the wait for the broker's confirm of one publish, and on sending one
+    /// settlement.
     pub confirm_timeout: Duration,
     /// First delay between reconnect attempts; doubles up to `reconnect_max`.
     pub reconnect_min: Duration,
@@ -79,13 +83,18 @@ impl RabbitConfig {
 
     /// The URL without its credentials, for logs.
     fn redacted_url(&self) -> String {
-        match self.url.parse::<lapin::uri::AMQPUri>() {
-            Ok(uri) => format!(
-                "amqp://{}:{}/{}",
-                uri.authority.host, uri.authority.port, uri.vhost
-            ),
-            Err(_) => "an unparsable URL".to_owned(),
-        }
+        let Ok(uri) = self.url.parse::<lapin::uri::AMQPUri>() else {
+            return "an unparsable URL".to_owned();
+        };
+        let scheme = match uri.scheme {
+            lapin::uri::AMQPScheme::AMQP => "amqp",
+            lapin::uri::AMQPScheme::AMQPS => "amqps",
+        };
+        let vhost = uri.vhost.replace('/', "%2f");
+        format!(
+            "{scheme}://{}:{}/{vhost}",
+            uri.authority.host, uri.authority.port
+        )
     }
 }
 
@@ -291,5 +300,20 @@ impl JobQueue for RabbitQueue {
             self.config.redacted_url(),
             self.config.queue
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_carry_no_credentials() {
+        let config = RabbitConfig::new("amqp://pixmill:s3cret@broker.internal:5673/%2f");
+
+        let shown = format!("{config:?} {}", config.redacted_url());
+
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("amqp://broker.internal:5673/%2f"), "{shown}");
     }
 }

@@ -415,3 +415,38 @@ fn with_idle_timeout(
     })
     .boxed()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names_take_the_prefix() {
+        let mut config = S3Config::new("http://127.0.0.1:9000", "key", "secret");
+        config.bucket_prefix = "staging-".to_owned();
+
+        let store = S3ObjectStore::connect(&config).unwrap();
+
+        assert_eq!(store.bucket(Bucket::Raw).as_str(), "staging-raw-images");
+        assert_eq!(
+            store.bucket(Bucket::Processed).as_str(),
+            "staging-processed-images"
+        );
+    }
+
+    #[test]
+    fn a_prefix_that_breaks_bucket_naming_is_refused() {
+        let mut config = S3Config::new("http://127.0.0.1:9000", "key", "secret");
+        config.bucket_prefix = "Not_Valid/".to_owned();
+
+        let error = S3ObjectStore::connect(&config).err().unwrap();
+
+        assert_eq!(error.kind, ErrorKind::Rejected);
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret_key() {
+        let config = S3Config::new("http://127.0.0.1:9000", "key", "very-secret");
+        assert!(!format!("{config:?}").contains("very-secret"));
+    }
+}

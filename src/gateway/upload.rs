@@ -47,7 +47,11 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 impl Gateway {
     /// Returns the image's record and whether this call created it (false: an earlier
     /// request with the same `Idempotency-Key` did).
-    pub async fn upload(&self, who: &Principal, request: UploadRequest) -> Result<(ImageRecord, bool), ApiError> {
+    pub async fn upload(
+        &self,
+        who: &Principal,
+        request: UploadRequest,
+    ) -> Result<(ImageRecord, bool), ApiError> {
         if self.is_draining() {
             return Err(ApiError::shutting_down());
         }
@@ -55,10 +59,20 @@ impl Gateway {
             self.require_role(who, role)?;
         }
         if let Some(key) = &request.idempotency_key {
-            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
-                return Err(ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 printable characters"));
+            if key.is_empty()
+                || key.len() > MAX_IDEMPOTENCY_KEY
+                || key.chars().any(char::is_control)
+            {
+                return Err(ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 printable characters",
+                ));
             }
-            let existing = self.metadata.find_by_idempotency_key(&who.owner, key).await.map_err(|e| ApiError::backend(&e))?;
+            let existing = self
+                .metadata
+                .find_by_idempotency_key(&who.owner, key)
+                .await
+                .map_err(|e| ApiError::backend(&e))?;
             if let Some(existing) = existing {
                 return Ok((existing, false));
             }
@@ -68,7 +82,8 @@ impl Gateway {
 
         let probed = probe(&request.bytes, &self.limits)?;
         let id = ImageId::new();
-        let key = ObjectKey::parse(format!("{id}.{}", probed.format.extension())).map_err(|_| ApiError::internal())?;
+        let key = ObjectKey::parse(format!("{id}.{}", probed.format.extension()))
+            .map_err(|_| ApiError::internal())?;
         let original = StoredImage {
             key: key.as_str().to_owned(),
             format: probed.format,
@@ -79,7 +94,12 @@ impl Gateway {
             frames: 1,
         };
         self.objects
-            .put(Bucket::Raw, &key, request.bytes.into(), probed.format.mime())
+            .put(
+                Bucket::Raw,
+                &key,
+                request.bytes.into(),
+                probed.format.mime(),
+            )
             .await
             .map_err(|e| ApiError::backend(&e))?;
 
@@ -108,7 +128,11 @@ impl Gateway {
             }
         };
 
-        let job = JobMessage { image_id: id, owner: who.owner.clone(), trace_id: request.trace_id };
+        let job = JobMessage {
+            image_id: id,
+            owner: who.owner.clone(),
+            trace_id: request.trace_id,
+        };
         match self.queue.publish(&job).await {
             Ok(()) => {
                 if let Err(error) = self.metadata.mark_dispatched(id, dispatch_at).await {
@@ -132,8 +156,11 @@ impl Gateway {
         if !self.webhooks.enabled {
             return Err(ApiError::bad_request("webhooks_disabled", "this server sends no webhooks (webhooks.secret is not set); leave callback_url out"));
         }
-        let url = CallbackUrl::parse(raw).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
-        url.resolve(self.webhooks.allow_private).await.map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        let url =
+            CallbackUrl::parse(raw).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        url.resolve(self.webhooks.allow_private)
+            .await
+            .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
         Ok(Some(url.as_str().to_owned()))
     }
 

@@ -19,13 +19,13 @@ const PATIENCE: Duration = Duration::from_secs(20);
 const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// Awaits `future`, failing the test if it never completes.
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     tokio::time::timeout(PATIENCE, future)
         .await
         .unwrap_or_else(|_| panic!("gave up waiting for {what}"))
 }
 
-fn job() -> JobMessage {
+pub fn job() -> JobMessage {
     JobMessage {
         image_id: ImageId::new(),
         owner: Owner::parse("alice").unwrap(),
@@ -34,7 +34,7 @@ fn job() -> JobMessage {
 }
 
 /// The next delivery, skipping the `Err` items a reconnecting stream reports.
-async fn next_delivery(stream: &mut Box<dyn JobStream>) -> Delivery {
+pub async fn next_delivery(stream: &mut Box<dyn JobStream>) -> Delivery {
     within("a delivery", async {
         loop {
             match stream.next().await {
@@ -261,7 +261,7 @@ mod memory {
     }
 }
 
-mod rabbit {
+pub mod rabbit {
     use super::*;
     use lapin::options::{
         BasicGetOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions,
@@ -294,6 +294,10 @@ mod rabbit {
                     }
                 };
             let channel = connection.create_channel().await.unwrap();
+            channel
+                .confirm_select(lapin::options::ConfirmSelectOptions::default())
+                .await
+                .unwrap();
             Some(Self {
                 config,
                 _connection: connection,
@@ -328,9 +332,11 @@ mod rabbit {
             payloads
         }
 
-        /// Publishes raw bytes straight to the work queue, as a broken producer would.
+        /// Publishes raw bytes straight to the work queue, as a broken producer would, and
+        /// waits until the broker has queued them.
         async fn publish_raw(&self, payload: &[u8]) {
-            self.channel
+            let confirm = self
+                .channel
                 .basic_publish(
                     "".into(),
                     self.config.queue.as_str().into(),
@@ -340,6 +346,7 @@ mod rabbit {
                 )
                 .await
                 .unwrap();
+            assert!(confirm.await.unwrap().is_ack());
         }
     }
 
@@ -427,6 +434,7 @@ mod rabbit {
         let mut stream = fixture.queue.consume(4).await.unwrap();
         let healthy = job();
 
+        // Queued in this order, so the stream meets the malformed one first.
         scratch.publish_raw(b"{\"not\": \"a job\"").await;
         fixture.queue.publish(&healthy).await.unwrap();
 

@@ -86,12 +86,16 @@ impl Actor for Consumer {
             }
         };
         match next {
-            Some(Ok(delivery)) => forward(&state.args, delivery).await,
+            Some(Ok(delivery)) => {
+                state.failures = 0;
+                forward(&state.args, delivery).await;
+            }
             Some(Err(error)) => {
+                // A stream reports an outage as an error item and keeps recovering by
+                // itself; ask again after a pause rather than opening a second consumer.
                 ctx.ports.metrics.backend_error(&error);
                 state.failures += 1;
-                tracing::warn!(error = %error, "job stream failed; reopening");
-                state.stream = None;
+                tracing::warn!(error = %error, "job stream reported a failure; waiting for it to recover");
                 pause(&ctx.shutdown, state.failures).await;
             }
             None => {

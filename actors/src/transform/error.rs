@@ -1,7 +1,20 @@
 use crate::format::ImageFormat;
 
-/// Why an input file was refused. Each variant has a stable code; the gateway maps them to
-/// HTTP statuses, the worker to a `FAILED` status.
+/// Why an input file was refused. Each variant has a stable [`code`](Self::code); the gateway
+/// maps codes to HTTP statuses, the worker to a `FAILED` status.
+///
+/// | code | HTTP status |
+/// |---|---|
+/// | `empty_upload` | 400 |
+/// | `file_too_large` | 413 |
+/// | `unsupported_media_type` | 415 (SVG, HTML, PDF, HEIC, AVIF input, unknown bytes) |
+/// | `format_not_allowed` | 415 |
+/// | `image_dimensions_exceed_limit` | 422 |
+/// | `image_zero_size` | 422 |
+/// | `too_many_frames` | 422 |
+/// | `animation_too_large` | 422 |
+/// | `truncated_image` | 422 |
+/// | `corrupt_image` | 422 (also when a header parser panicked on the file) |
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
     #[error("the upload is empty")]
@@ -22,11 +35,25 @@ pub enum InputError {
     },
     #[error("the image declares a zero width or height")]
     ZeroSize,
-    #[error("the image is corrupt or truncated: {0}")]
+    #[error("the animation has {frames} frames; the limit is {limit}")]
+    TooManyFrames { frames: u32, limit: u32 },
+    /// Frames times frame size is more pixel work than allowed.
+    #[error("the animation's {frames} frames hold {pixels} pixels; the limit is {limit}")]
+    AnimationTooLarge {
+        frames: u32,
+        pixels: u64,
+        limit: u64,
+    },
+    /// The file ends before its image data does (an interrupted upload or copy). Refused
+    /// always, never decoded leniently, so a half-grey picture is never stored as a success.
+    #[error("the image is truncated: {0}")]
+    Truncated(&'static str),
+    #[error("the image is corrupt: {0}")]
     Corrupt(String),
 }
 
 impl InputError {
+    /// A stable snake_case machine code (see the table on the type).
     pub fn code(&self) -> &'static str {
         match self {
             Self::Empty => "empty_upload",
@@ -35,31 +62,68 @@ impl InputError {
             Self::FormatNotAllowed(_) => "format_not_allowed",
             Self::DimensionsExceeded { .. } => "image_dimensions_exceed_limit",
             Self::ZeroSize => "image_zero_size",
+            Self::TooManyFrames { .. } => "too_many_frames",
+            Self::AnimationTooLarge { .. } => "animation_too_large",
+            Self::Truncated(_) => "truncated_image",
             Self::Corrupt(_) => "corrupt_image",
         }
     }
 }
 
-/// Why rendering failed. All of these are permanent: the same bytes fail the same way.
+/// Why rendering failed. All of these are permanent: the same bytes and steps fail the same
+/// way, so a worker gives up instead of retrying.
+///
+/// | code | meaning |
+/// |---|---|
+/// | any [`InputError`] code | the input itself was refused |
+/// | `undecodable_image` | the header was fine but the pixel data could not be decoded |
+/// | `crop_outside_image` | a crop lies entirely outside the image (a client error, 422) |
+/// | `encode_failed` | the encoder refused the result |
+/// | `unsupported_operation` | e.g. an output format this build cannot write |
+/// | `internal_error` | a decoder or encoder panicked on this input (a bug, logged) |
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransformError {
     #[error(transparent)]
     Input(#[from] InputError),
     #[error("the image could not be decoded: {0}")]
     Decode(String),
+    #[error("the crop at ({x},{y}) lies outside the {image_width}x{image_height} image")]
+    CropOutsideImage {
+        x: u32,
+        y: u32,
+        image_width: u32,
+        image_height: u32,
+    },
     #[error("the result could not be encoded as {format}: {reason}")]
     Encode { format: ImageFormat, reason: String },
     #[error("{0}")]
     Unsupported(String),
+    /// A library panicked; caught so one bad file fails its job instead of its worker.
+    #[error("internal error while transforming: {0}")]
+    Internal(String),
 }
 
 impl TransformError {
+    /// A stable snake_case machine code (see the table on the type).
     pub fn code(&self) -> &'static str {
         match self {
             Self::Input(e) => e.code(),
             Self::Decode(_) => "undecodable_image",
+            Self::CropOutsideImage { .. } => "crop_outside_image",
             Self::Encode { .. } => "encode_failed",
             Self::Unsupported(_) => "unsupported_operation",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    pub(crate) fn decode(err: impl std::fmt::Display) -> Self {
+        Self::Decode(err.to_string())
+    }
+
+    pub(crate) fn encode(format: ImageFormat, err: impl std::fmt::Display) -> Self {
+        Self::Encode {
+            format,
+            reason: err.to_string(),
         }
     }
 }

@@ -2,6 +2,8 @@ use std::io::Cursor;
 
 use image::ImageReader;
 
+use super::sniff::{describe_foreign, sniff};
+use super::{container, panics};
 use super::{InputError, InputLimits};
 use crate::format::ImageFormat;
 
@@ -12,11 +14,28 @@ pub struct Probe {
     /// Dimensions as stored, before EXIF orientation.
     pub width: u32,
     pub height: u32,
+    /// Frames in the file: more than 1 for an animated GIF, WebP or PNG.
+    pub frames: u32,
 }
 
-/// Recognises the format from the magic bytes and reads the declared size from the header,
-/// without decoding pixels.
+impl Probe {
+    pub fn is_animated(&self) -> bool {
+        self.frames > 1
+    }
+}
+
+/// Recognises the format from the magic bytes, reads the declared size from the header and
+/// walks the container for truncation, without decoding pixels. Every limit is checked here,
+/// so a refused file never reaches a decoder. A header parser that panics on the file makes
+/// it `corrupt_image`.
 pub fn probe(bytes: &[u8], limits: &InputLimits) -> Result<Probe, InputError> {
+    panics::contain(
+        || probe_unguarded(bytes, limits),
+        |message| InputError::Corrupt(format!("the header parser failed: {message}")),
+    )
+}
+
+fn probe_unguarded(bytes: &[u8], limits: &InputLimits) -> Result<Probe, InputError> {
     if bytes.is_empty() {
         return Err(InputError::Empty);
     }
@@ -32,18 +51,52 @@ pub fn probe(bytes: &[u8], limits: &InputLimits) -> Result<Probe, InputError> {
     if !limits.allowed_formats.contains(&format) {
         return Err(InputError::FormatNotAllowed(format));
     }
-    let reader = ImageReader::with_format(Cursor::new(bytes), to_image_format(format));
-    let (width, height) = reader
-        .into_dimensions()
-        .map_err(|e| InputError::Corrupt(e.to_string()))?;
+
+    let (width, height) = header_dimensions(bytes, format)?;
     check_dimensions(width, height, limits)?;
+
+    let structure = container::inspect(bytes, format)?;
+    if structure.frames > limits.max_frames {
+        return Err(InputError::TooManyFrames {
+            frames: structure.frames,
+            limit: limits.max_frames,
+        });
+    }
+    let animation_pixels = u64::from(structure.frames) * u64::from(width) * u64::from(height);
+    if structure.frames > 1 && animation_pixels > limits.max_animation_pixels {
+        return Err(InputError::AnimationTooLarge {
+            frames: structure.frames,
+            pixels: animation_pixels,
+            limit: limits.max_animation_pixels,
+        });
+    }
     Ok(Probe {
         format,
         width,
         height,
+        frames: structure.frames,
     })
 }
 
+/// The declared size. JPEG headers are read by the decoder that decodes them later, so both
+/// agree on what the file is.
+fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), InputError> {
+    if format == ImageFormat::Jpeg {
+        let mut decoder = jpeg_decoder::Decoder::new(bytes);
+        decoder
+            .read_info()
+            .map_err(|e| InputError::Corrupt(e.to_string()))?;
+        let info = decoder
+            .info()
+            .ok_or_else(|| InputError::Corrupt("the JPEG has no frame header".into()))?;
+        return Ok((u32::from(info.width), u32::from(info.height)));
+    }
+    ImageReader::with_format(Cursor::new(bytes), to_image_format(format))
+        .into_dimensions()
+        .map_err(|e| InputError::Corrupt(e.to_string()))
+}
+
+/// Refuses sizes outside the limits; used on the header and again on every decoder.
 pub(crate) fn check_dimensions(
     width: u32,
     height: u32,
@@ -63,59 +116,6 @@ pub(crate) fn check_dimensions(
         });
     }
     Ok(())
-}
-
-/// The format named by the leading bytes.
-pub(crate) fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
-    let starts = |magic: &[u8]| bytes.starts_with(magic);
-    if starts(&[0xFF, 0xD8, 0xFF]) {
-        Some(ImageFormat::Jpeg)
-    } else if starts(b"\x89PNG\r\n\x1a\n") {
-        Some(ImageFormat::Png)
-    } else if starts(b"GIF87a") || starts(b"GIF89a") {
-        Some(ImageFormat::Gif)
-    } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some(ImageFormat::Webp)
-    } else if starts(b"II*\0") || starts(b"MM\0*") {
-        Some(ImageFormat::Tiff)
-    } else if starts(b"BM") && bytes.len() >= 26 {
-        Some(ImageFormat::Bmp)
-    } else {
-        None
-    }
-}
-
-/// Names common non-image (or unsupported image) files so the error says what was sent.
-fn describe_foreign(bytes: &[u8]) -> Option<&'static str> {
-    let head = &bytes[..bytes.len().min(512)];
-    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    let text = text.trim_start_matches('\u{feff}').trim_start();
-    if head.len() >= 12 && &head[4..8] == b"ftyp" {
-        let brand = &head[8..12];
-        if [b"heic", b"heix", b"hevc", b"mif1", b"msf1"]
-            .iter()
-            .any(|b| brand == *b)
-        {
-            return Some("HEIC/HEIF");
-        }
-        if brand == b"avif" || brand == b"avis" {
-            return Some("AVIF");
-        }
-    }
-    if head.starts_with(b"%PDF") {
-        Some("PDF")
-    } else if text.starts_with("<svg") || (text.starts_with("<?xml") && text.contains("<svg")) {
-        Some("SVG")
-    } else if text.starts_with("<!doctype html")
-        || text.starts_with("<html")
-        || text.contains("<script")
-    {
-        Some("HTML")
-    } else if text.starts_with("<?php") {
-        Some("PHP")
-    } else {
-        None
-    }
 }
 
 pub(crate) fn to_image_format(format: ImageFormat) -> image::ImageFormat {

@@ -1,13 +1,15 @@
-use std::io::Cursor;
+//! `render_all`: one decode, every rendition.
 
 use bytes::Bytes;
-use image::codecs::jpeg::JpegEncoder;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 
-use super::probe::{check_dimensions, probe, to_image_format};
-use super::{InputLimits, TransformError};
+use super::animation::{self, DecodedFrame};
+use super::canvas::Canvas;
+use super::decode::{decode_still, Needs};
+use super::encode::{self, Frame};
+use super::probe::{probe, Probe};
+use super::{ops, panics, plan, InputError, InputLimits, TransformError};
 use crate::format::ImageFormat;
-use crate::pipeline::{Fit, JobSpec, OutputSpec, Rendition, Step};
+use crate::pipeline::{JobSpec, Rendition};
 
 /// One encoded rendition.
 #[derive(Clone, Debug)]
@@ -16,154 +18,233 @@ pub struct Rendered {
     pub format: ImageFormat,
     pub width: u32,
     pub height: u32,
+    /// Frames in the output: more than 1 only for an animated output.
     pub frames: u32,
+    /// The input was animated but this output holds its first frame only (the output
+    /// format cannot animate, or the rendition did not ask for animation).
     pub first_frame_only: bool,
 }
 
-/// Decodes `input` once and renders every rendition of `spec`, in order.
+/// Decodes `input` once and renders every rendition of `spec`, in order (primary first).
+///
+/// The input is probed again first, so every limit holds here as at upload. A large JPEG is
+/// decoded at the smallest DCT scale that still serves every rendition. A panic inside a
+/// codec is caught and returned as `internal_error`.
 pub fn render_all(
     input: &[u8],
     spec: &JobSpec,
     limits: &InputLimits,
 ) -> Result<Vec<Rendered>, TransformError> {
+    panics::contain(
+        || render_unguarded(input, spec, limits),
+        TransformError::Internal,
+    )
+}
+
+fn render_unguarded(
+    input: &[u8],
+    spec: &JobSpec,
+    limits: &InputLimits,
+) -> Result<Vec<Rendered>, TransformError> {
     let probed = probe(input, limits)?;
-    let image = decode(input, probed.format, limits)?;
+    let animate = |r: &Rendition| {
+        r.output.animated && encode::can_animate(r.output.resolve_format(probed.format))
+    };
+    if probed.is_animated() && spec.renditions.iter().any(animate) {
+        return render_animated(input, &probed, spec, limits, animate);
+    }
+    let first = first_canvas(input, &probed, spec, limits)?;
+    // Every rendition but the last works on a copy; the last takes the decoded canvas, so a
+    // single rendition never holds the decoded image twice.
+    let mut first = Some(first);
+    let last = spec.renditions.len().saturating_sub(1);
     spec.renditions
         .iter()
-        .map(|r| render(&image, probed.format, r))
+        .enumerate()
+        .map(|(i, r)| {
+            let canvas = if i == last {
+                first.take()
+            } else {
+                first.clone()
+            };
+            let canvas = canvas.ok_or_else(|| TransformError::Decode("no canvas".into()))?;
+            render_still(canvas, &probed, r)
+        })
         .collect()
 }
 
-fn decode(
+/// The canvas still renditions start from: the decoded image, or an animation's first
+/// composited frame.
+fn first_canvas(
     input: &[u8],
-    format: ImageFormat,
+    probed: &Probe,
+    spec: &JobSpec,
     limits: &InputLimits,
-) -> Result<DynamicImage, TransformError> {
-    let mut reader = ImageReader::with_format(Cursor::new(input), to_image_format(format));
-    let mut decoder_limits = Limits::default();
-    decoder_limits.max_image_width = Some(limits.max_width);
-    decoder_limits.max_image_height = Some(limits.max_height);
-    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
-    reader.limits(decoder_limits);
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| TransformError::Decode(e.to_string()))?;
-    let (w, h) = decoder.dimensions();
-    check_dimensions(w, h, limits)?;
-    let orientation = decoder
-        .orientation()
-        .map_err(|e| TransformError::Decode(e.to_string()))?;
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| TransformError::Decode(e.to_string()))?;
-    image.apply_orientation(orientation);
-    Ok(image)
+) -> Result<Canvas, TransformError> {
+    if probed.is_animated() {
+        let mut frames = animation::open(input, probed.format, limits)?;
+        let first = frames
+            .next()
+            .ok_or_else(|| TransformError::Decode("the animation has no frames".into()))??;
+        return Ok(first.canvas);
+    }
+    let needs = Needs {
+        size: &|upright| plan::needed_size(spec, upright),
+        luma_only: plan::luma_suffices(spec),
+    };
+    decode_still(input, probed, limits, needs)
 }
 
-fn render(
-    image: &DynamicImage,
-    input_format: ImageFormat,
+fn render_still(
+    canvas: Canvas,
+    probed: &Probe,
     rendition: &Rendition,
 ) -> Result<Rendered, TransformError> {
-    let mut current = image.clone();
-    for step in rendition.pipeline.steps() {
-        current = apply(current, step)?;
-    }
-    let format = rendition.output.resolve_format(input_format);
-    let bytes = encode(&current, format, &rendition.output)?;
+    let canvas = run_steps(canvas, rendition)?;
+    let format = rendition.output.resolve_format(probed.format);
+    let bytes = encode::encode_still(&canvas.image, format, &rendition.output)?;
     Ok(Rendered {
         bytes: Bytes::from(bytes),
         format,
-        width: current.width(),
-        height: current.height(),
+        width: canvas.image.width(),
+        height: canvas.image.height(),
         frames: 1,
-        first_frame_only: false,
+        first_frame_only: probed.is_animated(),
     })
 }
 
-fn apply(image: DynamicImage, step: &Step) -> Result<DynamicImage, TransformError> {
-    match step {
-        Step::Resize(r) if r.fit == Fit::Inside => {
-            let (w, h) = fit_inside(image.width(), image.height(), r.width, r.height, r.upscale);
-            if (w, h) == (image.width(), image.height()) {
-                return Ok(image);
+fn run_steps(mut canvas: Canvas, rendition: &Rendition) -> Result<Canvas, TransformError> {
+    for step in rendition.pipeline.steps() {
+        canvas = ops::apply(canvas, step)?;
+    }
+    Ok(canvas)
+}
+
+/// What one rendition collects while the frames go by.
+struct Collector<'r> {
+    rendition: &'r Rendition,
+    animate: bool,
+    frames: Vec<Frame>,
+    pixels: u64,
+}
+
+/// Decodes the frames one at a time; each goes through every animated rendition's steps,
+/// and the first also through the still ones.
+fn render_animated(
+    input: &[u8],
+    probed: &Probe,
+    spec: &JobSpec,
+    limits: &InputLimits,
+    animate: impl Fn(&Rendition) -> bool,
+) -> Result<Vec<Rendered>, TransformError> {
+    let mut frames = animation::open(input, probed.format, limits)?;
+    let loops = frames.loops;
+    let mut collectors: Vec<Collector> = spec
+        .renditions
+        .iter()
+        .map(|r| Collector {
+            rendition: r,
+            animate: animate(r),
+            frames: Vec::new(),
+            pixels: 0,
+        })
+        .collect();
+    for (index, frame) in frames.by_ref().enumerate() {
+        let DecodedFrame { canvas, delay_ms } = frame?;
+        if index as u64 >= u64::from(limits.max_frames) {
+            return Err(InputError::TooManyFrames {
+                frames: index as u32 + 1,
+                limit: limits.max_frames,
             }
-            Ok(image.resize_exact(w, h, image::imageops::FilterType::Lanczos3))
+            .into());
         }
-        Step::Grayscale => Ok(if image.color().has_alpha() {
-            DynamicImage::ImageLumaA8(image.to_luma_alpha8())
-        } else {
-            DynamicImage::ImageLuma8(image.to_luma8())
-        }),
-        other => Err(TransformError::Unsupported(format!(
-            "{other:?} is not implemented yet"
-        ))),
+        for c in collectors.iter_mut().filter(|c| index == 0 || c.animate) {
+            let image = run_steps(canvas.clone(), c.rendition)?.image;
+            c.pixels += u64::from(image.width()) * u64::from(image.height());
+            if c.pixels > limits.max_animation_pixels {
+                return Err(InputError::AnimationTooLarge {
+                    frames: index as u32 + 1,
+                    pixels: c.pixels,
+                    limit: limits.max_animation_pixels,
+                }
+                .into());
+            }
+            c.frames.push(Frame { image, delay_ms });
+        }
     }
+    collectors
+        .into_iter()
+        .map(|c| finish_collector(c, probed, loops))
+        .collect()
 }
 
-/// The size that fits inside the box keeping the aspect ratio; never 0 on a side.
-fn fit_inside(w: u32, h: u32, max_w: Option<u32>, max_h: Option<u32>, upscale: bool) -> (u32, u32) {
-    let sx = max_w
-        .map(|m| f64::from(m) / f64::from(w))
-        .unwrap_or(f64::INFINITY);
-    let sy = max_h
-        .map(|m| f64::from(m) / f64::from(h))
-        .unwrap_or(f64::INFINITY);
-    let mut scale = sx.min(sy);
-    if !upscale {
-        scale = scale.min(1.0);
-    }
-    let side = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
-    (side(w), side(h))
-}
-
-fn encode(
-    image: &DynamicImage,
-    format: ImageFormat,
-    output: &OutputSpec,
-) -> Result<Vec<u8>, TransformError> {
-    let encode_err = |e: image::ImageError| TransformError::Encode {
-        format,
-        reason: e.to_string(),
+fn finish_collector(
+    c: Collector,
+    probed: &Probe,
+    loops: encode::Loops,
+) -> Result<Rendered, TransformError> {
+    let format = c.rendition.output.resolve_format(probed.format);
+    let first = c
+        .frames
+        .first()
+        .ok_or_else(|| TransformError::Decode("the animation has no frames".into()))?;
+    let (width, height) = (first.image.width(), first.image.height());
+    let (bytes, frames) = if c.animate && c.frames.len() > 1 {
+        let bytes = encode::encode_animation(&c.frames, loops, format, &c.rendition.output)?;
+        (bytes, c.frames.len() as u32)
+    } else {
+        (
+            encode::encode_still(&first.image, format, &c.rendition.output)?,
+            1,
+        )
     };
-    let mut out = Vec::new();
-    match format {
-        ImageFormat::Jpeg => {
-            let quality = output.quality.unwrap_or(OutputSpec::DEFAULT_QUALITY);
-            let flat = flatten_for_jpeg(image, output);
-            JpegEncoder::new_with_quality(&mut out, quality)
-                .encode_image(&flat)
-                .map_err(encode_err)?;
-        }
-        ImageFormat::Png => {
-            image
-                .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-                .map_err(encode_err)?;
-        }
-        other => {
-            return Err(TransformError::Unsupported(format!(
-                "{other} output is not implemented yet"
-            )))
-        }
-    }
-    Ok(out)
+    Ok(Rendered {
+        bytes: Bytes::from(bytes),
+        format,
+        width,
+        height,
+        frames,
+        first_frame_only: frames == 1,
+    })
 }
 
-/// JPEG has no alpha: composite onto the background (white unless given), never onto black.
-fn flatten_for_jpeg(image: &DynamicImage, output: &OutputSpec) -> DynamicImage {
-    if !image.color().has_alpha() {
-        return match image {
-            DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) => image.clone(),
-            DynamicImage::ImageLuma16(_) => DynamicImage::ImageLuma8(image.to_luma8()),
-            _ => DynamicImage::ImageRgb8(image.to_rgb8()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Fit, Gravity, OutputSpec, Pipeline, Resize, Step};
+
+    fn corpus(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../tests/fixtures/corpus/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn every_rendition_comes_out_in_order() {
+        let bytes = corpus("rocket.jpg");
+        let thumb = |w| {
+            Pipeline::new(vec![Step::Resize(Resize {
+                width: Some(w),
+                height: None,
+                fit: Fit::Inside,
+                gravity: Gravity::Centre,
+                background: None,
+                upscale: false,
+            })])
+            .unwrap()
         };
+        let mut spec = JobSpec::single(thumb(64), OutputSpec::default());
+        let mut second = spec.renditions[0].clone();
+        second.pipeline = thumb(320);
+        second.output.format = Some(ImageFormat::Webp);
+        spec.renditions.push(second);
+        let out = render_all(&bytes, &spec, &InputLimits::default()).unwrap();
+        let sizes: Vec<_> = out.iter().map(|r| (r.format, r.width, r.height)).collect();
+        assert_eq!(
+            sizes,
+            [(ImageFormat::Jpeg, 64, 43), (ImageFormat::Webp, 320, 214)]
+        );
     }
-    let [br, bg, bb] = output.background.unwrap_or(crate::pipeline::Rgb::WHITE).0;
-    let rgba = image.to_rgba8();
-    let mut flat = image::RgbImage::new(rgba.width(), rgba.height());
-    for (dst, src) in flat.pixels_mut().zip(rgba.pixels()) {
-        let a = u32::from(src[3]);
-        let mix = |c: u8, b: u8| ((u32::from(c) * a + u32::from(b) * (255 - a) + 127) / 255) as u8;
-        *dst = image::Rgb([mix(src[0], br), mix(src[1], bg), mix(src[2], bb)]);
-    }
-    DynamicImage::ImageRgb8(flat)
 }

@@ -19,6 +19,8 @@ use super::RabbitConfig;
 /// failed attempt is yielded as an `Err` item (the stream is still alive: call `next` again,
 /// which waits out the back-off first), so the caller can log it and report unreadiness.
 /// Deliveries still held from the dead channel settle as no-ops; the broker redelivers them.
+/// The stream never ends by itself; dropping it closes its connection, which hands every
+/// unsettled delivery back to the broker.
 pub(super) struct RabbitStream {
     config: RabbitConfig,
     prefetch: u16,

@@ -162,3 +162,32 @@ pub(super) fn map_error(what: &str, error: lapin::Error) -> BackendError {
     };
     BackendError::new(BACKEND, kind, format!("{what}: {error}")).with_source(error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_bound_and_resets() {
+        let (min, max) = (Duration::from_secs(10), Duration::from_secs(25));
+        let mut backoff = Backoff::new(min, max);
+        assert!(
+            backoff.remaining().is_zero(),
+            "the first attempt is due at once"
+        );
+
+        let delays: Vec<Duration> = (0..4)
+            .map(|_| {
+                let delay = backoff.next_delay;
+                backoff.failed();
+                delay
+            })
+            .collect();
+        assert_eq!(delays, [10, 20, 25, 25].map(Duration::from_secs));
+        assert!(!backoff.remaining().is_zero());
+
+        backoff.succeeded();
+        assert!(backoff.remaining().is_zero());
+        assert_eq!(backoff.next_delay, min);
+    }
+}

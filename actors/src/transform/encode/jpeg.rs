@@ -1,0 +1,35 @@
+use image::DynamicImage;
+use jpeg_encoder::{ChromaSubsamplingMethod, ColorType, Encoder};
+
+use crate::format::ImageFormat;
+use crate::transform::TransformError;
+
+/// Baseline JPEG with the standard Huffman tables; 4:2:0 below quality 90, 4:4:4 from 90.
+/// `image` must have no alpha (see `flatten`).
+///
+/// jpeg-encoder's optimised Huffman tables (a few percent smaller) are left off: zune-jpeg
+/// 0.5.15, the decoder inside `image`, decodes them with wrong colours (its table-index bug,
+/// etemesi254/zune-image#430), and outputs must read correctly in every decoder.
+pub(super) fn encode(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
+    let fail = |e: jpeg_encoder::EncodingError| TransformError::encode(ImageFormat::Jpeg, e);
+    let (w, h) = (side(image.width())?, side(image.height())?);
+    let (samples, colour) = match image {
+        DynamicImage::ImageLuma8(b) => (b.as_raw().as_slice(), ColorType::Luma),
+        DynamicImage::ImageRgb8(b) => (b.as_raw().as_slice(), ColorType::Rgb),
+        _ => {
+            return Err(TransformError::encode(
+                ImageFormat::Jpeg,
+                "alpha must be flattened first",
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    let mut encoder = Encoder::new(&mut out, quality);
+    encoder.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
+    encoder.encode(samples, w, h, colour).map_err(fail)?;
+    Ok(out)
+}
+
+fn side(v: u32) -> Result<u16, TransformError> {
+    u16::try_from(v).map_err(|_| TransformError::encode(ImageFormat::Jpeg, "a side exceeds 65535"))
+}
