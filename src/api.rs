@@ -1,10 +1,10 @@
 //! The HTTP API: poem-openapi operations grouped by resource, the spec generated from them,
 //! and the one place that renders every error as JSON.
 //!
-//! - [`images`]: `/v1/images` (upload, status, list, download, delete)
-//! - [`system`]: `/v1/system/actors` (operators)
-//! - [`health`]: `/healthz`, `/readyz`; `/metrics` (Prometheus, not in the spec)
-//! - [`request_log`]: request ids, the access line and HTTP metrics around everything
+//! - [`images`] serves `/v1/images` (upload, status, events, list, download, delete)
+//! - [`system`] serves `/v1/system/actors` (operators)
+//! - [`health`] serves `/healthz`, `/readyz`; `/metrics` (Prometheus) is outside the spec
+//! - [`request_log`] wraps everything: request ids, the access line, HTTP metrics
 //! - [`security`]: the bearer scheme; [`errors`]: status and code mapping; [`models`],
 //!   [`steps`]: request and response documents.
 
@@ -17,6 +17,7 @@ mod metrics_endpoint;
 pub mod models;
 pub mod request_log;
 pub mod security;
+mod step_parts;
 pub mod steps;
 pub mod system;
 

@@ -80,7 +80,8 @@ impl Gateway {
             Ok(Some(record)) if record.owner == who.owner => return Ok(record),
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(error = %error, "status cache unavailable; reading the database")
+                crate::metrics::note_backend_error(&error);
+                tracing::warn!(error = %error, "status cache unavailable; reading the database");
             }
         }
         let record = self
@@ -91,6 +92,7 @@ impl Gateway {
             .ok_or_else(ApiError::image_not_found)?;
         if record.status.is_final() {
             if let Err(error) = self.cache.put(&record).await {
+                crate::metrics::note_backend_error(&error);
                 tracing::debug!(error = %error, "could not fill the status cache");
             }
         }

@@ -11,13 +11,14 @@
 //! codes, backend names, stage names.
 
 mod labels;
+mod request_errors;
 mod runtime;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pixmill_actors::metrics::{EngineMetrics, JobOutcome, Phase};
-use pixmill_actors::ports::BackendError;
+use pixmill_actors::ports::{BackendError, ErrorKind};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,6 +27,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use self::labels::{BackendLabels, CodeLabel, HttpLabels, OutcomeLabel, PhaseLabel, RouteLabels};
+pub use self::request_errors::{counting_backend_errors, note_backend_error};
 use self::runtime::RuntimeCollector;
 pub use self::runtime::RuntimeSources;
 
@@ -184,6 +186,15 @@ impl Metrics {
         self.uploads_refused
             .get_or_create(&CodeLabel { code })
             .inc();
+    }
+
+    /// One failed call to `backend`.
+    pub fn count_backend_error(&self, backend: &'static str, kind: ErrorKind) {
+        let labels = BackendLabels {
+            backend,
+            kind: labels::kind_label(kind),
+        };
+        self.backend_errors.get_or_create(&labels).inc();
     }
 
     /// A webhook delivery ended: `delivered`, `gave_up` or `refused` (target not allowed).

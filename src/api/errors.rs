@@ -93,6 +93,7 @@ impl ApiError {
     /// may pass and a 500 otherwise.
     pub fn backend(error: &BackendError) -> Self {
         tracing::error!(backend = error.backend, error = %error, "backend call failed");
+        crate::metrics::note_backend_error(error);
         if error.is_transient() {
             let mut api = Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -12,18 +12,19 @@ use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{EventStream, Json};
-use poem_openapi::types::multipart::{JsonField, Upload};
+use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi};
 
 use super::download::ImageBytes;
 use super::errors::{error_responses, ApiError};
 use super::models::{ImageDocument, ImagePage, ImageStatusCode};
 use super::security::BearerAuth;
-use super::steps::{to_pipeline, StepRequest};
+use super::step_parts::StepParts;
+use super::steps::to_pipeline;
 use super::ApiTags;
 use crate::gateway::{encode_cursor, Gateway, UploadRequest};
 
-/// Output formats an upload may ask for.
+/// The output format of an upload; default: the input's when it can be written, else JPEG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "lowercase")]
 pub enum OutputFormat {
@@ -53,13 +54,15 @@ pub struct UploadForm {
     /// it are ignored. Default limits: 32 MiB, 16384 px a side, 100 megapixels.
     pub file: Upload,
     /// Operations in order, as a JSON array, e.g.
-    /// `[{"op":"resize","width":800},{"op":"grayscale"}]`. Default: fit inside 1024x1024.
-    pub steps: Option<JsonField<Vec<StepRequest>>>,
+    /// `[{"op":"resize","width":800},{"op":"grayscale"}]` (or one part per step, each a JSON
+    /// object, joined in order). Default: fit inside 1024x1024.
+    pub steps: StepParts,
     /// A named pipeline from the server's configuration, instead of `steps`.
     pub preset: Option<String>,
     /// Extra renditions: comma-separated preset names, stored as variants.
     pub variants: Option<String>,
-    /// Output format; default: the input's when it can be written, else JPEG.
+    // No doc comment here: poem-openapi would wrap the enum's `$ref` in an `allOf`, which
+    // client generators refuse for non-object schemas. `OutputFormat` documents it.
     pub format: Option<OutputFormat>,
     /// Quality of lossy formats.
     #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
@@ -458,17 +461,14 @@ fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
         output
     };
 
-    let (pipeline, output) = match (&form.steps, &form.preset) {
+    let (pipeline, output) = match (&form.steps.0, &form.preset) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "invalid_steps",
                 "send either steps or preset, not both",
             ))
         }
-        (Some(steps), None) => (
-            to_pipeline(&steps.0).map_err(invalid)?,
-            OutputSpec::default(),
-        ),
+        (Some(steps), None) => (to_pipeline(steps).map_err(invalid)?, OutputSpec::default()),
         (None, Some(name)) => preset(gateway, name)?,
         (None, None) => (Pipeline::default_thumbnail(), OutputSpec::default()),
     };

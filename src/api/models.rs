@@ -91,8 +91,9 @@ pub struct JobFailure {
     pub message: String,
 }
 
-/// The status document of one image.
+/// The status document of one image. Fields without a value are left out (never `null`).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImageDocument {
     pub id: String,
     /// The `sub` of the token that uploaded it.
@@ -165,6 +166,7 @@ impl From<&ImageRecord> for ImageDocument {
 
 /// One page of the caller's images, newest first.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImagePage {
     pub items: Vec<ImageDocument>,
     /// Pass as `cursor` to get the next page; absent on the last page.

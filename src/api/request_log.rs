@@ -21,7 +21,7 @@ use poem_openapi::OperationId;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::metrics::Metrics;
+use crate::metrics::{counting_backend_errors, Metrics};
 
 /// The header that carries the request id both ways.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -95,7 +95,8 @@ pub async fn observe<E: Endpoint>(
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = tracing::field::Empty);
     let started = Instant::now();
 
-    let mut response = match endpoint.call(request).instrument(span.clone()).await {
+    let call = counting_backend_errors(metrics, endpoint.call(request));
+    let mut response = match call.instrument(span.clone()).await {
         Ok(response) => response.into_response(),
         Err(error) => error.into_response(),
     };

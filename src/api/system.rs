@@ -12,8 +12,9 @@ use super::security::BearerAuth;
 use super::ApiTags;
 use crate::gateway::Gateway;
 
-/// One supervised actor.
+/// One supervised actor. Fields without a value are left out (never `null`).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ActorInfo {
     /// Stable name: stage and slot, e.g. `transformer-0`.
     pub name: String,

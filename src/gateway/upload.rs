@@ -140,6 +140,7 @@ impl Gateway {
                 }
             }
             Err(error) => {
+                crate::metrics::note_backend_error(&error);
                 tracing::warn!(image_id = %id, error = %error, "could not publish the job now; the relay will");
             }
         }
@@ -178,6 +179,7 @@ impl Gateway {
             }
             Err(error) => {
                 // Failing open: a rate-limiter outage must not become an upload outage.
+                crate::metrics::note_backend_error(&error);
                 tracing::warn!(error = %error, "rate limiter unavailable; allowing the upload");
                 Ok(())
             }

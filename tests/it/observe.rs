@@ -505,3 +505,45 @@ async fn private_webhook_targets_are_refused_by_default() {
     );
     app.stop().await;
 }
+
+/// What clients generated from the spec send: one `steps` part per step, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_may_come_one_part_per_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("generated");
+    let part =
+        reqwest::multipart::Part::bytes(std::fs::read(corpus("rocket.jpg")).expect("fixture"))
+            .file_name("rocket.jpg");
+    let form = reqwest::multipart::Form::new()
+        .part("file", part)
+        .text("steps", r#"{"op":"resize","height":30}"#)
+        .text("steps", r#"{"op":"resize","width":100,"upscale":true}"#);
+    let response = app
+        .http
+        .post(app.url("/v1/images"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status().as_u16(), 202);
+    let doc: Value = response.json().await.expect("status document");
+    assert!(
+        doc.get("processed").is_none(),
+        "absent fields are left out, not null: {doc}"
+    );
+    let done = app
+        .wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
+    // Down to 45x30, then up to 100x67; the other order would end at 45x30.
+    assert_eq!(
+        (
+            done["processed"]["width"].as_u64(),
+            done["processed"]["height"].as_u64()
+        ),
+        (Some(100), Some(67)),
+        "{done}"
+    );
+    app.stop().await;
+}

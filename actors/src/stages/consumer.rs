@@ -109,8 +109,11 @@ impl Actor for Consumer {
 }
 
 async fn forward(args: &StageArgs, delivery: Delivery) {
+    // `request_id` is the upload's (the gateway's request span has the same field), so one
+    // upload can be followed from the gateway into every stage. Jobs the relay publishes
+    // (retries, expired leases, unconfirmed uploads) carry none.
     let span = tracing::info_span!("job", image_id = %delivery.job.image_id, redelivered = delivery.redelivered,
-        attempt = tracing::field::Empty, trace_id = delivery.job.trace_id.as_deref().unwrap_or(""));
+        attempt = tracing::field::Empty, request_id = delivery.job.trace_id.as_deref().unwrap_or(""));
     // Waits here for a downloader credit: this is where backpressure reaches the queue.
     if let Err(closed) = args.ctx.downloaders.send(delivery, span).await {
         // Shutting down: dropping the delivery hands it back to the queue.

@@ -92,8 +92,10 @@ async fn services() -> Option<Services> {
 }
 
 fn config(services: &Services, data_dir: &std::path::Path, prefix: &str) -> Config {
-    let mut config = Config::default();
-    config.data_dir = data_dir.to_path_buf();
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
     config.server.addr = "127.0.0.1:0".parse().expect("literal address");
     config.worker.admin_addr = "127.0.0.1:0".parse().expect("literal address");
     config.server.wait_reread = REREAD;
