@@ -20,6 +20,8 @@
 //! - [`backends`]: the adapters behind the engine's ports, embedded and production;
 //!   [`fastpath`]: the gateway's cache and rate-limit ports.
 //! - [`telemetry`]: logging.
+//! - `failpoints` (only with the `failpoints` feature): fault injection for the battery in
+//!   `scripts/fault-battery.sh`.
 
 pub mod api;
 pub mod app;
@@ -27,6 +29,8 @@ pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod fastpath;
 pub mod gateway;
 pub mod telemetry;
