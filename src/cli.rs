@@ -1,5 +1,8 @@
 //! The `pixmill` command line.
 
+#[cfg(feature = "failpoints")]
+mod debug;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +65,10 @@ enum Command {
     },
     /// Print the OpenAPI spec the server serves.
     Openapi,
+    /// Tools for the fault battery (only in builds with the `failpoints` feature).
+    #[cfg(feature = "failpoints")]
+    #[command(subcommand)]
+    Debug(debug::DebugCommand),
     /// Exit 0 when URL answers with a 2xx status (for container health checks).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
@@ -127,6 +134,8 @@ async fn load(file: Option<PathBuf>, command: Command) -> Result<ExitCode, Strin
             }
             serve(config, Mode::Worker).await
         }
+        #[cfg(feature = "failpoints")]
+        Command::Debug(command) => debug::run(&config, command).await,
         Command::Openapi | Command::Healthcheck { .. } => Ok(ExitCode::SUCCESS),
     }
 }

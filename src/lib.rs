@@ -21,6 +21,8 @@
 //!   [`fastpath`]: the gateway's cache and rate-limit ports.
 //! - [`telemetry`]: logging; [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`webhooks`]: signed POSTs to an upload's `callback_url` when its job ends.
+//! - `failpoints` (only with the `failpoints` feature): fault injection for the battery in
+//!   `scripts/fault-battery.sh`.
 
 pub mod api;
 pub mod app;
@@ -28,6 +30,8 @@ pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod fastpath;
 pub mod gateway;
 pub mod metrics;

@@ -200,12 +200,14 @@ async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecor
     );
     let statement = client.prepare_cached(&sql).await.map_err(pg_error)?;
     let created_at = to_micros(image.created_at);
+    // Stored exactly as `mark_dispatched` will compare it.
+    let dispatch_at = to_micros(image.dispatch_at);
     let params: [&(dyn ToSql + Sync); 8] = [
         &image.id.as_uuid(),
         &image.owner.as_str(),
         &Json(&image.spec),
         &Json(&image.original),
-        &image.dispatch_at,
+        &dispatch_at,
         &image.idempotency_key,
         &created_at,
         &image.callback_url,
@@ -532,7 +534,7 @@ impl MetadataStore for PostgresStore {
         let client = self.client().await?;
         let due = to_micros(due);
         let work = async {
-            let sql = "UPDATE images SET dispatch_at = NULL WHERE id = $1 AND dispatch_at <= $2";
+            let sql = "UPDATE images SET dispatch_at = NULL WHERE id = $1 AND dispatch_at = $2";
             let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
             let params: [&(dyn ToSql + Sync); 2] = [&id.as_uuid(), &due];
             client

@@ -26,6 +26,8 @@
 //! - Ordering across redeliveries.
 
 mod consumer;
+#[cfg(feature = "failpoints")]
+mod dead_letters;
 mod link;
 
 use std::time::Duration;
@@ -38,6 +40,8 @@ use pixmill_actors::ports::{BackendError, ErrorKind, JobMessage, JobQueue, JobSt
 use tokio::sync::Mutex;
 
 use consumer::RabbitStream;
+#[cfg(feature = "failpoints")]
+pub use dead_letters::drain_dead_letters;
 use link::{map_error, Backoff, Link, BACKEND};
 
 /// AMQP's delivery mode for messages written to disk.

@@ -454,7 +454,7 @@ impl MetadataStore for SqliteStore {
         let due = micros(to_micros(due));
         self.run(move |conn| {
             conn.execute(
-                "UPDATE images SET dispatch_at = NULL WHERE id = ?1 AND dispatch_at <= ?2",
+                "UPDATE images SET dispatch_at = NULL WHERE id = ?1 AND dispatch_at = ?2",
                 params![id.to_string(), due],
             )
             .map(drop)

@@ -21,6 +21,8 @@ use super::Gateway;
 use crate::api::errors::ApiError;
 use crate::auth::Principal;
 use crate::fastpath::RateDecision;
+#[cfg(feature = "failpoints")]
+use crate::failpoints::{self, Faulty, Point};
 use crate::webhooks::target::CallbackUrl;
 
 /// A named pipeline from configuration, usable as `preset` or as an extra variant.
@@ -102,6 +104,8 @@ impl Gateway {
             )
             .await
             .map_err(|e| ApiError::backend(&e))?;
+        #[cfg(feature = "failpoints")]
+        failpoints::hit(Point::AfterObjectWrite);
 
         let now = Utc::now();
         let dispatch_at = now + chrono::Duration::from_std(self.publish_grace).unwrap_or_default();
@@ -115,6 +119,15 @@ impl Gateway {
             dispatch_at,
             created_at: now,
         };
+        let job = JobMessage {
+            image_id: id,
+            owner: who.owner.clone(),
+            trace_id: request.trace_id,
+        };
+        #[cfg(feature = "failpoints")]
+        let published_early =
+            failpoints::faulty(Faulty::PublishBeforeCommit) && self.publish(&job).await;
+
         let record = match self.metadata.insert(&new).await {
             Ok(Ok(record)) => record,
             Ok(Err(existing)) => {
@@ -128,20 +141,16 @@ impl Gateway {
             }
         };
 
-        let job = JobMessage {
-            image_id: id,
-            owner: who.owner.clone(),
-            trace_id: request.trace_id,
-        };
-        match self.queue.publish(&job).await {
-            Ok(()) => {
-                if let Err(error) = self.metadata.mark_dispatched(id, dispatch_at).await {
-                    tracing::warn!(image_id = %id, error = %error, "published, but could not clear the dispatch mark; the relay may publish a duplicate");
-                }
-            }
-            Err(error) => {
-                crate::metrics::note_backend_error(&error);
-                tracing::warn!(image_id = %id, error = %error, "could not publish the job now; the relay will");
+        #[cfg(feature = "failpoints")]
+        failpoints::hit(Point::AfterCommit);
+
+        #[cfg(feature = "failpoints")]
+        let published = published_early || self.publish(&job).await;
+        #[cfg(not(feature = "failpoints"))]
+        let published = self.publish(&job).await;
+        if published {
+            if let Err(error) = self.metadata.mark_dispatched(id, dispatch_at).await {
+                tracing::warn!(image_id = %id, error = %error, "published, but could not clear the dispatch mark; the relay may publish a duplicate");
             }
         }
         tracing::info!(image_id = %id, owner = %who.owner, format = %probed.format, width = probed.width,
@@ -162,6 +171,25 @@ impl Gateway {
             .await
             .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
         Ok(Some(url.as_str().to_owned()))
+    }
+
+    /// Publishes the job; on failure the dispatch mark stays and the relay publishes the job
+    /// once the mark falls due.
+    async fn publish(&self, job: &JobMessage) -> bool {
+        match self.queue.publish(job).await {
+            Ok(()) => {
+                #[cfg(feature = "failpoints")]
+                if failpoints::fires(Point::PublishTwice) {
+                    failpoints::publish_again_later(self.queue.clone(), job.clone());
+                }
+                true
+            }
+            Err(error) => {
+                crate::metrics::note_backend_error(&error);
+                tracing::warn!(image_id = %job.image_id, error = %error, "could not publish the job now; the relay will");
+                false
+            }
+        }
     }
 
     async fn check_rate(&self, who: &Principal) -> Result<(), ApiError> {

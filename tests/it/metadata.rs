@@ -38,6 +38,7 @@ macro_rules! every_contract_test {
             final_status_never_goes_back,
             a_new_upload_is_due_until_confirmed,
             a_confirm_keeps_a_later_mark,
+            a_confirm_keeps_an_earlier_retry_mark,
             an_expired_lease_is_dispatched_again,
             retry_later_is_due_at_retry_time,
             exhausted_attempts_fail_with_the_last_error,

@@ -94,8 +94,10 @@ pub trait MetadataStore: Send + Sync + 'static {
         retry_at: DateTime<Utc>,
     ) -> Result<bool, BackendError>;
 
-    /// The queue has confirmed the job published at or before `due`; clear the dispatch
-    /// mark unless something set a later one in the meantime.
+    /// The queue has confirmed the publish made for the dispatch mark due at `due`: clear
+    /// that mark. A mark set since (a retry, an expired lease) is a different one and stays,
+    /// even when it falls due earlier than `due`, so a confirm that arrives late never
+    /// cancels a retry.
     async fn mark_dispatched(&self, id: ImageId, due: DateTime<Utc>) -> Result<(), BackendError>;
 
     /// Jobs due for (re)publishing: dispatch marks that fell due, and `PROCESSING` jobs whose

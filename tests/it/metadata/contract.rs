@@ -414,6 +414,28 @@ pub async fn a_confirm_keeps_a_later_mark(store: Store) {
     assert_eq!(due_ids(&store, retry_at).await, vec![(record.id, retry_at)]);
 }
 
+pub async fn a_confirm_keeps_an_earlier_retry_mark(store: Store) {
+    let image = upload(&owner(), now());
+    let record = insert_new(&store, &image).await;
+    let job = claim(&store, record.id, LEASE).await;
+    // A quick worker failed the first attempt and asked for a retry due before the
+    // gateway's grace runs out.
+    let retry_at = image.dispatch_at - secs(4);
+    let error = JobError::new("storage_unavailable", "raw-images did not answer");
+    assert!(store
+        .retry_later(record.id, job.attempt, &error, retry_at)
+        .await
+        .unwrap());
+
+    // Only then does the gateway confirm its own publish, for its own (later) mark.
+    store
+        .mark_dispatched(record.id, image.dispatch_at)
+        .await
+        .unwrap();
+
+    assert_eq!(due_ids(&store, retry_at).await, vec![(record.id, retry_at)]);
+}
+
 pub async fn an_expired_lease_is_dispatched_again(store: Store) {
     let owner = owner();
     let (dead, _job) = claimed(&store, &owner, Duration::ZERO).await;

@@ -1,0 +1,130 @@
+"""Counts, per scenario, what a user would call a failure: a 202 that never completed (lost),
+more than one result or a status that went backwards (duplicated), a result that is not the
+transform of its original (corrupt), plus the leftovers the guarantees rule out."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from client import Client, Observer, Upload
+
+FINAL = {"COMPLETED", "FAILED"}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Store:
+    """What the battery reads behind pixmill's back: the rows and the buckets."""
+
+    rows: dict[str, tuple[str, str]]  # id -> (owner, status)
+    raw_keys: list[str]
+    processed_keys: list[str]
+    dead_letters: list[str]
+
+
+@dataclass
+class Report:
+    name: str
+    counts: dict[str, int | str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        fields = " ".join(f"{k}={v}" for k, v in self.counts.items())
+        return f"scenario={self.name} {fields}"
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def backwards(history: list) -> bool:
+    """A final status that later changed, or an attempt count that went down."""
+    final = None
+    for before, after in zip(history, history[1:]):
+        if after.attempts < before.attempts:
+            return True
+    for seen in history:
+        if final is not None and seen.status != final:
+            return True
+        if seen.status in FINAL:
+            final = seen.status
+    return False
+
+
+def check(name: str, owner: str, uploads: list[Upload], observer: Observer, client: Client,
+          expected: dict[tuple[str, str], str], store: Store) -> Report:
+    report = Report(name)
+    accepted = [u for u in uploads if u.id]
+    poison_ids = {u.id for u in accepted if u.poison}
+    processed_per_id: dict[str, int] = {}
+    for key in store.processed_keys:
+        processed_per_id[key.split("/", 1)[0]] = processed_per_id.get(key.split("/", 1)[0], 0) + 1
+
+    completed = lost = duplicated = corrupt = 0
+    for upload in accepted:
+        document = client.document(upload.id)
+        status = document["status"] if document else None
+        wanted = "FAILED" if upload.poison else "COMPLETED"
+        if status == wanted:
+            completed += 1
+        else:
+            lost += 1
+            report.problems.append(f"lost {upload.id} ({upload.name}): {status}, wanted {wanted}")
+            continue
+
+        results = processed_per_id.get(upload.id, 0)
+        if results != (0 if upload.poison else 1) or backwards(observer.history.get(upload.id, [])):
+            duplicated += 1
+            history = [(s.status, s.attempts) for s in observer.history.get(upload.id, [])]
+            report.problems.append(f"duplicated {upload.id}: {results} result objects, history {history}")
+        if document["original"]["sha256"] != sha256(upload.body):
+            corrupt += 1
+            report.problems.append(f"corrupt original of {upload.id}")
+        if upload.poison:
+            continue
+        body = client.download(f"/v1/images/{upload.id}/processed")
+        want = expected[(upload.name, upload.steps)]
+        if body is None or sha256(body) != want or document["processed"]["sha256"] != want:
+            corrupt += 1
+            report.problems.append(f"corrupt result of {upload.id}: {sha256(body or b'')} != {want}")
+        elif upload.index % 10 == 0 and client.download(f"/v1/images/{upload.id}/original") != upload.body:
+            corrupt += 1
+            report.problems.append(f"corrupt original download of {upload.id}")
+
+    refused = [u for u in uploads if not u.id and not u.poison]
+    for upload in refused:
+        report.problems.append(f"upload {upload.index} ({upload.name}) never accepted: {upload.refused}")
+    known = {u.id for u in accepted}
+    unknown = [i for i, (o, _) in store.rows.items() if o == owner and i not in known]
+    for image_id in unknown:
+        report.problems.append(f"row {image_id} ({store.rows[image_id][1]}) was never acknowledged to the client")
+    orphans = [k for k in store.raw_keys if k.split(".", 1)[0] not in store.rows]
+    for key in orphans:
+        report.problems.append(f"orphan original {key}")
+
+    letters: dict[str, int] = {}
+    for image_id in store.dead_letters:
+        letters[image_id] = letters.get(image_id, 0) + 1
+    one_each = sum(1 for i in poison_ids if letters.get(i) == 1)
+    stray = sum(n for i, n in letters.items() if i not in poison_ids) + sum(
+        n - 1 for i, n in letters.items() if i in poison_ids and n > 1)
+    if one_each != len(poison_ids) or stray:
+        report.problems.append(f"dead letters: {one_each}/{len(poison_ids)} poison jobs have exactly one, "
+                               f"{stray} stray")
+
+    report.counts = {
+        "completed": f"{completed}/{len(accepted)}",
+        "lost": lost,
+        "duplicated": duplicated,
+        "corrupt": corrupt,
+        "refused": len(refused),
+        "orphans": len(orphans),
+        "unacknowledged_rows": len(unknown),
+        "dead_letters": f"{one_each}/{len(poison_ids)}",
+        "stray_dead_letters": stray,
+    }
+    return report
