@@ -20,9 +20,9 @@ use sha2::{Digest, Sha256};
 use super::Gateway;
 use crate::api::errors::ApiError;
 use crate::auth::Principal;
-use crate::fastpath::RateDecision;
 #[cfg(feature = "failpoints")]
 use crate::failpoints::{self, Faulty, Point};
+use crate::fastpath::RateDecision;
 use crate::webhooks::target::CallbackUrl;
 
 /// A named pipeline from configuration, usable as `preset` or as an extra variant.
