@@ -7,6 +7,7 @@
 //! - [`security`]: the bearer scheme; [`errors`]: status and code mapping; [`models`],
 //!   [`steps`]: request and response documents.
 
+mod allow;
 mod body_limit;
 pub mod download;
 pub mod errors;
@@ -16,11 +17,12 @@ pub mod models;
 pub mod security;
 pub mod steps;
 pub mod system;
+mod upload_slot;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::middleware::Tracing;
+use poem::middleware::{CatchPanic, Tracing};
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
@@ -57,6 +59,7 @@ pub fn spec_json() -> String {
 /// included, so a slow client cannot hold an upload slot forever.
 pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
     let api = service();
+    let allowed = Arc::new(allow::AllowedMethods::from_spec(&api.spec()));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let body_limit = gateway.limits.max_bytes.saturating_add(FORM_OVERHEAD);
@@ -77,8 +80,13 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
             }
         })
         .with(Tracing)
+        .with(CatchPanic::new().with_handler(errors::render_panic))
         .data(gateway)
         .catch_all_error(errors::render_any_error)
+        .around(move |endpoint, request| {
+            let allowed = allowed.clone();
+            async move { allow::add_allow(&*endpoint, request, &allowed).await }
+        })
 }
 
 /// What a worker process serves: health only.
