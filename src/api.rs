@@ -8,6 +8,7 @@
 //! - [`security`]: the bearer scheme; [`errors`]: status and code mapping; [`models`],
 //!   [`steps`]: request and response documents.
 
+mod allow;
 mod body_limit;
 pub mod download;
 pub mod errors;
@@ -20,10 +21,12 @@ pub mod security;
 mod step_parts;
 pub mod steps;
 pub mod system;
+mod upload_slot;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
@@ -61,6 +64,7 @@ pub fn spec_json() -> String {
 pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
     let api = service();
     let routes = Arc::new(request_log::RouteNames::from_spec(&api.spec()));
+    let allowed = Arc::new(allow::AllowedMethods::from_spec(&api.spec()));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let body_limit = gateway.limits.max_bytes.saturating_add(FORM_OVERHEAD);
@@ -83,8 +87,13 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
                 .into()),
             }
         })
+        .with(CatchPanic::new().with_handler(errors::render_panic))
         .data(gateway.clone())
         .catch_all_error(errors::render_any_error)
+        .around(move |endpoint, request| {
+            let allowed = allowed.clone();
+            async move { allow::add_allow(&*endpoint, request, &allowed).await }
+        })
         .around(move |endpoint, request| {
             let (metrics, routes) = (gateway.metrics.clone(), routes.clone());
             async move { request_log::observe(&*endpoint, request, &metrics, &routes).await }

@@ -87,10 +87,13 @@ fn default_presets() -> BTreeMap<String, PresetConfig> {
 #[serde(default)]
 pub struct ServerConfig {
     pub addr: SocketAddr,
-    /// Longest time one request may take, the upload's body included.
+    /// Longest time one request may take, the upload's body included; past it the client
+    /// gets `408 request_timeout`. A download's body streams after this.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Uploads handled at once per gateway; more wait for a slot.
+    /// Uploads handled at once per gateway, from an accepted token to the answer (the body
+    /// is read inside the slot); more wait for a slot, and the wait counts against
+    /// `request_timeout`.
     pub max_concurrent_uploads: usize,
     /// How long the gateway waits for in-flight requests on shutdown.
     #[serde(with = "humantime_serde")]

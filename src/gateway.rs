@@ -46,8 +46,10 @@ pub struct Gateway {
     pub upload_role: Option<String>,
     pub admin_role: String,
     pub publish_grace: Duration,
-    /// Uploads in progress at most; each holds a permit while its body is checked and
-    /// stored, so a burst of large uploads cannot exhaust memory.
+    /// Uploads in progress at most; each holds a permit from the moment its token is
+    /// accepted, while its body is received, checked and stored, so a burst of large
+    /// uploads can fill neither memory nor the temporary directory (see
+    /// `api::upload_slot`).
     pub upload_slots: Arc<Semaphore>,
     /// Set on shutdown: new uploads get `503 shutting_down`.
     pub draining: AtomicBool,

@@ -1,5 +1,7 @@
 //! A stored image streamed to the client, with the headers that keep browsers from
-//! second-guessing it.
+//! second-guessing it: the exact `Content-Type`, `nosniff`, and a sandboxing
+//! `Content-Security-Policy`, so even an original with HTML or script appended to its image
+//! data (a polyglot) is never run as a page when opened from pixmill's origin.
 
 use pixmill_actors::ports::ObjectStream;
 use pixmill_actors::ImageFormat;
@@ -9,6 +11,9 @@ use poem_openapi::registry::{
     MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
 };
 use poem_openapi::ApiResponse;
+
+/// No scripts, no subresources, a unique origin: what a document served as an image gets.
+const SANDBOX: &str = "default-src 'none'; sandbox";
 
 /// The bytes of an image file.
 pub struct ImageBytes {
@@ -22,6 +27,7 @@ impl IntoResponse for ImageBytes {
         let mut builder = Response::builder()
             .header(header::CONTENT_TYPE, self.format.mime())
             .header("X-Content-Type-Options", "nosniff")
+            .header(header::CONTENT_SECURITY_POLICY, SANDBOX)
             .header(
                 header::CONTENT_DISPOSITION,
                 format!("inline; filename=\"{}\"", self.file_name),
@@ -63,6 +69,10 @@ impl ApiResponse for ImageBytes {
                 content,
                 headers: vec![
                     string_header("X-Content-Type-Options", "Always `nosniff`."),
+                    string_header(
+                        "Content-Security-Policy",
+                        "Always `default-src 'none'; sandbox`.",
+                    ),
                     string_header(
                         "Content-Disposition",
                         "`inline` with a file name made from the image id.",

@@ -231,6 +231,18 @@ fn render_error(error: poem::Error) -> Response {
     api.as_response()
 }
 
+/// Answers a request whose handler panicked with the opaque `500`, instead of dropping the
+/// connection without a response. The panic message goes to the log; the body says nothing.
+pub fn render_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "a request handler panicked");
+    ApiError::internal().as_response()
+}
+
 /// Declares an operation's error responses for the spec: the statuses it can answer, each
 /// with its meaning. Any `ApiError` converts into it; a status not listed becomes a 500.
 macro_rules! error_responses {

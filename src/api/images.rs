@@ -21,6 +21,7 @@ use super::models::{ImageDocument, ImagePage, ImageStatusCode};
 use super::security::BearerAuth;
 use super::step_parts::StepParts;
 use super::steps::to_pipeline;
+use super::upload_slot::UploadSlot;
 use super::ApiTags;
 use crate::gateway::{encode_cursor, Gateway, UploadRequest};
 
@@ -68,6 +69,7 @@ pub struct UploadForm {
     #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
     pub quality: Option<u8>,
     /// Colour that transparency is flattened onto for formats without alpha, `#rrggbb`.
+    #[oai(validator(pattern = r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"))]
     pub background: Option<String>,
     /// Keep every frame of an animated GIF or WebP (when the output format can hold them).
     pub animated: Option<bool>,
@@ -91,7 +93,8 @@ error_responses!(
         BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_request`), or a refused `callback_url` (`invalid_callback_url`, `callback_url_unresolvable`, `callback_url_not_allowed`, `webhooks_disabled`).",
         Unauthorized = 401: "Missing, invalid or expired token.",
         Forbidden = 403: "The token lacks the role uploads require (`missing_role`).",
-        TooLarge = 413: "The file is over the byte limit (`file_too_large`).",
+        Timeout = 408: "The request, body included, took longer than the server allows (`request_timeout`).",
+        TooLarge = 413: "The body is over the byte limit, declared or streamed (`file_too_large`).",
         Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`).",
         Unprocessable = 422: "Dimensions over the limits, or a corrupt header (`image_dimensions_exceed_limit`, `corrupt_image`).",
         TooMany = 429: "Over the per-owner upload rate (`rate_limited`); see Retry-After.",
@@ -170,6 +173,7 @@ impl ImagesApi {
         &self,
         gateway: Data<&Arc<Gateway>>,
         auth: BearerAuth,
+        _slot: UploadSlot,
         /// Makes retries safe: the same key from the same owner always returns the same image.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
@@ -361,12 +365,6 @@ async fn upload(
     trace_id: Option<String>,
     form: UploadForm,
 ) -> Result<UploadResponse, ApiError> {
-    let _slot = gateway
-        .upload_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::shutting_down())?;
     let spec = job_spec(gateway, &form)?;
     let callback_url = form.callback_url.clone();
     let bytes = read_file(form.file, gateway.limits.max_bytes).await?;

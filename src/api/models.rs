@@ -101,10 +101,12 @@ pub struct ImageDocument {
     pub status: ImageStatusCode,
     pub original: ImageFile,
     /// The primary rendition, once `COMPLETED`.
+    #[oai(skip_serializing_if_is_none)]
     pub processed: Option<ImageFile>,
     /// Every rendition, primary first, once `COMPLETED`.
     pub variants: Vec<Variant>,
     /// Set when `FAILED`, and while a failed attempt waits for its retry.
+    #[oai(skip_serializing_if_is_none)]
     pub error: Option<JobFailure>,
     /// Processing attempts so far.
     pub attempts: u32,
@@ -170,5 +172,6 @@ impl From<&ImageRecord> for ImageDocument {
 pub struct ImagePage {
     pub items: Vec<ImageDocument>,
     /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
 }

@@ -43,7 +43,8 @@ pub struct ResizeStep {
     pub height: Option<u32>,
     pub fit: Option<FitParam>,
     pub gravity: Option<GravityParam>,
-    /// Padding colour for `contain`, as `#rrggbb`.
+    /// Padding colour for `contain`, as `#rrggbb` (or `#rgb`).
+    #[oai(validator(pattern = r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"))]
     pub background: Option<String>,
     /// Allow enlarging (default false).
     pub upscale: Option<bool>,
@@ -66,6 +67,8 @@ pub struct CropStep {
 pub struct RotateStep {
     #[oai(validator(minimum(value = "-360"), maximum(value = "360")))]
     pub angle: f32,
+    /// Colour of the corners, as `#rrggbb` (or `#rgb`).
+    #[oai(validator(pattern = r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"))]
     pub background: Option<String>,
 }
 

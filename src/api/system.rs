@@ -30,7 +30,9 @@ pub struct ActorInfo {
     pub jobs_in_flight: u64,
     pub jobs_done: u64,
     pub jobs_failed: u64,
+    #[oai(skip_serializing_if_is_none)]
     pub last_failure_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
     pub last_failure_reason: Option<String>,
 }
 

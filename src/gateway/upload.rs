@@ -11,7 +11,7 @@ use chrono::Utc;
 use pixmill_actors::pipeline::OutputSpec;
 use pixmill_actors::ports::{Bucket, JobMessage, ObjectKey};
 use pixmill_actors::record::NewImage;
-use pixmill_actors::transform::probe;
+use pixmill_actors::transform::{probe, Probe};
 use pixmill_actors::{ImageId, ImageRecord, JobSpec, StoredImage};
 use poem::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -82,7 +82,8 @@ impl Gateway {
         let callback_url = self.check_callback(request.callback_url.as_deref()).await?;
         self.check_rate(who).await?;
 
-        let probed = probe(&request.bytes, &self.limits)?;
+        let (bytes, probed) = self.probe(request.bytes).await?;
+        let request = UploadRequest { bytes, ..request };
         let id = ImageId::new();
         let key = ObjectKey::parse(format!("{id}.{}", probed.format.extension()))
             .map_err(|_| ApiError::internal())?;
@@ -188,6 +189,24 @@ impl Gateway {
                 crate::metrics::note_backend_error(&error);
                 tracing::warn!(image_id = %job.image_id, error = %error, "could not publish the job now; the relay will");
                 false
+            }
+        }
+    }
+
+    /// Reads the file's header on the blocking pool: it is quick for honest files, but a
+    /// hostile one may cost real CPU in a decoder's header parsing, which must not stall the
+    /// executor that serves every other request.
+    async fn probe(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, Probe), ApiError> {
+        let limits = self.limits.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let probed = probe(&bytes, &limits);
+            (bytes, probed)
+        });
+        match task.await {
+            Ok((bytes, probed)) => Ok((bytes, probed?)),
+            Err(error) => {
+                tracing::error!(error = %error, "probing an upload panicked");
+                Err(ApiError::internal())
             }
         }
     }
