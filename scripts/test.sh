@@ -14,3 +14,6 @@ bash scripts/check-deploy.sh
 
 echo "== Rust tests (unit and integration, against the real services)"
 bash scripts/test-services.sh cargo test --workspace --locked
+
+echo "== a client generated from openapi/ (upload, poll, download through it)"
+bash scripts/client-test.sh
