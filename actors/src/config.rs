@@ -63,6 +63,14 @@ pub struct EngineConfig {
     /// How long shutdown waits for in-flight jobs before handing them back to the queue.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How often the sweeper looks for originals that no image refers to.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// How old an original without an image must be before the sweeper removes it. Must
+    /// exceed the longest upload (the gateway's request timeout), or an upload between
+    /// storing its original and committing its row could lose the original.
+    #[serde(with = "humantime_serde")]
+    pub orphan_age: Duration,
     pub limits: InputLimits,
 }
 
@@ -76,6 +84,8 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             relay_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(20),
+            sweep_interval: Duration::from_secs(600),
+            orphan_age: Duration::from_secs(900),
             limits: InputLimits::default(),
         }
     }

@@ -66,7 +66,7 @@ impl Gateway {
 
         let probed = probe(&request.bytes, &self.limits)?;
         let id = ImageId::new();
-        let key = ObjectKey::parse(format!("{id}.{}", probed.format.extension())).map_err(|_| ApiError::internal())?;
+        let key = ObjectKey::original(id, probed.format);
         let original = StoredImage {
             key: key.as_str().to_owned(),
             format: probed.format,

@@ -4,6 +4,7 @@ mod auth;
 mod metadata;
 mod object_store_contract;
 mod openapi_spec;
+mod orphan_sweep;
 mod queue_contract;
 mod rabbitmq_outage;
 mod redis_fastpath;

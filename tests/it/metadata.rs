@@ -44,6 +44,7 @@ macro_rules! every_contract_test {
             exhausted_attempts_fail_with_the_last_error,
             redispatch_marks_unfinished_work_due,
             deleted_images_are_gone,
+            existing_names_the_rows_of_every_owner,
             ping_answers,
         );
     };

@@ -112,6 +112,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// restarts (standalone mode), so unfinished work is enqueued again.
     async fn redispatch_unfinished(&self, now: DateTime<Utc>) -> Result<u64, BackendError>;
 
+    /// Which of `ids` have a row, whoever owns them; for the orphan sweeper, which removes
+    /// stored originals that no row refers to.
+    async fn existing(&self, ids: &[ImageId]) -> Result<Vec<ImageId>, BackendError>;
+
     async fn ping(&self) -> Result<(), BackendError>;
 
     fn describe(&self) -> String;

@@ -550,6 +550,23 @@ pub async fn deleted_images_are_gone(store: Store) {
     assert!(!is_due(&store, record.id, now() + secs(3600)).await);
 }
 
+pub async fn existing_names_the_rows_of_every_owner(store: Store) {
+    let mine = insert_new(&store, &upload(&owner(), now())).await;
+    let theirs = insert_new(&store, &upload(&owner(), now())).await;
+    let never_stored = ImageId::new();
+
+    let mut found = store
+        .existing(&[theirs.id, never_stored, mine.id])
+        .await
+        .unwrap();
+
+    found.sort();
+    let mut expected = vec![mine.id, theirs.id];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert!(store.existing(&[]).await.unwrap().is_empty());
+}
+
 pub async fn ping_answers(store: Store) {
     store.ping().await.unwrap();
     assert!(!store.describe().is_empty());
