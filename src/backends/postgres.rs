@@ -314,11 +314,13 @@ async fn claim(
         status: row.record.status,
         attempts: row.record.attempts,
         lease_expires_at: row.lease_expires_at,
+        dispatch_at: row.dispatch_at,
         last_error: row.record.error.as_ref(),
     };
     let claim = match decide_claim(&state, now, lease, max_attempts) {
         ClaimStep::Finished => Claim::Finished,
         ClaimStep::LeasedElsewhere => Claim::LeasedElsewhere,
+        ClaimStep::NotDue => Claim::NotDue,
         ClaimStep::Exhaust(error) => {
             let sql = format!(
                 "UPDATE images SET status = 'FAILED', error_code = $2, error_message = $3, \

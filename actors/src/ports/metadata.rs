@@ -24,6 +24,10 @@ pub enum Claim {
     /// Another worker holds a live lease; if it dies, the lease expires and the relay
     /// dispatches the job again.
     LeasedElsewhere,
+    /// The job failed an attempt and its retry is not due yet: the delivery is a duplicate
+    /// of an earlier publish (several relays, a redelivery). The relay publishes the job
+    /// again when the retry falls due, so taking it now would only spend an attempt early.
+    NotDue,
     /// The image was deleted.
     Missing,
     /// The job has used all its attempts; the store has marked it `FAILED`.
