@@ -250,7 +250,7 @@ def main() -> int:
 
     battery = Battery(args.binary, args.venv, args.faulty)
     atexit.register(battery.stop)
-    failed = False
+    reports: list[Report] = []
     try:
         battery.start()
         for scenario in scenarios:
@@ -260,10 +260,14 @@ def main() -> int:
             if len(report.problems) > 20:
                 print(f"  ... and {len(report.problems) - 20} more", flush=True)
             print(report.line(), flush=True)
-            failed |= not report.passed
+            reports.append(report)
     finally:
         battery.stop()
         atexit.unregister(battery.stop)
+    failed = len(reports) < len(scenarios) or not all(r.passed for r in reports)
+    print("== summary" + (": FAILED" if failed else ": passed"))
+    for report in reports:
+        print(report.line() + ("" if report.passed else f"  <- {len(report.problems)} problems"))
     if failed or args.keep:
         print(f"logs kept in {battery.logs}", flush=True)
     else:
