@@ -13,4 +13,14 @@ echo "== deployment files (docker-compose.yml, Dockerfile)"
 bash scripts/check-deploy.sh
 
 echo "== Rust tests (unit and integration, against the real services)"
-bash scripts/test-services.sh cargo test --workspace --locked
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+bash scripts/test-services.sh cargo test --workspace --locked 2>&1 | tee "$log"
+
+echo "== a client generated from openapi/ (upload, poll, download through it)"
+bash scripts/client-test.sh
+
+# One closing line for the whole suite: cargo prints a summary per test binary, the last of
+# them for doc-tests (usually 0), which would otherwise read as the suite's total.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

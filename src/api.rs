@@ -1,26 +1,32 @@
 //! The HTTP API: poem-openapi operations grouped by resource, the spec generated from them,
 //! and the one place that renders every error as JSON.
 //!
-//! - [`images`]: `/v1/images` (upload, status, list, download, delete)
-//! - [`system`]: `/v1/system/actors` (operators)
-//! - [`health`]: `/healthz`, `/readyz`
+//! - [`images`] serves `/v1/images` (upload, status, events, list, download, delete)
+//! - [`system`] serves `/v1/system/actors` (operators)
+//! - [`health`] serves `/healthz`, `/readyz`; `/metrics` (Prometheus) is outside the spec
+//! - [`request_log`] wraps everything: request ids, the access line, HTTP metrics
 //! - [`security`]: the bearer scheme; [`errors`]: status and code mapping; [`models`],
 //!   [`steps`]: request and response documents.
 
+mod allow;
 mod body_limit;
 pub mod download;
 pub mod errors;
 pub mod health;
 pub mod images;
+mod metrics_endpoint;
 pub mod models;
+pub mod request_log;
 pub mod security;
+mod step_parts;
 pub mod steps;
 pub mod system;
+mod upload_slot;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::middleware::Tracing;
+use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
@@ -57,6 +63,8 @@ pub fn spec_json() -> String {
 /// included, so a slow client cannot hold an upload slot forever.
 pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
     let api = service();
+    let routes = Arc::new(request_log::RouteNames::from_spec(&api.spec()));
+    let allowed = Arc::new(allow::AllowedMethods::from_spec(&api.spec()));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let body_limit = gateway.limits.max_bytes.saturating_add(FORM_OVERHEAD);
@@ -64,7 +72,10 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
-        .around(move |endpoint, request| async move { body_limit::limit_body(&*endpoint, request, body_limit).await })
+        .at("/metrics", poem::get(metrics_endpoint::metrics))
+        .around(move |endpoint, request| async move {
+            body_limit::limit_body(&*endpoint, request, body_limit).await
+        })
         .around(move |endpoint, request| async move {
             match tokio::time::timeout(request_timeout, endpoint.call(request)).await {
                 Ok(result) => result,
@@ -76,13 +87,34 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
                 .into()),
             }
         })
-        .with(Tracing)
-        .data(gateway)
+        .with(CatchPanic::new().with_handler(errors::render_panic))
+        .data(gateway.clone())
         .catch_all_error(errors::render_any_error)
+        .around(move |endpoint, request| {
+            let allowed = allowed.clone();
+            async move { allow::add_allow(&*endpoint, request, &allowed).await }
+        })
+        .around(move |endpoint, request| {
+            let (metrics, routes) = (gateway.metrics.clone(), routes.clone());
+            async move { request_log::observe(&*endpoint, request, &metrics, &routes).await }
+        })
 }
 
-/// What a worker process serves: health only.
+/// What a worker process serves: health and metrics.
 pub fn worker_admin_app(gateway: Arc<Gateway>) -> impl Endpoint {
-    let health = OpenApiService::new(health::HealthApi, "pixmill worker", env!("CARGO_PKG_VERSION"));
-    Route::new().nest("/", health).with(Tracing).data(gateway).catch_all_error(errors::render_any_error)
+    let health = OpenApiService::new(
+        health::HealthApi,
+        "pixmill worker",
+        env!("CARGO_PKG_VERSION"),
+    );
+    let routes = Arc::new(request_log::RouteNames::from_spec(&health.spec()));
+    Route::new()
+        .nest("/", health)
+        .at("/metrics", poem::get(metrics_endpoint::metrics))
+        .data(gateway.clone())
+        .catch_all_error(errors::render_any_error)
+        .around(move |endpoint, request| {
+            let (metrics, routes) = (gateway.metrics.clone(), routes.clone());
+            async move { request_log::observe(&*endpoint, request, &metrics, &routes).await }
+        })
 }

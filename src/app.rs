@@ -19,7 +19,11 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::config::Config;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, WaitLimits};
+use crate::metrics::{Metrics, RuntimeSources};
+use crate::webhooks::delivery::WebhookSender;
+use crate::webhooks::notifier::WebhookNotifier;
+use crate::webhooks::WebhookPolicy;
 
 /// Which parts a process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +59,10 @@ pub enum StartError {
     #[error("could not start the engine: {0}")]
     Engine(#[from] pixmill_actors::engine::EngineError),
     #[error("could not listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Hooks only tests set.
@@ -65,7 +72,9 @@ pub struct StartOptions {
 
 impl Default for StartOptions {
     fn default() -> Self {
-        Self { faults: Arc::new(NoFaults) }
+        Self {
+            faults: Arc::new(NoFaults),
+        }
     }
 }
 
@@ -78,29 +87,59 @@ pub struct App {
     server: JoinHandle<std::io::Result<()>>,
     stop_server: oneshot::Sender<()>,
     shutdown_grace: Duration,
+    webhooks: Arc<WebhookSender>,
 }
 
 impl App {
-    pub async fn start(config: Config, mode: Mode, options: StartOptions) -> Result<Self, StartError> {
+    pub async fn start(
+        config: Config,
+        mode: Mode,
+        options: StartOptions,
+    ) -> Result<Self, StartError> {
         let backends = backends::connect(&config).await?;
         let verifier = auth_setup::verifier(&config, mode)?;
+        let upload_capacity = config.server.max_concurrent_uploads.max(1);
+        let upload_slots = Arc::new(Semaphore::new(upload_capacity));
+        let metric_sources = RuntimeSources::new(upload_slots.clone(), upload_capacity);
+        let metrics = Arc::new(Metrics::new(metric_sources.clone()));
+        let webhooks = Arc::new(WebhookSender::new(config.webhooks.clone(), metrics.clone()));
         let engine = if mode.runs_engine() {
+            let events = WebhookNotifier::new(
+                backends.events.clone(),
+                backends.metadata.clone(),
+                webhooks.clone(),
+            );
             let ports = Ports {
                 objects: backends.objects.clone(),
                 metadata: backends.metadata.clone(),
                 queue: backends.queue.clone(),
-                events: backends.events.clone(),
+                events: Arc::new(events),
+                metrics: metrics.clone(),
             };
             let mut engine_config = config.engine.clone();
             engine_config.limits = config.limits.clone();
-            Some(Arc::new(Engine::start(ports, engine_config, options.faults).await?))
+            Some(Arc::new(
+                Engine::start(ports, engine_config, options.faults).await?,
+            ))
         } else {
             None
         };
-        let actors: Option<crate::gateway::ActorsView> = engine.clone().map(|engine| {
-            let view: crate::gateway::ActorsView = Arc::new(move || engine.actors());
+        // The view holds the engine weakly: `shutdown` drains the engine only through the
+        // one strong reference, which the gateway (alive until the end of `shutdown`) must
+        // not share.
+        let actors: Option<crate::gateway::ActorsView> = engine.as_ref().map(|engine| {
+            let engine = Arc::downgrade(engine);
+            let view: crate::gateway::ActorsView = Arc::new(move || {
+                engine
+                    .upgrade()
+                    .map(|engine| engine.actors())
+                    .unwrap_or_default()
+            });
             view
         });
+        if let Some(view) = &actors {
+            metric_sources.attach_actors(view.clone());
+        }
         let gateway = Arc::new(Gateway {
             metadata: backends.metadata.clone(),
             objects: backends.objects.clone(),
@@ -113,16 +152,27 @@ impl App {
             upload_role: config.auth.upload_role.clone().filter(|r| !r.is_empty()),
             admin_role: config.auth.admin_role.clone(),
             publish_grace: config.server.publish_grace,
-            upload_slots: Arc::new(Semaphore::new(config.server.max_concurrent_uploads.max(1))),
+            upload_slots,
             draining: AtomicBool::new(false),
             actors,
+            events: backends.feed.clone(),
+            waits: wait_limits(&config),
+            metrics,
+            webhooks: WebhookPolicy::from_config(&config.webhooks),
         });
 
-        let listen_addr = if mode == Mode::Worker { config.worker.admin_addr } else { config.server.addr };
+        let listen_addr = if mode == Mode::Worker {
+            config.worker.admin_addr
+        } else {
+            config.server.addr
+        };
         let acceptor = TcpListener::bind(listen_addr.to_string())
             .into_acceptor()
             .await
-            .map_err(|source| StartError::Listen { addr: listen_addr, source })?;
+            .map_err(|source| StartError::Listen {
+                addr: listen_addr,
+                source,
+            })?;
         let addr = acceptor
             .local_addr()
             .first()
@@ -133,11 +183,23 @@ impl App {
         let server = match mode {
             Mode::Worker => {
                 let app = api::worker_admin_app(gateway.clone());
-                tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, async { drop(stopped.await) }, Some(grace)))
+                tokio::spawn(
+                    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                        app,
+                        async { drop(stopped.await) },
+                        Some(grace),
+                    ),
+                )
             }
             _ => {
                 let app = api::app(gateway.clone(), config.server.request_timeout);
-                tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, async { drop(stopped.await) }, Some(grace)))
+                tokio::spawn(
+                    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                        app,
+                        async { drop(stopped.await) },
+                        Some(grace),
+                    ),
+                )
             }
         };
 
@@ -151,7 +213,16 @@ impl App {
             auth = %gateway.verifier.describe(),
             "pixmill started"
         );
-        Ok(Self { mode, addr, gateway, engine, server, stop_server, shutdown_grace: grace })
+        Ok(Self {
+            mode,
+            addr,
+            gateway,
+            engine,
+            server,
+            stop_server,
+            shutdown_grace: grace,
+            webhooks,
+        })
     }
 
     /// The address the HTTP listener is bound to (the real port when 0 was asked for).
@@ -173,7 +244,8 @@ impl App {
         tracing::info!(mode = self.mode.name(), "shutting down");
         self.gateway.start_draining();
         let _ = self.stop_server.send(());
-        match tokio::time::timeout(self.shutdown_grace + Duration::from_secs(1), self.server).await {
+        match tokio::time::timeout(self.shutdown_grace + Duration::from_secs(1), self.server).await
+        {
             Ok(Ok(Err(error))) => tracing::warn!(error = %error, "HTTP server ended with an error"),
             Err(_) => tracing::warn!("HTTP server did not stop within the grace period"),
             _ => {}
@@ -184,6 +256,7 @@ impl App {
                 Err(_) => tracing::warn!("engine still referenced; skipping its drain"),
             }
         }
+        self.webhooks.stop();
         tracing::info!("stopped");
     }
 
@@ -191,6 +264,20 @@ impl App {
     pub async fn run_until_signal(self) {
         wait_for_signal().await;
         self.shutdown().await;
+    }
+}
+
+/// A long poll must answer before the request timeout cuts it off.
+fn wait_limits(config: &Config) -> WaitLimits {
+    let below_timeout = config
+        .server
+        .request_timeout
+        .saturating_sub(Duration::from_secs(1));
+    let defaults = WaitLimits::default();
+    WaitLimits {
+        max_wait: defaults.max_wait.min(below_timeout),
+        reread: config.server.wait_reread.max(Duration::from_millis(10)),
+        ..defaults
     }
 }
 

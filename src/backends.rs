@@ -7,6 +7,7 @@
 //! | `ObjectStore` | `fs_objects` (a folder per bucket) | `s3` (MinIO or any S3 store) |
 //! | `JobQueue` | `memory_queue` (in process) | `rabbitmq` |
 //! | `StatusCache`, `RateLimiter` | `memory_fastpath` | `redis` |
+//! | `StatusEvents` (engine), `StatusFeed` (gateway) | `memory_events` | `redis_events` |
 
 pub mod fs_objects;
 pub mod memory_events;
@@ -16,5 +17,6 @@ mod metadata_rules;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
+pub mod redis_events;
 pub mod s3;
 pub mod sqlite;

@@ -15,7 +15,11 @@ use crate::auth::issuer::LocalIssuer;
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "pixmill", version, about = "Image processing backend: upload, process, download")]
+#[command(
+    name = "pixmill",
+    version,
+    about = "Image processing backend: upload, process, download"
+)]
 pub struct Cli {
     /// A TOML configuration file (see pixmill.example.toml); also PIXMILL_CONFIG.
     #[arg(long, global = true)]
@@ -92,12 +96,20 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn load(file: Option<PathBuf>, command: Command) -> Result<ExitCode, String> {
     let mut config = Config::load(file.as_deref()).map_err(|e| e.to_string())?;
     match command {
-        Command::Token { sub, data_dir, ttl, roles } => {
+        Command::Token {
+            sub,
+            data_dir,
+            ttl,
+            roles,
+        } => {
             if let Some(dir) = data_dir {
                 config.data_dir = dir;
             }
-            let issuer = LocalIssuer::open_or_create(&config.issuer_dir()).map_err(|e| e.to_string())?;
-            let token = issuer.mint(&sub, &roles, ttl, &config.auth.audience).map_err(|e| e.to_string())?;
+            let issuer =
+                LocalIssuer::open_or_create(&config.issuer_dir()).map_err(|e| e.to_string())?;
+            let token = issuer
+                .mint(&sub, &roles, ttl, &config.auth.audience)
+                .map_err(|e| e.to_string())?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
@@ -131,7 +143,9 @@ async fn load(file: Option<PathBuf>, command: Command) -> Result<ExitCode, Strin
 async fn serve(config: Config, mode: Mode) -> Result<ExitCode, String> {
     crate::telemetry::init(config.log.format);
     let data_dir = config.data_dir.clone();
-    let app = App::start(config, mode, StartOptions::default()).await.map_err(|e| e.to_string())?;
+    let app = App::start(config, mode, StartOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
     if mode == Mode::Standalone {
         let dir = data_dir.display();
         tracing::info!(
@@ -147,8 +161,12 @@ async fn serve(config: Config, mode: Mode) -> Result<ExitCode, String> {
 }
 
 async fn healthcheck(url: &str) -> ExitCode {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build();
-    let Ok(client) = client else { return ExitCode::FAILURE };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build();
+    let Ok(client) = client else {
+        return ExitCode::FAILURE;
+    };
     match client.get(url).send().await {
         Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
         Ok(response) => {

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use pixmill_actors::EngineConfig;
 use pixmill_actors::pipeline::{Fit, Gravity, Resize};
+use pixmill_actors::EngineConfig;
 use pixmill_actors::Step;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,7 @@ pub struct Config {
     pub limits: UploadLimits,
     pub engine: EngineConfig,
     pub log: LogConfig,
+    pub webhooks: crate::webhooks::WebhookConfig,
     /// Named pipelines usable as `preset` and `variants` on upload.
     pub presets: BTreeMap<String, PresetConfig>,
 }
@@ -53,18 +54,29 @@ impl Default for Config {
             limits: UploadLimits::default(),
             engine: EngineConfig::default(),
             log: LogConfig::default(),
+            webhooks: Default::default(),
             presets: default_presets(),
         }
     }
 }
 
 fn resize(width: u32, height: u32, fit: Fit) -> Step {
-    Step::Resize(Resize { width: Some(width), height: Some(height), fit, gravity: Gravity::Centre, background: None, upscale: false })
+    Step::Resize(Resize {
+        width: Some(width),
+        height: Some(height),
+        fit,
+        gravity: Gravity::Centre,
+        background: None,
+        upscale: false,
+    })
 }
 
 /// `thumbnail` (a 200x200 square, cropped) and `medium` (inside 800x800).
 fn default_presets() -> BTreeMap<String, PresetConfig> {
-    let preset = |step| PresetConfig { steps: vec![step], output: Default::default() };
+    let preset = |step| PresetConfig {
+        steps: vec![step],
+        output: Default::default(),
+    };
     BTreeMap::from([
         ("thumbnail".to_owned(), preset(resize(200, 200, Fit::Cover))),
         ("medium".to_owned(), preset(resize(800, 800, Fit::Inside))),
@@ -75,10 +87,13 @@ fn default_presets() -> BTreeMap<String, PresetConfig> {
 #[serde(default)]
 pub struct ServerConfig {
     pub addr: SocketAddr,
-    /// Longest time one request may take, the upload's body included.
+    /// Longest time one request may take, the upload's body included; past it the client
+    /// gets `408 request_timeout`. A download's body streams after this.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Uploads handled at once per gateway; more wait for a slot.
+    /// Uploads handled at once per gateway, from an accepted token to the answer (the body
+    /// is read inside the slot); more wait for a slot, and the wait counts against
+    /// `request_timeout`.
     pub max_concurrent_uploads: usize,
     /// How long the gateway waits for in-flight requests on shutdown.
     #[serde(with = "humantime_serde")]
@@ -87,6 +102,10 @@ pub struct ServerConfig {
     /// publishes the job itself.
     #[serde(with = "humantime_serde")]
     pub publish_grace: Duration,
+    /// How often a long poll or event stream re-reads the image without being woken by a
+    /// status event (events are best effort).
+    #[serde(with = "humantime_serde")]
+    pub wait_reread: Duration,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +116,7 @@ impl Default for ServerConfig {
             max_concurrent_uploads: 64,
             shutdown_grace: Duration::from_secs(10),
             publish_grace: Duration::from_secs(10),
+            wait_reread: Duration::from_secs(2),
         }
     }
 }
@@ -110,7 +130,9 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { admin_addr: SocketAddr::from(([127, 0, 0, 1], 9090)) }
+        Self {
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
     }
 }
 
@@ -146,7 +168,10 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { url: None, name: "image_processing_queue".to_owned() }
+        Self {
+            url: None,
+            name: "image_processing_queue".to_owned(),
+        }
     }
 }
 
@@ -165,7 +190,12 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { url: None, key_prefix: "pixmill:".to_owned(), uploads_per_window: 120, window: Duration::from_secs(60) }
+        Self {
+            url: None,
+            key_prefix: "pixmill:".to_owned(),
+            uploads_per_window: 120,
+            window: Duration::from_secs(60),
+        }
     }
 }
 
@@ -187,6 +217,11 @@ pub struct AuthConfig {
     /// Clock skew allowed on `exp` and `nbf`.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// Shortest time between two JWKS fetches caused by tokens naming a `kid` the cached set
+    /// lacks. It bounds what a flood of forged `kid`s costs the issuer, and it is also how
+    /// long a key the issuer has just rotated in may still be refused.
+    #[serde(with = "humantime_serde")]
+    pub jwks_min_refetch: Duration,
     /// Also trust tokens from `pixmill token` (the data dir's key) in gateway mode. For trying
     /// pixmill without Keycloak; never in production.
     pub trust_local_issuer_unsafe: bool,
@@ -201,6 +236,7 @@ impl Default for AuthConfig {
             upload_role: None,
             admin_role: "pixmill-admin".to_owned(),
             leeway: Duration::from_secs(30),
+            jwks_min_refetch: Duration::from_secs(10),
             trust_local_issuer_unsafe: false,
         }
     }
@@ -233,7 +269,9 @@ impl Config {
     /// Defaults, then the file (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os("PIXMILL_CONFIG").map(PathBuf::from));
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("PIXMILL_CONFIG").map(PathBuf::from));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
@@ -264,12 +302,22 @@ mod tests {
             jail.set_env("PIXMILL_QUEUE__NAME", "q2");
             jail.set_env("PIXMILL_SERVER__ADDR", "0.0.0.0:9999");
             jail.set_env("PIXMILL_ENGINE__LEASE", "5s");
+            jail.set_env("PIXMILL_AUTH__JWKS_MIN_REFETCH", "250ms");
             let config = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(config.queue.name, "q2");
+            assert_eq!(config.auth.jwks_min_refetch, Duration::from_millis(250));
             assert_eq!(config.server.addr.port(), 9999);
             assert_eq!(config.engine.lease, Duration::from_secs(5));
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_example_file_states_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("pixmill.example.toml");
+        let loaded = Config::load(Some(&example)).expect("the example parses");
+        let as_json = |c: &Config| serde_json::to_value(c).expect("serialises");
+        assert_eq!(as_json(&loaded), as_json(&Config::default()));
     }
 
     #[test]

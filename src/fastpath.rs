@@ -1,5 +1,6 @@
 //! Gateway-side fast paths that live in Redis in production and in process memory in
-//! standalone mode: the status cache and the per-owner upload rate limit.
+//! standalone mode: the status cache, the per-owner upload rate limit, and the feed of
+//! status changes that long polls and event streams wait on.
 //!
 //! Neither is a source of truth. A cache outage only slows reads (the gateway falls back to
 //! the metadata store); a rate-limiter outage lets uploads through and is logged, because
@@ -8,6 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pixmill_actors::events::StatusChanged;
 use pixmill_actors::ports::BackendError;
 use pixmill_actors::{ImageId, ImageRecord, Owner};
 
@@ -43,4 +45,12 @@ pub trait StatusCache: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), BackendError>;
 
     fn describe(&self) -> String;
+}
+
+/// Status changes published by the engine (in this process or, through Redis, in any
+/// worker), for clients waiting on an image. Best effort: a listener that falls behind gets
+/// `Lagged` and a lost event is simply never seen, so waiters also re-read the store.
+pub trait StatusFeed: Send + Sync + 'static {
+    /// A receiver of every change from now on.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StatusChanged>;
 }

@@ -19,7 +19,8 @@
 //! - [`auth`]: token verification (Keycloak's or the standalone issuer's, one verifier).
 //! - [`backends`]: the adapters behind the engine's ports, embedded and production;
 //!   [`fastpath`]: the gateway's cache and rate-limit ports.
-//! - [`telemetry`]: logging.
+//! - [`telemetry`]: logging; [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`webhooks`]: signed POSTs to an upload's `callback_url` when its job ends.
 //! - `failpoints` (only with the `failpoints` feature): fault injection for the battery in
 //!   `scripts/fault-battery.sh`.
 
@@ -33,4 +34,6 @@ pub mod config;
 pub mod failpoints;
 pub mod fastpath;
 pub mod gateway;
+pub mod metrics;
 pub mod telemetry;
+pub mod webhooks;

@@ -22,7 +22,7 @@ use crate::stages::consumer::Consumer;
 use crate::stages::downloader::Downloader;
 use crate::stages::persister::Persister;
 use crate::stages::transformer::Transformer;
-use crate::stages::{Ports, StageArgs, StageContext};
+use crate::stages::{PoolWorker, Ports, StageArgs, StageContext};
 use crate::stats::{ActorSnapshot, ActorStats};
 use crate::supervisor::{ChildSpec, DepthFn, StartFn, Supervisor, SupervisorMsg};
 use crate::sweeper::Sweeper;
@@ -74,9 +74,21 @@ impl Engine {
         });
 
         let mut children = Vec::new();
-        children.extend(pool_children(&ctx, &ctx.persisters, || Persister));
-        children.extend(pool_children(&ctx, &ctx.transformers, || Transformer));
-        children.extend(pool_children(&ctx, &ctx.downloaders, || Downloader));
+        children.extend(pool_children(
+            &ctx,
+            &ctx.persisters,
+            PoolWorker::<Persister>::new,
+        ));
+        children.extend(pool_children(
+            &ctx,
+            &ctx.transformers,
+            PoolWorker::<Transformer>::new,
+        ));
+        children.extend(pool_children(
+            &ctx,
+            &ctx.downloaders,
+            PoolWorker::<Downloader>::new,
+        ));
         children.push(single_child(&ctx, "relay", || Relay));
         children.push(single_child(&ctx, "sweeper", || Sweeper));
         children.push(single_child(&ctx, "consumer", || Consumer));

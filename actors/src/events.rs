@@ -2,13 +2,15 @@
 
 use async_trait::async_trait;
 
-use crate::ids::ImageId;
+use crate::ids::{ImageId, Owner};
 use crate::record::Status;
 
-/// A job's status changed.
+/// A job's status changed. The owner travels along so a listener can read the record
+/// (owner-scoped, like every read) without a second lookup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusChanged {
     pub image_id: ImageId,
+    pub owner: Owner,
     pub status: Status,
 }
 

@@ -21,6 +21,8 @@
 //!   retries whose back-off ran out, expired leases).
 //! - [`sweeper`]: removes stored originals that no image refers to (uploads that died
 //!   between storing the original and committing the row).
+//! - [`events`], [`metrics`]: what the engine tells the outside world as it works (status
+//!   changes for waiting clients, timings and outcomes for operators), through traits.
 //! - [`engine`]: starts and stops all of the above from an [`engine::EngineConfig`].
 
 pub mod format;
@@ -40,6 +42,7 @@ pub mod engine;
 pub mod events;
 pub mod faults;
 pub mod mailbox;
+pub mod metrics;
 pub mod relay;
 pub mod stages;
 pub mod stats;

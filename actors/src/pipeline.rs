@@ -23,9 +23,12 @@ impl Rgb {
     /// Parses `#rrggbb`, `rrggbb` or `#rgb`.
     pub fn parse_hex(raw: &str) -> Result<Self, StepError> {
         let hex = raw.strip_prefix('#').unwrap_or(raw);
+        // Only hex digits: the slicing below counts bytes, so a multi-byte character would
+        // cut a char in two (a panic), and `from_str_radix` would take a `+` sign.
+        let digits = hex.bytes().all(|b| b.is_ascii_hexdigit());
         let expanded: String = match hex.len() {
-            3 => hex.chars().flat_map(|c| [c, c]).collect(),
-            6 => hex.to_owned(),
+            3 if digits => hex.chars().flat_map(|c| [c, c]).collect(),
+            6 if digits => hex.to_owned(),
             _ => {
                 return Err(StepError::new(
                     "background",
@@ -328,6 +331,9 @@ mod tests {
         assert_eq!(Rgb::parse_hex("fff").unwrap(), Rgb::WHITE);
         assert!(Rgb::parse_hex("#12345").is_err());
         assert!(Rgb::parse_hex("zzzzzz").is_err());
+        // Six bytes, but not six characters: refused, not a panic.
+        assert!(Rgb::parse_hex("a\u{e9}\u{e9}a").is_err());
+        assert!(Rgb::parse_hex("+f+f+f").is_err());
     }
 
     #[test]

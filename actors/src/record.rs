@@ -122,6 +122,10 @@ pub struct ImageRecord {
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Where the owner asked to be told when the job ends (checked by the gateway when the
+    /// upload arrived, and again before each delivery). The engine never reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 impl ImageRecord {
@@ -138,6 +142,8 @@ pub struct NewImage {
     pub spec: JobSpec,
     pub original: StoredImage,
     pub idempotency_key: Option<String>,
+    /// The webhook target, already validated.
+    pub callback_url: Option<String>,
     /// When the relay should publish the job if the gateway has not confirmed it by then.
     pub dispatch_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -157,6 +163,7 @@ impl NewImage {
             attempts: 0,
             created_at: self.created_at,
             updated_at: self.created_at,
+            callback_url: self.callback_url.clone(),
         }
     }
 }

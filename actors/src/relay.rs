@@ -49,6 +49,7 @@ impl Actor for Relay {
         let due = match ports.metadata.due_dispatches(Utc::now(), BATCH).await {
             Ok(due) => due,
             Err(error) => {
+                ports.metrics.backend_error(&error);
                 tracing::warn!(error = %error, "relay could not read due jobs");
                 return Ok(());
             }
@@ -57,12 +58,14 @@ impl Actor for Relay {
             match ports.queue.publish(&job).await {
                 Ok(()) => {
                     if let Err(error) = ports.metadata.mark_dispatched(job.image_id, due_at).await {
+                        ports.metrics.backend_error(&error);
                         tracing::warn!(image_id = %job.image_id, error = %error, "published, but could not clear the dispatch mark");
                     }
                     args.stats.job_done();
                     tracing::debug!(image_id = %job.image_id, "relay published job");
                 }
                 Err(error) => {
+                    ports.metrics.backend_error(&error);
                     tracing::warn!(image_id = %job.image_id, error = %error, "relay could not publish; will retry");
                     args.stats.job_failed();
                     break;

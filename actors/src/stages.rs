@@ -11,17 +11,21 @@ pub mod outcome;
 pub mod persister;
 pub mod transformer;
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::EngineConfig;
 use crate::events::StatusEvents;
 use crate::faults::FaultPlan;
-use crate::mailbox::StagePool;
+use crate::mailbox::{Envelope, StagePool};
+use crate::metrics::EngineMetrics;
 use crate::ports::{ClaimedJob, Delivery, JobQueue, MetadataStore, ObjectStore};
-use crate::stats::ActorStats;
+use crate::stats::{ActorState, ActorStats};
 use crate::transform::{Rendered, TransformError};
 
 /// The outside world, as the engine sees it.
@@ -31,6 +35,8 @@ pub struct Ports {
     pub metadata: Arc<dyn MetadataStore>,
     pub queue: Arc<dyn JobQueue>,
     pub events: Arc<dyn StatusEvents>,
+    /// Where timings, outcomes and backend failures are reported.
+    pub metrics: Arc<dyn EngineMetrics>,
 }
 
 /// A claimed job with its original, on its way to the CPU pool.
@@ -57,6 +63,64 @@ pub struct StageContext {
     pub faults: Arc<dyn FaultPlan>,
     /// Cancelled when the engine shuts down: the consumer stops taking deliveries.
     pub shutdown: CancellationToken,
+}
+
+/// What one pool stage does with one message. The actor around it, [`PoolWorker`], is the
+/// same for every stage: it unpacks the envelope, runs the handler inside the job's span and
+/// returns the credit when the handler is done.
+pub trait StageHandler: Send + Sync + 'static {
+    type Payload: Send + 'static;
+
+    fn handle(
+        args: &StageArgs,
+        payload: Self::Payload,
+    ) -> impl std::future::Future<Output = Result<(), ActorProcessingErr>> + Send;
+}
+
+/// A pool slot's actor for the stage `H`.
+pub struct PoolWorker<H>(PhantomData<fn() -> H>);
+
+impl<H> PoolWorker<H> {
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<H> Default for PoolWorker<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<H: StageHandler> Actor for PoolWorker<H> {
+    type Msg = Envelope<H::Payload>;
+    type State = StageArgs;
+    type Arguments = StageArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: StageArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        args.stats.set_state(ActorState::Running);
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        args: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let Envelope {
+            payload,
+            credit,
+            span,
+        } = msg;
+        let result = H::handle(args, payload).instrument(span).await;
+        drop(credit);
+        result
+    }
 }
 
 /// The arguments every stage actor starts with.

@@ -31,6 +31,7 @@ mod error;
 mod limits;
 mod ops;
 mod orientation;
+mod panics;
 mod plan;
 mod probe;
 mod render;

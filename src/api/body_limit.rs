@@ -2,7 +2,11 @@
 //!
 //! A declared `Content-Length` over the limit is refused at once with `413`; a body without
 //! one (chunked) is cut off with an error as soon as it passes the limit, so a client cannot
-//! stream an unbounded upload by leaving the length out.
+//! stream an unbounded upload by leaving the length out. Either way the client sees the same
+//! `413 file_too_large`, never the parser's complaint about a stream that broke off.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use poem::http::{header, StatusCode};
@@ -10,34 +14,54 @@ use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
 use super::errors::ApiError;
 
-pub async fn limit_body<E: Endpoint>(endpoint: &E, mut request: Request, max: u64) -> poem::Result<Response> {
+pub async fn limit_body<E: Endpoint>(
+    endpoint: &E,
+    mut request: Request,
+    max: u64,
+) -> poem::Result<Response> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(length) if length > max => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "file_too_large",
-                format!("the request body is {length} bytes; the limit is {max}"),
-            )
-            .into());
-        }
-        Some(_) => {}
+        Some(length) if length > max => Err(too_large(format!(
+            "the request body is {length} bytes; the limit is {max}"
+        ))),
+        Some(_) => endpoint
+            .call(request)
+            .await
+            .map(IntoResponse::into_response),
         None => {
+            // Set by the stream when it cuts the body off; whatever the parser made of the
+            // broken stream, the answer is then a 413.
+            let overflowed = Arc::new(AtomicBool::new(false));
+            let flag = overflowed.clone();
             let mut seen: u64 = 0;
             let stream = request.take_body().into_bytes_stream().map(move |chunk| {
                 let chunk = chunk?;
                 seen += chunk.len() as u64;
                 if seen > max {
+                    flag.store(true, Ordering::SeqCst);
                     return Err(std::io::Error::other("request body over the upload limit"));
                 }
                 Ok(chunk)
             });
             request.set_body(Body::from_bytes_stream(stream));
+            let result = endpoint
+                .call(request)
+                .await
+                .map(IntoResponse::into_response);
+            if overflowed.load(Ordering::SeqCst) {
+                return Err(too_large(format!(
+                    "the request body is over the limit of {max} bytes"
+                )));
+            }
+            result
         }
     }
-    endpoint.call(request).await.map(IntoResponse::into_response)
+}
+
+fn too_large(message: String) -> poem::Error {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", message).into()
 }

@@ -4,13 +4,13 @@
 //! Unexpected failures become an opaque `500 internal_error`; the full error goes to the log
 //! once, where it happened, never into the body.
 
+use pixmill_actors::ports::BackendError;
+use pixmill_actors::transform::InputError;
 use poem::error::ResponseError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::Object;
-use pixmill_actors::ports::BackendError;
-use pixmill_actors::transform::InputError;
 
 use crate::auth::AuthError;
 
@@ -35,7 +35,13 @@ pub struct ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -43,7 +49,13 @@ impl std::error::Error for ApiError {}
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), www_authenticate: None, retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            www_authenticate: None,
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -52,15 +64,27 @@ impl ApiError {
 
     /// Another owner's image, a deleted one and a random id all look exactly like this.
     pub fn image_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "image_not_found", "no image with this id belongs to you")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "image_not_found",
+            "no image with this id belongs to you",
+        )
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side; try again")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "something went wrong on our side; try again",
+        )
     }
 
     pub fn shutting_down() -> Self {
-        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "this gateway is shutting down; retry on another");
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "this gateway is shutting down; retry on another",
+        );
         error.retry_after = Some(1);
         error
     }
@@ -69,11 +93,15 @@ impl ApiError {
     /// may pass and a 500 otherwise.
     pub fn backend(error: &BackendError) -> Self {
         tracing::error!(backend = error.backend, error = %error, "backend call failed");
+        crate::metrics::note_backend_error(error);
         if error.is_transient() {
             let mut api = Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backend_unavailable",
-                format!("the {} backend is not answering; try again shortly", error.backend),
+                format!(
+                    "the {} backend is not answering; try again shortly",
+                    error.backend
+                ),
             );
             api.retry_after = Some(2);
             api
@@ -83,7 +111,10 @@ impl ApiError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { code: self.code.to_owned(), message: self.message.clone() }
+        ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -103,7 +134,9 @@ impl From<InputError> for ApiError {
         let status = match &error {
             InputError::Empty => StatusCode::BAD_REQUEST,
             InputError::TooManyBytes { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            InputError::UnsupportedFormat { .. } | InputError::FormatNotAllowed(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            InputError::UnsupportedFormat { .. } | InputError::FormatNotAllowed(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             InputError::DimensionsExceeded { .. }
             | InputError::ZeroSize
             | InputError::TooManyFrames { .. }
@@ -125,19 +158,37 @@ impl ResponseError for ApiError {
         response.set_status(self.status);
         if let Some(challenge) = &self.www_authenticate {
             if let Ok(value) = challenge.parse() {
-                response.headers_mut().insert(poem::http::header::WWW_AUTHENTICATE, value);
+                response
+                    .headers_mut()
+                    .insert(poem::http::header::WWW_AUTHENTICATE, value);
             }
         }
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(poem::http::header::RETRY_AFTER, seconds.into());
+            response
+                .headers_mut()
+                .insert(poem::http::header::RETRY_AFTER, seconds.into());
         }
         response
     }
 }
 
 /// Renders any error that reaches the top of the router (a malformed request that failed to
-/// parse, an unknown route, a body over the size limit) as the same JSON shape.
+/// parse, an unknown route, a body over the size limit) as the same JSON shape. The matched
+/// route and operation stay on the response, for the HTTP metrics.
 pub async fn render_any_error(error: poem::Error) -> Response {
+    let pattern = error.data::<poem::PathPattern>().cloned();
+    let operation = error.data::<poem_openapi::OperationId>().cloned();
+    let mut response = render_error(error);
+    if let Some(pattern) = pattern {
+        response.set_data(pattern);
+    }
+    if let Some(operation) = operation {
+        response.set_data(operation);
+    }
+    response
+}
+
+fn render_error(error: poem::Error) -> Response {
     if let Some(api) = error.downcast_ref::<ApiError>() {
         return api.as_response();
     }
@@ -148,14 +199,29 @@ pub async fn render_any_error(error: poem::Error) -> Response {
     let status = error.status();
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such endpoint; see /docs".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not take that method".to_owned()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("file_too_large", "the request body is over the upload limit".to_owned()),
-        StatusCode::LENGTH_REQUIRED => ("length_required", "uploads need a Content-Length header".to_owned()),
-        StatusCode::UNAUTHORIZED => ("missing_token", "this endpoint needs an Authorization: Bearer token".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not take that method".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "file_too_large",
+            "the request body is over the upload limit".to_owned(),
+        ),
+        StatusCode::LENGTH_REQUIRED => (
+            "length_required",
+            "uploads need a Content-Length header".to_owned(),
+        ),
+        StatusCode::UNAUTHORIZED => (
+            "missing_token",
+            "this endpoint needs an Authorization: Bearer token".to_owned(),
+        ),
         s if s.is_client_error() => ("bad_request", error.to_string()),
         _ => {
             tracing::error!(error = %error, status = status.as_u16(), "request failed");
-            ("internal_error", "something went wrong on our side; try again".to_owned())
+            (
+                "internal_error",
+                "something went wrong on our side; try again".to_owned(),
+            )
         }
     };
     let mut api = ApiError::new(status, code, message);
@@ -163,6 +229,18 @@ pub async fn render_any_error(error: poem::Error) -> Response {
         api.www_authenticate = Some(AuthError::MissingToken.challenge());
     }
     api.as_response()
+}
+
+/// Answers a request whose handler panicked with the opaque `500`, instead of dropping the
+/// connection without a response. The panic message goes to the log; the body says nothing.
+pub fn render_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "a request handler panicked");
+    ApiError::internal().as_response()
 }
 
 /// Declares an operation's error responses for the spec: the statuses it can answer, each

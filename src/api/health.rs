@@ -50,17 +50,39 @@ where
     F: std::future::Future<Output = Result<(), pixmill_actors::ports::BackendError>>,
 {
     match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-        Ok(Ok(())) => BackendCheck { name: name.to_owned(), ok: true, detail: describe },
-        Ok(Err(error)) => BackendCheck { name: name.to_owned(), ok: false, detail: format!("{describe}: {error}") },
-        Err(_) => BackendCheck { name: name.to_owned(), ok: false, detail: format!("{describe}: no answer within 2 s") },
+        Ok(Ok(())) => BackendCheck {
+            name: name.to_owned(),
+            ok: true,
+            detail: describe,
+        },
+        Ok(Err(error)) => BackendCheck {
+            name: name.to_owned(),
+            ok: false,
+            detail: format!("{describe}: {error}"),
+        },
+        Err(_) => BackendCheck {
+            name: name.to_owned(),
+            ok: false,
+            detail: format!("{describe}: no answer within 2 s"),
+        },
     }
 }
 
 /// The readiness report shared by the gateway and the worker's admin listener.
 pub async fn readiness(gateway: &Gateway) -> (bool, Readiness) {
     let backends = vec![
-        check("metadata", gateway.metadata.describe(), gateway.metadata.ping()).await,
-        check("objects", gateway.objects.describe(), gateway.objects.ping()).await,
+        check(
+            "metadata",
+            gateway.metadata.describe(),
+            gateway.metadata.ping(),
+        )
+        .await,
+        check(
+            "objects",
+            gateway.objects.describe(),
+            gateway.objects.ping(),
+        )
+        .await,
         check("queue", gateway.queue.describe(), gateway.queue.ping()).await,
         check("cache", gateway.cache.describe(), gateway.cache.ping()).await,
     ];
@@ -72,7 +94,13 @@ pub async fn readiness(gateway: &Gateway) -> (bool, Readiness) {
     } else {
         "not_ready"
     };
-    (all_ok && !gateway.is_draining(), Readiness { status: status.to_owned(), backends })
+    (
+        all_ok && !gateway.is_draining(),
+        Readiness {
+            status: status.to_owned(),
+            backends,
+        },
+    )
 }
 
 pub struct HealthApi;
@@ -82,7 +110,9 @@ impl HealthApi {
     /// Liveness: the process is up.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Json<Liveness> {
-        Json(Liveness { status: "ok".to_owned() })
+        Json(Liveness {
+            status: "ok".to_owned(),
+        })
     }
 
     /// Readiness: every backend is reachable; says which is not.

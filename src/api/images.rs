@@ -1,26 +1,31 @@
 //! `/v1/images`: upload, status, listing, downloads and deletion.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use poem::web::Data;
-use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::Json;
-use poem_openapi::types::multipart::{JsonField, Upload};
-use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use pixmill_actors::pipeline::{OutputSpec, Rgb};
 use pixmill_actors::ports::Bucket;
 use pixmill_actors::{ImageFormat, JobSpec, Pipeline, Rendition, VariantName};
 use poem::http::StatusCode;
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::types::multipart::Upload;
+use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi};
 
 use super::download::ImageBytes;
 use super::errors::{error_responses, ApiError};
 use super::models::{ImageDocument, ImagePage, ImageStatusCode};
 use super::security::BearerAuth;
-use super::steps::{to_pipeline, StepRequest};
+use super::step_parts::StepParts;
+use super::steps::to_pipeline;
+use super::upload_slot::UploadSlot;
 use super::ApiTags;
 use crate::gateway::{encode_cursor, Gateway, UploadRequest};
 
-/// Output formats an upload may ask for.
+/// The output format of an upload; default: the input's when it can be written, else JPEG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "lowercase")]
 pub enum OutputFormat {
@@ -50,21 +55,29 @@ pub struct UploadForm {
     /// it are ignored. Default limits: 32 MiB, 16384 px a side, 100 megapixels.
     pub file: Upload,
     /// Operations in order, as a JSON array, e.g.
-    /// `[{"op":"resize","width":800},{"op":"grayscale"}]`. Default: fit inside 1024x1024.
-    pub steps: Option<JsonField<Vec<StepRequest>>>,
+    /// `[{"op":"resize","width":800},{"op":"grayscale"}]` (or one part per step, each a JSON
+    /// object, joined in order). Default: fit inside 1024x1024.
+    pub steps: StepParts,
     /// A named pipeline from the server's configuration, instead of `steps`.
     pub preset: Option<String>,
     /// Extra renditions: comma-separated preset names, stored as variants.
     pub variants: Option<String>,
-    /// Output format; default: the input's when it can be written, else JPEG.
+    // No doc comment here: poem-openapi would wrap the enum's `$ref` in an `allOf`, which
+    // client generators refuse for non-object schemas. `OutputFormat` documents it.
     pub format: Option<OutputFormat>,
     /// Quality of lossy formats.
     #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
     pub quality: Option<u8>,
     /// Colour that transparency is flattened onto for formats without alpha, `#rrggbb`.
+    #[oai(validator(pattern = r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"))]
     pub background: Option<String>,
     /// Keep every frame of an animated GIF or WebP (when the output format can hold them).
     pub animated: Option<bool>,
+    /// An `http(s)` URL to POST the status document to when the job ends (`COMPLETED` or
+    /// `FAILED`), signed with `X-Pixmill-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    /// Its host must resolve to public addresses only (`callback_url_not_allowed`).
+    #[oai(validator(max_length = 2048))]
+    pub callback_url: Option<String>,
 }
 
 #[derive(ApiResponse)]
@@ -77,10 +90,11 @@ pub enum UploadResponse {
 error_responses!(
     /// Why an upload was refused.
     UploadError {
-        BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_request`).",
+        BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_request`), or a refused `callback_url` (`invalid_callback_url`, `callback_url_unresolvable`, `callback_url_not_allowed`, `webhooks_disabled`).",
         Unauthorized = 401: "Missing, invalid or expired token.",
         Forbidden = 403: "The token lacks the role uploads require (`missing_role`).",
-        TooLarge = 413: "The file is over the byte limit (`file_too_large`).",
+        Timeout = 408: "The request, body included, took longer than the server allows (`request_timeout`).",
+        TooLarge = 413: "The body is over the byte limit, declared or streamed (`file_too_large`).",
         Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`).",
         Unprocessable = 422: "Dimensions over the limits, or a corrupt header (`image_dimensions_exceed_limit`, `corrupt_image`).",
         TooMany = 429: "Over the per-owner upload rate (`rate_limited`); see Retry-After.",
@@ -93,6 +107,25 @@ pub enum ImageResponse {
     /// The status document.
     #[oai(status = 200)]
     Ok(Json<ImageDocument>),
+}
+
+error_responses!(
+    /// Why the status document could not be read.
+    PollError {
+        BadRequest = 400: "`wait` is not a duration of at most 60 s (`invalid_wait`).",
+        Unauthorized = 401: "Missing, invalid or expired token.",
+        NotFound = 404: "No such image for this caller (another owner's image looks the same).",
+        Unavailable = 503: "A backend is down; see Retry-After.",
+    }
+);
+
+#[derive(ApiResponse)]
+pub enum EventsResponse {
+    /// The status document now, then after every change, as `message` events whose data is
+    /// the JSON document; comments keep the connection alive. The stream ends after a final
+    /// status (`COMPLETED` or `FAILED`), or after 10 minutes (reconnect to go on).
+    #[oai(status = 200)]
+    Events(EventStream<BoxStream<'static, ImageDocument>>),
 }
 
 error_responses!(
@@ -140,35 +173,64 @@ impl ImagesApi {
         &self,
         gateway: Data<&Arc<Gateway>>,
         auth: BearerAuth,
+        _slot: UploadSlot,
         /// Makes retries safe: the same key from the same owner always returns the same image.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
-        /// Carried into the worker's logs to follow one upload end to end.
+        /// Carried into the worker's logs to follow one upload end to end (`request_id`).
+        /// Any request may send one (1 to 128 of `[A-Za-z0-9._:-]`); otherwise the server
+        /// makes one. Every response returns it in `X-Request-Id`.
         #[oai(name = "X-Request-Id")]
         request_id: Header<Option<String>>,
         form: UploadForm,
     ) -> Result<UploadResponse, UploadError> {
-        let gateway = *gateway;
-        let _slot = gateway.upload_slots.clone().acquire_owned().await.map_err(|_| ApiError::shutting_down())?;
-        let spec = job_spec(gateway, &form)?;
-        let bytes = read_file(form.file, gateway.limits.max_bytes).await?;
-        let request = UploadRequest {
-            bytes,
-            spec,
-            idempotency_key: idempotency_key.0,
-            trace_id: request_id.0,
-        };
-        let (record, _created) = gateway.upload(&auth.0, request).await?;
-        let document = ImageDocument::from(&record);
-        let location = format!("/v1/images/{}", document.id);
-        Ok(UploadResponse::Accepted(Json(document), location))
+        let result = upload(*gateway, &auth, idempotency_key.0, request_id.0, form).await;
+        match &result {
+            Ok(_) => gateway.metrics.upload_accepted(),
+            Err(error) => gateway.metrics.upload_refused(error.code),
+        }
+        Ok(result?)
     }
 
     /// The status document of one of the caller's images.
+    ///
+    /// With `wait`, a long poll: answers as soon as the status differs from the one the image
+    /// had when the request arrived, or when the wait ends (then with the current document).
+    /// An image already `COMPLETED` or `FAILED` answers at once.
     #[oai(path = "/images/:id", method = "get", operation_id = "get_image")]
-    async fn get(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<ImageResponse, ReadError> {
-        let record = gateway.image(&auth.0, &id.0).await?;
+    async fn get(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        id: Path<String>,
+        /// Long poll for up to this long, e.g. `30s` or `30` (seconds); at most `60s`.
+        wait: Query<Option<String>>,
+    ) -> Result<ImageResponse, PollError> {
+        let record = match wait.0.as_deref().map(parse_wait).transpose()? {
+            Some(wait) => gateway.image_after_change(&auth.0, &id.0, wait).await?,
+            None => gateway.image(&auth.0, &id.0).await?,
+        };
         Ok(ImageResponse::Ok(Json(ImageDocument::from(&record))))
+    }
+
+    /// Server-sent events: the status document now and after every change, until the job
+    /// is final.
+    #[oai(
+        path = "/images/:id/events",
+        method = "get",
+        operation_id = "image_events"
+    )]
+    async fn events(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> Result<EventsResponse, ReadError> {
+        let records = Arc::clone(*gateway).image_changes(auth.0, &id.0).await?;
+        let documents = records.map(|record| ImageDocument::from(&record)).boxed();
+        Ok(EventsResponse::Events(
+            EventStream::new(documents).keep_alive(KEEP_ALIVE),
+        ))
     }
 
     /// The caller's images, newest first.
@@ -185,7 +247,14 @@ impl ImagesApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
     ) -> Result<PageResponse, ListError> {
-        let page = gateway.list(&auth.0, status.0.map(Into::into), cursor.0.as_deref(), limit.0).await?;
+        let page = gateway
+            .list(
+                &auth.0,
+                status.0.map(Into::into),
+                cursor.0.as_deref(),
+                limit.0,
+            )
+            .await?;
         Ok(PageResponse::Ok(Json(ImagePage {
             items: page.items.iter().map(ImageDocument::from).collect(),
             next_cursor: page.next.as_ref().map(encode_cursor),
@@ -193,22 +262,54 @@ impl ImagesApi {
     }
 
     /// Download the original as uploaded.
-    #[oai(path = "/images/:id/original", method = "get", operation_id = "download_original")]
-    async fn original(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<ImageBytes, ReadError> {
+    #[oai(
+        path = "/images/:id/original",
+        method = "get",
+        operation_id = "download_original"
+    )]
+    async fn original(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> Result<ImageBytes, ReadError> {
         let record = gateway.image(&auth.0, &id.0).await?;
         let stream = gateway.open(Bucket::Raw, &record.original).await?;
-        let file_name = format!("{}-original.{}", record.id, record.original.format.extension());
-        Ok(ImageBytes { stream, format: record.original.format, file_name })
+        let file_name = format!(
+            "{}-original.{}",
+            record.id,
+            record.original.format.extension()
+        );
+        Ok(ImageBytes {
+            stream,
+            format: record.original.format,
+            file_name,
+        })
     }
 
     /// Download the primary rendition; `404 not_processed` until the image is `COMPLETED`.
-    #[oai(path = "/images/:id/processed", method = "get", operation_id = "download_processed")]
-    async fn processed(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<ImageBytes, ReadError> {
-        download_variant(&gateway, &auth, &id.0, None).await.map_err(Into::into)
+    #[oai(
+        path = "/images/:id/processed",
+        method = "get",
+        operation_id = "download_processed"
+    )]
+    async fn processed(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> Result<ImageBytes, ReadError> {
+        download_variant(&gateway, &auth, &id.0, None)
+            .await
+            .map_err(Into::into)
     }
 
     /// Download a named variant.
-    #[oai(path = "/images/:id/variants/:name", method = "get", operation_id = "download_variant")]
+    #[oai(
+        path = "/images/:id/variants/:name",
+        method = "get",
+        operation_id = "download_variant"
+    )]
     async fn variant(
         &self,
         gateway: Data<&Arc<Gateway>>,
@@ -216,20 +317,84 @@ impl ImagesApi {
         id: Path<String>,
         name: Path<String>,
     ) -> Result<ImageBytes, ReadError> {
-        download_variant(&gateway, &auth, &id.0, Some(&name.0)).await.map_err(Into::into)
+        download_variant(&gateway, &auth, &id.0, Some(&name.0))
+            .await
+            .map_err(Into::into)
     }
 
     /// Delete an image: its record, its original and every rendition.
     #[oai(path = "/images/:id", method = "delete", operation_id = "delete_image")]
-    async fn delete(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth, id: Path<String>) -> Result<DeleteResponse, ReadError> {
+    async fn delete(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> Result<DeleteResponse, ReadError> {
         gateway.delete(&auth.0, &id.0).await?;
         Ok(DeleteResponse::Deleted)
     }
 }
 
-async fn download_variant(gateway: &Gateway, auth: &BearerAuth, id: &str, name: Option<&str>) -> Result<ImageBytes, ApiError> {
+/// How often an idle event stream sends a keep-alive comment.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The longest `wait` a long poll accepts.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// `wait` as a duration: humantime (`30s`, `1m`) or plain seconds.
+fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_wait",
+            "wait must be a duration of at most 60 s, e.g. 30s",
+        )
+    };
+    let wait = match raw.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(raw).map_err(|_| invalid())?,
+    };
+    if wait > MAX_WAIT {
+        return Err(invalid());
+    }
+    Ok(wait)
+}
+
+async fn upload(
+    gateway: &Gateway,
+    auth: &BearerAuth,
+    idempotency_key: Option<String>,
+    trace_id: Option<String>,
+    form: UploadForm,
+) -> Result<UploadResponse, ApiError> {
+    let spec = job_spec(gateway, &form)?;
+    let callback_url = form.callback_url.clone();
+    let bytes = read_file(form.file, gateway.limits.max_bytes).await?;
+    let request = UploadRequest {
+        bytes,
+        spec,
+        idempotency_key,
+        trace_id,
+        callback_url,
+    };
+    let (record, _created) = gateway.upload(&auth.0, request).await?;
+    let document = ImageDocument::from(&record);
+    let location = format!("/v1/images/{}", document.id);
+    Ok(UploadResponse::Accepted(Json(document), location))
+}
+
+async fn download_variant(
+    gateway: &Gateway,
+    auth: &BearerAuth,
+    id: &str,
+    name: Option<&str>,
+) -> Result<ImageBytes, ApiError> {
     let record = gateway.image(&auth.0, id).await?;
-    let not_ready = || ApiError::new(StatusCode::NOT_FOUND, "not_processed", "the image has no such processed file (yet); check its status");
+    let not_ready = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_processed",
+            "the image has no such processed file (yet); check its status",
+        )
+    };
     if record.status != pixmill_actors::Status::Completed {
         return Err(not_ready());
     }
@@ -239,14 +404,27 @@ async fn download_variant(gateway: &Gateway, auth: &BearerAuth, id: &str, name: 
     }
     .ok_or_else(not_ready)?;
     let stream = gateway.open(Bucket::Processed, &variant.image).await?;
-    let file_name = format!("{}-{}.{}", record.id, variant.name, variant.image.format.extension());
-    Ok(ImageBytes { stream, format: variant.image.format, file_name })
+    let file_name = format!(
+        "{}-{}.{}",
+        record.id,
+        variant.name,
+        variant.image.format.extension()
+    );
+    Ok(ImageBytes {
+        stream,
+        format: variant.image.format,
+        file_name,
+    })
 }
 
 /// Reads the uploaded file, refusing it past `max_bytes` before reading it whole.
 async fn read_file(file: Upload, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
     if file.size() as u64 > max_bytes {
-        return Err(pixmill_actors::transform::InputError::TooManyBytes { bytes: file.size() as u64, limit: max_bytes }.into());
+        return Err(pixmill_actors::transform::InputError::TooManyBytes {
+            bytes: file.size() as u64,
+            limit: max_bytes,
+        }
+        .into());
     }
     file.into_vec().await.map_err(|error| {
         tracing::warn!(error = %error, "could not read the uploaded file");
@@ -257,13 +435,20 @@ async fn read_file(file: Upload, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
 /// Builds the job's renditions from the form: the primary one from `steps` or `preset`,
 /// then one per name in `variants`.
 fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
-    let invalid = |e: pixmill_actors::pipeline::StepError| ApiError::bad_request("invalid_steps", e.to_string());
+    let invalid = |e: pixmill_actors::pipeline::StepError| {
+        ApiError::bad_request("invalid_steps", e.to_string())
+    };
     let background = form
         .background
         .as_deref()
         .map(Rgb::parse_hex)
         .transpose()
-        .map_err(|_| ApiError::bad_request("invalid_background", "background must be a hex colour like #ffffff"))?;
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_background",
+                "background must be a hex colour like #ffffff",
+            )
+        })?;
     let overrides = |mut output: OutputSpec| {
         if let Some(format) = form.format {
             output.format = Some(format.into());
@@ -274,20 +459,40 @@ fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
         output
     };
 
-    let (pipeline, output) = match (&form.steps, &form.preset) {
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("invalid_steps", "send either steps or preset, not both")),
-        (Some(steps), None) => (to_pipeline(&steps.0).map_err(invalid)?, OutputSpec::default()),
+    let (pipeline, output) = match (&form.steps.0, &form.preset) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_steps",
+                "send either steps or preset, not both",
+            ))
+        }
+        (Some(steps), None) => (to_pipeline(steps).map_err(invalid)?, OutputSpec::default()),
         (None, Some(name)) => preset(gateway, name)?,
         (None, None) => (Pipeline::default_thumbnail(), OutputSpec::default()),
     };
-    let mut renditions = vec![Rendition { name: VariantName::main(), pipeline, output: overrides(output) }];
-    for name in form.variants.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
-        let variant = VariantName::parse(name).map_err(|e| ApiError::bad_request("unknown_preset", e.to_string()))?;
+    let mut renditions = vec![Rendition {
+        name: VariantName::main(),
+        pipeline,
+        output: overrides(output),
+    }];
+    for name in form
+        .variants
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let variant = VariantName::parse(name)
+            .map_err(|e| ApiError::bad_request("unknown_preset", e.to_string()))?;
         if renditions.iter().any(|r| r.name == variant) {
             continue;
         }
         let (pipeline, output) = preset(gateway, name)?;
-        renditions.push(Rendition { name: variant, pipeline, output: overrides(output) });
+        renditions.push(Rendition {
+            name: variant,
+            pipeline,
+            output: overrides(output),
+        });
     }
     Ok(JobSpec { renditions })
 }
@@ -295,8 +500,12 @@ fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
 fn preset(gateway: &Gateway, name: &str) -> Result<(Pipeline, OutputSpec), ApiError> {
     let preset = gateway.presets.get(name).ok_or_else(|| {
         let known: Vec<&str> = gateway.presets.keys().map(String::as_str).collect();
-        ApiError::bad_request("unknown_preset", format!("no preset named {name:?}; configured presets: {known:?}"))
+        ApiError::bad_request(
+            "unknown_preset",
+            format!("no preset named {name:?}; configured presets: {known:?}"),
+        )
     })?;
-    let pipeline = Pipeline::new(preset.steps.clone()).map_err(|e| ApiError::bad_request("invalid_steps", e.to_string()))?;
+    let pipeline = Pipeline::new(preset.steps.clone())
+        .map_err(|e| ApiError::bad_request("invalid_steps", e.to_string()))?;
     Ok((pipeline, preset.output.clone()))
 }

@@ -1,8 +1,8 @@
 //! The documents the API sends: the status document and its parts.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::{Enum, Object};
 use pixmill_actors::{ImageRecord, Status, StoredImage, StoredVariant};
+use poem_openapi::{Enum, Object};
 
 /// Where an image is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -91,8 +91,9 @@ pub struct JobFailure {
     pub message: String,
 }
 
-/// The status document of one image.
+/// The status document of one image. Fields without a value are left out (never `null`).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImageDocument {
     pub id: String,
     /// The `sub` of the token that uploaded it.
@@ -100,10 +101,12 @@ pub struct ImageDocument {
     pub status: ImageStatusCode,
     pub original: ImageFile,
     /// The primary rendition, once `COMPLETED`.
+    #[oai(skip_serializing_if_is_none)]
     pub processed: Option<ImageFile>,
     /// Every rendition, primary first, once `COMPLETED`.
     pub variants: Vec<Variant>,
     /// Set when `FAILED`, and while a failed attempt waits for its retry.
+    #[oai(skip_serializing_if_is_none)]
     pub error: Option<JobFailure>,
     /// Processing attempts so far.
     pub attempts: u32,
@@ -152,7 +155,10 @@ impl From<&ImageRecord> for ImageDocument {
             status: record.status.into(),
             processed,
             variants,
-            error: record.error.as_ref().map(|e| JobFailure { code: e.code.clone(), message: e.message.clone() }),
+            error: record.error.as_ref().map(|e| JobFailure {
+                code: e.code.clone(),
+                message: e.message.clone(),
+            }),
             attempts: record.attempts,
             created_at: record.created_at,
             updated_at: record.updated_at,
@@ -162,8 +168,10 @@ impl From<&ImageRecord> for ImageDocument {
 
 /// One page of the caller's images, newest first.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImagePage {
     pub items: Vec<ImageDocument>,
     /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
 }

@@ -14,7 +14,9 @@ use crate::gateway::Gateway;
 pub struct BearerAuth(pub Principal);
 
 async fn verify_bearer(request: &Request, bearer: Bearer) -> poem::Result<Principal> {
-    let gateway = request.data::<Arc<Gateway>>().ok_or_else(ApiError::internal)?;
+    let gateway = request
+        .data::<Arc<Gateway>>()
+        .ok_or_else(ApiError::internal)?;
     match gateway.verifier.verify(&bearer.token).await {
         Ok(principal) => Ok(principal),
         Err(error) => {

@@ -1,9 +1,11 @@
 //! The `steps` of an upload as the spec documents them, and their translation into the
 //! engine's validated [`Pipeline`].
 
-use poem_openapi::{Enum, Object, Union};
-use pixmill_actors::pipeline::{Crop, Fit, Gravity, Resize, Rgb, Rotate, StepError, MAX_SIDE, MAX_STEPS};
+use pixmill_actors::pipeline::{
+    Crop, Fit, Gravity, Resize, Rgb, Rotate, StepError, MAX_SIDE, MAX_STEPS,
+};
 use pixmill_actors::{Pipeline, Step};
+use poem_openapi::{Enum, Object, Union};
 
 /// How `resize` fits the image into `width` x `height`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -41,7 +43,8 @@ pub struct ResizeStep {
     pub height: Option<u32>,
     pub fit: Option<FitParam>,
     pub gravity: Option<GravityParam>,
-    /// Padding colour for `contain`, as `#rrggbb`.
+    /// Padding colour for `contain`, as `#rrggbb` (or `#rgb`).
+    #[oai(validator(pattern = r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"))]
     pub background: Option<String>,
     /// Allow enlarging (default false).
     pub upscale: Option<bool>,
@@ -64,6 +67,8 @@ pub struct CropStep {
 pub struct RotateStep {
     #[oai(validator(minimum(value = "-360"), maximum(value = "360")))]
     pub angle: f32,
+    /// Colour of the corners, as `#rrggbb` (or `#rgb`).
+    #[oai(validator(pattern = r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"))]
     pub background: Option<String>,
 }
 
@@ -158,13 +163,24 @@ impl StepRequest {
                 background: colour("resize.background", &r.background)?,
                 upscale: r.upscale.unwrap_or(false),
             }),
-            Self::Crop(c) => Step::Crop(Crop { x: c.x, y: c.y, width: c.width, height: c.height }),
-            Self::Rotate(r) => Step::Rotate(Rotate { angle: r.angle, background: colour("rotate.background", &r.background)? }),
+            Self::Crop(c) => Step::Crop(Crop {
+                x: c.x,
+                y: c.y,
+                width: c.width,
+                height: c.height,
+            }),
+            Self::Rotate(r) => Step::Rotate(Rotate {
+                angle: r.angle,
+                background: colour("rotate.background", &r.background)?,
+            }),
             Self::Flip(_) => Step::Flip,
             Self::Flop(_) => Step::Flop,
             Self::Grayscale(_) => Step::Grayscale,
             Self::Blur(b) => Step::Blur { sigma: b.sigma },
-            Self::Sharpen(s) => Step::Sharpen { sigma: s.sigma, amount: s.amount },
+            Self::Sharpen(s) => Step::Sharpen {
+                sigma: s.sigma,
+                amount: s.amount,
+            },
             Self::Brightness(b) => Step::Brightness { value: b.value },
             Self::Contrast(c) => Step::Contrast { value: c.value },
         })
@@ -174,12 +190,18 @@ impl StepRequest {
 /// Validates the steps into a pipeline; errors name the step (`steps[1].blur.sigma`).
 pub fn to_pipeline(steps: &[StepRequest]) -> Result<Pipeline, StepError> {
     if steps.len() > MAX_STEPS {
-        return Err(StepError::new("steps", format!("at most {MAX_STEPS} steps")));
+        return Err(StepError::new(
+            "steps",
+            format!("at most {MAX_STEPS} steps"),
+        ));
     }
     let steps = steps
         .iter()
         .enumerate()
-        .map(|(i, s)| s.to_step().map_err(|e| StepError::new(format!("steps[{i}].{}", e.field), e.message)))
+        .map(|(i, s)| {
+            s.to_step()
+                .map_err(|e| StepError::new(format!("steps[{i}].{}", e.field), e.message))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Pipeline::new(steps)
 }

@@ -12,8 +12,9 @@ use super::security::BearerAuth;
 use super::ApiTags;
 use crate::gateway::Gateway;
 
-/// One supervised actor.
+/// One supervised actor. Fields without a value are left out (never `null`).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ActorInfo {
     /// Stable name: stage and slot, e.g. `transformer-0`.
     pub name: String,
@@ -29,7 +30,9 @@ pub struct ActorInfo {
     pub jobs_in_flight: u64,
     pub jobs_done: u64,
     pub jobs_failed: u64,
+    #[oai(skip_serializing_if_is_none)]
     pub last_failure_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
     pub last_failure_reason: Option<String>,
 }
 
@@ -61,10 +64,18 @@ pub struct SystemApi;
 impl SystemApi {
     /// The supervision tree with every actor's counters.
     #[oai(path = "/actors", method = "get", operation_id = "system_actors")]
-    async fn actors(&self, gateway: Data<&Arc<Gateway>>, auth: BearerAuth) -> Result<ActorsResponse, SystemError> {
+    async fn actors(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+    ) -> Result<ActorsResponse, SystemError> {
         gateway.require_role(&auth.0, &gateway.admin_role)?;
         let view = gateway.actors.as_ref().ok_or_else(|| {
-            ApiError::new(poem::http::StatusCode::NOT_FOUND, "no_engine", "this process runs no workers; ask a worker or standalone process")
+            ApiError::new(
+                poem::http::StatusCode::NOT_FOUND,
+                "no_engine",
+                "this process runs no workers; ask a worker or standalone process",
+            )
         })?;
         let children = view()
             .into_iter()
@@ -83,6 +94,9 @@ impl SystemApi {
                 last_failure_reason: a.last_failure_reason,
             })
             .collect();
-        Ok(ActorsResponse::Ok(Json(ActorTree { supervisor: "engine-supervisor".to_owned(), children })))
+        Ok(ActorsResponse::Ok(Json(ActorTree {
+            supervisor: "engine-supervisor".to_owned(),
+            children,
+        })))
     }
 }

@@ -34,7 +34,9 @@ pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupE
     };
     if let Some(issuer) = &config.auth.issuer {
         issuers.push(issuer.clone());
-        sources.push(Arc::new(RemoteJwks::new(issuer.clone(), config.auth.jwks_url.clone())));
+        let jwks = RemoteJwks::new(issuer.clone(), config.auth.jwks_url.clone())
+            .with_min_refetch(config.auth.jwks_min_refetch);
+        sources.push(Arc::new(jwks));
     }
     if trust_local {
         if mode == Mode::Gateway {
@@ -50,5 +52,10 @@ pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupE
     if issuers.is_empty() && mode == Mode::Gateway {
         return Err(AuthSetupError::NoIssuer);
     }
-    Ok(TokenVerifier::new(issuers, config.auth.audience.clone(), config.auth.leeway.as_secs(), Arc::new(AnyOf(sources))))
+    Ok(TokenVerifier::new(
+        issuers,
+        config.auth.audience.clone(),
+        config.auth.leeway.as_secs(),
+        Arc::new(AnyOf(sources)),
+    ))
 }

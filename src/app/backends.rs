@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pixmill_actors::events::StatusEvents;
 use pixmill_actors::ports::{BackendError, JobQueue, MetadataStore, ObjectStore};
 
 use crate::backends::fs_objects::FsObjectStore;
@@ -14,10 +15,11 @@ use crate::backends::memory_queue::MemoryQueue;
 use crate::backends::postgres::{PostgresConfig, PostgresStore};
 use crate::backends::rabbitmq::{RabbitConfig, RabbitQueue};
 use crate::backends::redis::{RedisConfig, RedisConnection, RedisRateLimiter, RedisStatusCache};
+use crate::backends::redis_events::{RedisEventFeed, RedisEvents};
 use crate::backends::s3::{S3Config, S3ObjectStore};
 use crate::backends::sqlite::SqliteStore;
 use crate::config::{redact_url, Config};
-use crate::fastpath::{RateLimiter, StatusCache};
+use crate::fastpath::{RateLimiter, StatusCache, StatusFeed};
 
 /// How long start-up keeps trying a backend that does not answer yet.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
@@ -31,7 +33,18 @@ pub struct Backends {
     pub queue: Arc<dyn JobQueue>,
     pub cache: Arc<dyn StatusCache>,
     pub limiter: Arc<dyn RateLimiter>,
-    pub events: Arc<MemoryEvents>,
+    /// Where the engine publishes status changes, and where waiting clients hear of them:
+    /// Redis pub/sub when the cache is Redis, else a channel in this process.
+    pub events: Arc<dyn StatusEvents>,
+    pub feed: Arc<dyn StatusFeed>,
+}
+
+/// The gateway's fast paths, connected together.
+struct FastPath {
+    cache: Arc<dyn StatusCache>,
+    limiter: Arc<dyn RateLimiter>,
+    events: Arc<dyn StatusEvents>,
+    feed: Arc<dyn StatusFeed>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +61,11 @@ const COMPOSE_HINT: &str = "Is it running? With the compose stack: `docker compo
 
 /// Retries `connect` with back-off while the error is transient, for at most
 /// [`CONNECT_PATIENCE`]; says which backend and where when it gives up.
-async fn patiently<T, F, Fut>(name: &'static str, address: String, connect: F) -> Result<T, ConnectError>
+async fn patiently<T, F, Fut>(
+    name: &'static str,
+    address: String,
+    connect: F,
+) -> Result<T, ConnectError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, BackendError>>,
@@ -58,13 +75,22 @@ where
     loop {
         match connect().await {
             Ok(value) => return Ok(value),
-            Err(error) if error.is_transient() && tokio::time::Instant::now() + delay < deadline => {
+            Err(error)
+                if error.is_transient() && tokio::time::Instant::now() + delay < deadline =>
+            {
                 tracing::warn!(backend = name, address = %address, error = %error, retry_in_ms = delay.as_millis() as u64,
                     "backend not reachable yet; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(source) => return Err(ConnectError { name, address, hint: COMPOSE_HINT, source }),
+            Err(source) => {
+                return Err(ConnectError {
+                    name,
+                    address,
+                    hint: COMPOSE_HINT,
+                    source,
+                })
+            }
         }
     }
 }
@@ -77,22 +103,40 @@ pub async fn connect(config: &Config) -> Result<Backends, ConnectError> {
     let metadata = metadata(config).await?;
     let objects = objects(config).await?;
     let queue = queue(config).await?;
-    let (cache, limiter) = fastpath(config).await?;
-    Ok(Backends { metadata, objects, queue, cache, limiter, events: Arc::new(MemoryEvents::default()) })
+    let FastPath {
+        cache,
+        limiter,
+        events,
+        feed,
+    } = fastpath(config).await?;
+    Ok(Backends {
+        metadata,
+        objects,
+        queue,
+        cache,
+        limiter,
+        events,
+        feed,
+    })
 }
 
 async fn metadata(config: &Config) -> Result<Arc<dyn MetadataStore>, ConnectError> {
     let url = config.metadata.url.as_ref().map(|u| u.expose().to_owned());
     match url.as_deref() {
         None => open_sqlite(config.sqlite_path()).await,
-        Some(url) if scheme(url) == "sqlite" => open_sqlite(url.trim_start_matches("sqlite://").into()).await,
+        Some(url) if scheme(url) == "sqlite" => {
+            open_sqlite(url.trim_start_matches("sqlite://").into()).await
+        }
         Some(url) => {
             let mut pg = PostgresConfig::new(url);
             pg.schema = config.metadata.schema.clone();
             if config.metadata.pool_size > 0 {
                 pg.pool_size = config.metadata.pool_size;
             }
-            let store = patiently("metadata (PostgreSQL)", redact_url(url), || PostgresStore::connect(&pg)).await?;
+            let store = patiently("metadata (PostgreSQL)", redact_url(url), || {
+                PostgresStore::connect(&pg)
+            })
+            .await?;
             Ok(Arc::new(store))
         }
     }
@@ -111,19 +155,29 @@ async fn open_sqlite(path: std::path::PathBuf) -> Result<Arc<dyn MetadataStore>,
 async fn objects(config: &Config) -> Result<Arc<dyn ObjectStore>, ConnectError> {
     let store: Arc<dyn ObjectStore> = match config.objects.url.as_deref() {
         None => Arc::new(open_fs(config.objects_root()).await?),
-        Some(url) if scheme(url) == "file" => Arc::new(open_fs(url.trim_start_matches("file://").into()).await?),
+        Some(url) if scheme(url) == "file" => {
+            Arc::new(open_fs(url.trim_start_matches("file://").into()).await?)
+        }
         Some(url) => {
             let endpoint = match scheme(url) {
                 "s3" => url.replacen("s3://", "https://", 1),
                 _ => url.to_owned(),
             };
-            let mut s3 = S3Config::new(endpoint.clone(), config.objects.access_key.expose(), config.objects.secret_key.expose());
+            let mut s3 = S3Config::new(
+                endpoint.clone(),
+                config.objects.access_key.expose(),
+                config.objects.secret_key.expose(),
+            );
             if let Some(region) = &config.objects.region {
                 s3.region = region.clone();
             }
             s3.bucket_prefix = config.objects.bucket_prefix.clone();
-            let store = S3ObjectStore::connect(&s3)
-                .map_err(|source| ConnectError { name: "objects (S3)", address: endpoint.clone(), hint: COMPOSE_HINT, source })?;
+            let store = S3ObjectStore::connect(&s3).map_err(|source| ConnectError {
+                name: "objects (S3)",
+                address: endpoint.clone(),
+                hint: COMPOSE_HINT,
+                source,
+            })?;
             Arc::new(store)
         }
     };
@@ -133,7 +187,10 @@ async fn objects(config: &Config) -> Result<Arc<dyn ObjectStore>, ConnectError> 
 }
 
 async fn open_fs(root: std::path::PathBuf) -> Result<FsObjectStore, ConnectError> {
-    patiently("objects (filesystem)", root.display().to_string(), || FsObjectStore::open(&root)).await
+    patiently("objects (filesystem)", root.display().to_string(), || {
+        FsObjectStore::open(&root)
+    })
+    .await
 }
 
 async fn queue(config: &Config) -> Result<Arc<dyn JobQueue>, ConnectError> {
@@ -144,25 +201,49 @@ async fn queue(config: &Config) -> Result<Arc<dyn JobQueue>, ConnectError> {
         Some(url) => {
             let mut rabbit = RabbitConfig::new(url);
             rabbit.queue = config.queue.name.clone();
-            let queue = patiently("queue (RabbitMQ)", redact_url(url), || RabbitQueue::connect(&rabbit)).await?;
+            let queue = patiently("queue (RabbitMQ)", redact_url(url), || {
+                RabbitQueue::connect(&rabbit)
+            })
+            .await?;
             Ok(Arc::new(queue))
         }
     }
 }
 
-async fn fastpath(config: &Config) -> Result<(Arc<dyn StatusCache>, Arc<dyn RateLimiter>), ConnectError> {
-    let rate = RateLimitConfig { uploads: config.cache.uploads_per_window, window: config.cache.window };
+async fn fastpath(config: &Config) -> Result<FastPath, ConnectError> {
+    let rate = RateLimitConfig {
+        uploads: config.cache.uploads_per_window,
+        window: config.cache.window,
+    };
     let url = config.cache.url.as_ref().map(|u| u.expose().to_owned());
     match url.as_deref() {
         Some(url) if scheme(url).starts_with("redis") => {
             let mut redis = RedisConfig::new(url);
             redis.key_prefix = config.cache.key_prefix.clone();
-            let connection = patiently("cache (Redis)", redact_url(url), || RedisConnection::connect(&redis)).await?;
-            Ok((
-                Arc::new(RedisStatusCache::new(connection.clone(), MEMORY_CACHE_TTL)),
-                Arc::new(RedisRateLimiter::new(connection, rate)),
-            ))
+            let connection = patiently("cache (Redis)", redact_url(url), || {
+                RedisConnection::connect(&redis)
+            })
+            .await?;
+            let prefix = &config.cache.key_prefix;
+            let feed = patiently("status events (Redis)", redact_url(url), || {
+                RedisEventFeed::start(url, prefix)
+            })
+            .await?;
+            Ok(FastPath {
+                cache: Arc::new(RedisStatusCache::new(connection.clone(), MEMORY_CACHE_TTL)),
+                limiter: Arc::new(RedisRateLimiter::new(connection.clone(), rate)),
+                events: Arc::new(RedisEvents::new(connection, prefix)),
+                feed,
+            })
         }
-        _ => Ok((Arc::new(MemoryStatusCache::new(MEMORY_CACHE_TTL, 10_000)), Arc::new(MemoryRateLimiter::new(rate)))),
+        _ => {
+            let events = Arc::new(MemoryEvents::default());
+            Ok(FastPath {
+                cache: Arc::new(MemoryStatusCache::new(MEMORY_CACHE_TTL, 10_000)),
+                limiter: Arc::new(MemoryRateLimiter::new(rate)),
+                events: events.clone(),
+                feed: events,
+            })
+        }
     }
 }

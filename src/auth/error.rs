@@ -61,8 +61,13 @@ impl AuthError {
     pub fn challenge(&self) -> String {
         match self {
             Self::MissingToken => "Bearer realm=\"pixmill\"".to_owned(),
-            Self::MissingRole(_) => "Bearer realm=\"pixmill\", error=\"insufficient_scope\"".to_owned(),
-            other => format!("Bearer realm=\"pixmill\", error=\"invalid_token\", error_description=\"{}\"", other.code()),
+            Self::MissingRole(_) => {
+                "Bearer realm=\"pixmill\", error=\"insufficient_scope\"".to_owned()
+            }
+            other => format!(
+                "Bearer realm=\"pixmill\", error=\"invalid_token\", error_description=\"{}\"",
+                other.code()
+            ),
         }
     }
 }

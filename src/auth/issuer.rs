@@ -24,7 +24,10 @@ const KEY_FILE: &str = "private-key.pem";
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
     #[error("could not read or write the issuer key in {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the issuer key in {path} is not a PKCS#8 RSA key: {reason}")]
     BadKey { path: PathBuf, reason: String },
     #[error("could not sign the token: {0}")]
@@ -42,19 +45,35 @@ impl LocalIssuer {
     /// Loads the key from `dir`, creating it (RSA 2048, file mode 0600) on first use.
     pub fn open_or_create(dir: &Path) -> Result<Self, IssuerError> {
         let path = dir.join(KEY_FILE);
-        let io = |source| IssuerError::Io { path: path.clone(), source };
+        let io = |source| IssuerError::Io {
+            path: path.clone(),
+            source,
+        };
         match std::fs::read_to_string(&path) {
-            Ok(pem) => Self::from_pem(&pem).map_err(|reason| IssuerError::BadKey { path: path.clone(), reason }),
+            Ok(pem) => Self::from_pem(&pem).map_err(|reason| IssuerError::BadKey {
+                path: path.clone(),
+                reason,
+            }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(dir).map_err(io)?;
-                let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
-                    .map_err(|e| IssuerError::BadKey { path: path.clone(), reason: e.to_string() })?;
+                let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(|e| {
+                    IssuerError::BadKey {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
                 let pem = key
                     .to_pkcs8_pem(LineEnding::LF)
-                    .map_err(|e| IssuerError::BadKey { path: path.clone(), reason: e.to_string() })?;
+                    .map_err(|e| IssuerError::BadKey {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
                 write_private(&path, pem.as_bytes()).map_err(io)?;
                 tracing::info!(path = %path.display(), "created the standalone issuer key");
-                Self::from_pem(&pem).map_err(|reason| IssuerError::BadKey { path: path.clone(), reason })
+                Self::from_pem(&pem).map_err(|reason| IssuerError::BadKey {
+                    path: path.clone(),
+                    reason,
+                })
             }
             Err(error) => Err(io(error)),
         }
@@ -63,7 +82,11 @@ impl LocalIssuer {
     pub fn from_pem(pem: &str) -> Result<Self, String> {
         let key = RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| e.to_string())?;
         let kid = hex::encode(&Sha256::digest(key.n().to_bytes_be())[..8]);
-        Ok(Self { key, pem: pem.to_owned(), kid })
+        Ok(Self {
+            key,
+            pem: pem.to_owned(),
+            kid,
+        })
     }
 
     /// The public key as a JWKS document.
@@ -78,7 +101,13 @@ impl LocalIssuer {
     }
 
     /// A token for `subject` carrying `roles`, valid for `ttl`.
-    pub fn mint(&self, subject: &str, roles: &[String], ttl: Duration, audience: &str) -> Result<String, IssuerError> {
+    pub fn mint(
+        &self,
+        subject: &str,
+        roles: &[String],
+        ttl: Duration,
+        audience: &str,
+    ) -> Result<String, IssuerError> {
         let now = chrono::Utc::now().timestamp();
         let claims = json!({
             "iss": LOCAL_ISSUER,
@@ -95,7 +124,8 @@ impl LocalIssuer {
         });
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
-        let key = EncodingKey::from_rsa_pem(self.pem.as_bytes()).map_err(|e| IssuerError::Sign(e.to_string()))?;
+        let key = EncodingKey::from_rsa_pem(self.pem.as_bytes())
+            .map_err(|e| IssuerError::Sign(e.to_string()))?;
         encode(&header, &claims, &key).map_err(|e| IssuerError::Sign(e.to_string()))
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::DecodingKey;
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 
 use super::AuthError;
 
@@ -26,7 +26,9 @@ fn find(set: &JwkSet, kid: Option<&str>) -> Result<Arc<DecodingKey>, AuthError> 
         None => None,
     };
     let jwk = jwk.ok_or(AuthError::UnknownKey)?;
-    DecodingKey::from_jwk(jwk).map(Arc::new).map_err(|_| AuthError::UnknownKey)
+    DecodingKey::from_jwk(jwk)
+        .map(Arc::new)
+        .map_err(|_| AuthError::UnknownKey)
 }
 
 /// A fixed key set: the standalone issuer's public key.
@@ -68,7 +70,11 @@ impl KeySource for AnyOf {
     }
 
     fn describe(&self) -> String {
-        self.0.iter().map(|s| s.describe()).collect::<Vec<_>>().join(" + ")
+        self.0
+            .iter()
+            .map(|s| s.describe())
+            .collect::<Vec<_>>()
+            .join(" + ")
     }
 }
 
@@ -81,6 +87,9 @@ struct Cached {
 /// `{issuer}/.well-known/openid-configuration`). Cached for `max_age`; a token naming an
 /// unknown `kid` triggers a refetch, at most once per `min_refetch`, so key rotation works
 /// without a restart and a flood of forged `kid`s cannot hammer the issuer.
+///
+/// Known limit: a key rotated in within `min_refetch` of the last fetch is refused
+/// (`unknown_signing_key`) until that interval has passed.
 pub struct RemoteJwks {
     http: reqwest::Client,
     issuer: String,
@@ -88,7 +97,10 @@ pub struct RemoteJwks {
     max_age: Duration,
     min_refetch: Duration,
     cache: RwLock<Option<Cached>>,
-    last_attempt: RwLock<Option<Instant>>,
+    /// When the last fetch started. Held for the whole of a fetch, so there is one fetch at
+    /// a time and callers arriving meanwhile wait for its keys (at most the two requests'
+    /// timeouts) instead of refusing a good token.
+    last_attempt: Mutex<Option<Instant>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -109,11 +121,11 @@ impl RemoteJwks {
             max_age: Duration::from_secs(600),
             min_refetch: Duration::from_secs(10),
             cache: RwLock::new(None),
-            last_attempt: RwLock::new(None),
+            last_attempt: Mutex::new(None),
         }
     }
 
-    /// Shortens the refetch interval; for tests of key rotation.
+    /// Sets the shortest time between two refetches (default 10 s; `auth.jwks_min_refetch`).
     pub fn with_min_refetch(mut self, min_refetch: Duration) -> Self {
         self.min_refetch = min_refetch;
         self
@@ -123,7 +135,10 @@ impl RemoteJwks {
         let url = match &self.jwks_url {
             Some(url) => url.clone(),
             None => {
-                let discovery = format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'));
+                let discovery = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.issuer.trim_end_matches('/')
+                );
                 let doc: Discovery = self.get_json(&discovery).await?;
                 doc.jwks_uri
             }
@@ -146,18 +161,23 @@ impl RemoteJwks {
         })
     }
 
-    /// Refetches unless one was tried within `min_refetch`.
+    /// The key from the cached set, while that set is younger than `max_age`.
+    async fn cached(&self, kid: Option<&str>) -> Option<Arc<DecodingKey>> {
+        let cache = self.cache.read().await;
+        let cached = cache
+            .as_ref()
+            .filter(|c| c.fetched.elapsed() < self.max_age)?;
+        find(&cached.set, kid).ok()
+    }
+
+    /// Fetches the set and caches it.
     async fn refresh(&self) -> Result<(), AuthError> {
-        {
-            let mut last = self.last_attempt.write().await;
-            if last.is_some_and(|t| t.elapsed() < self.min_refetch) {
-                return Ok(());
-            }
-            *last = Some(Instant::now());
-        }
         let set = self.fetch().await?;
         tracing::info!(keys = set.keys.len(), "fetched the issuer's signing keys");
-        *self.cache.write().await = Some(Cached { set, fetched: Instant::now() });
+        *self.cache.write().await = Some(Cached {
+            set,
+            fetched: Instant::now(),
+        });
         Ok(())
     }
 }
@@ -165,15 +185,22 @@ impl RemoteJwks {
 #[async_trait]
 impl KeySource for RemoteJwks {
     async fn key(&self, kid: Option<&str>) -> Result<Arc<DecodingKey>, AuthError> {
-        {
-            let cache = self.cache.read().await;
-            if let Some(cached) = cache.as_ref().filter(|c| c.fetched.elapsed() < self.max_age) {
-                if let Ok(key) = find(&cached.set, kid) {
-                    return Ok(key);
-                }
-            }
+        if let Some(key) = self.cached(kid).await {
+            return Ok(key);
         }
-        let refreshed = self.refresh().await;
+        let mut last_attempt = self.last_attempt.lock().await;
+        // A fetch that finished while this caller waited may have brought the key.
+        if let Some(key) = self.cached(kid).await {
+            return Ok(key);
+        }
+        let mut refreshed = Ok(());
+        if last_attempt.is_none_or(|at| at.elapsed() >= self.min_refetch) {
+            *last_attempt = Some(Instant::now());
+            refreshed = self.refresh().await;
+        }
+        drop(last_attempt);
+
+        // An expired set still serves while the issuer cannot be reached.
         let cache = self.cache.read().await;
         match cache.as_ref() {
             Some(cached) => find(&cached.set, kid),

@@ -70,16 +70,39 @@ pub struct TokenVerifier {
 /// Only asymmetric algorithms, so a public key can never double as an HMAC secret.
 const ALLOWED: [Algorithm; 1] = [Algorithm::RS256];
 
+/// Longest token looked at. Keycloak's access tokens are a few KiB even with many roles;
+/// anything longer is refused as malformed before a byte of it is decoded, so a client
+/// cannot make every request pay for base64 and JSON work on a huge header.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
 impl TokenVerifier {
-    pub fn new(issuers: Vec<String>, audience: String, leeway_secs: u64, keys: Arc<dyn KeySource>) -> Self {
-        Self { issuers, audience, leeway_secs, keys }
+    pub fn new(
+        issuers: Vec<String>,
+        audience: String,
+        leeway_secs: u64,
+        keys: Arc<dyn KeySource>,
+    ) -> Self {
+        Self {
+            issuers,
+            audience,
+            leeway_secs,
+            keys,
+        }
     }
 
     pub fn describe(&self) -> String {
-        format!("issuers {:?}, audience {}, keys from {}", self.issuers, self.audience, self.keys.describe())
+        format!(
+            "issuers {:?}, audience {}, keys from {}",
+            self.issuers,
+            self.audience,
+            self.keys.describe()
+        )
     }
 
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Malformed);
+        }
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
         if !ALLOWED.contains(&header.alg) {
             return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
@@ -111,7 +134,9 @@ impl TokenVerifier {
             JwtErrorKind::InvalidIssuer => AuthError::WrongIssuer,
             JwtErrorKind::InvalidSignature => AuthError::BadSignature,
             JwtErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
-            JwtErrorKind::InvalidAlgorithm => AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)),
+            JwtErrorKind::InvalidAlgorithm => {
+                AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg))
+            }
             _ => AuthError::Malformed,
         })?;
         let claims = data.claims;
@@ -123,8 +148,14 @@ impl TokenVerifier {
         if !audience_ok {
             return Err(AuthError::WrongAudience);
         }
-        let sub = claims.sub.ok_or_else(|| AuthError::MissingClaim("sub".to_owned()))?;
+        let sub = claims
+            .sub
+            .ok_or_else(|| AuthError::MissingClaim("sub".to_owned()))?;
         let owner = Owner::parse(sub).map_err(|_| AuthError::MissingClaim("sub".to_owned()))?;
-        Ok(Principal { owner, username: claims.preferred_username, roles: claims.realm_access.roles })
+        Ok(Principal {
+            owner,
+            username: claims.preferred_username,
+            roles: claims.realm_access.roles,
+        })
     }
 }

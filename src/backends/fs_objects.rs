@@ -147,7 +147,11 @@ impl ObjectStore for FsObjectStore {
             found.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
             Ok(found
                 .into_iter()
-                .filter(|object| after.as_deref().is_none_or(|after| object.key.as_str() > after))
+                .filter(|object| {
+                    after
+                        .as_deref()
+                        .is_none_or(|after| object.key.as_str() > after)
+                })
                 .take(usize::from(limit))
                 .collect())
         })
@@ -216,7 +220,11 @@ fn walk(dir: &Path, prefix: &str, found: &mut Vec<ListedObject>) -> io::Result<(
         if prefix.is_empty() && name == STAGING_DIR {
             continue;
         }
-        let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let key = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         let metadata = match entry.metadata() {
             Ok(metadata) => metadata,
             Err(e) if is_missing(&e) => continue,

@@ -1,8 +1,11 @@
-//! Status changes within one process (standalone mode): a broadcast channel.
+//! Status changes within one process (standalone mode without Redis): a broadcast channel
+//! the engine publishes into and the gateway's waiting clients subscribe to.
 
 use async_trait::async_trait;
 use pixmill_actors::events::{StatusChanged, StatusEvents};
 use tokio::sync::broadcast;
+
+use crate::fastpath::StatusFeed;
 
 /// Events kept for slow listeners; one that falls further behind misses some and re-reads
 /// the status from the store instead.
@@ -14,12 +17,14 @@ pub struct MemoryEvents {
 
 impl Default for MemoryEvents {
     fn default() -> Self {
-        Self { sender: broadcast::channel(BUFFER).0 }
+        Self {
+            sender: broadcast::channel(BUFFER).0,
+        }
     }
 }
 
-impl MemoryEvents {
-    pub fn subscribe(&self) -> broadcast::Receiver<StatusChanged> {
+impl StatusFeed for MemoryEvents {
+    fn subscribe(&self) -> broadcast::Receiver<StatusChanged> {
         self.sender.subscribe()
     }
 }

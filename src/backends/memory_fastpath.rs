@@ -263,6 +263,7 @@ mod tests {
             },
             variants: Vec::new(),
             error: None,
+            callback_url: None,
             attempts: 0,
             created_at: now,
             updated_at: now,

@@ -194,8 +194,8 @@ async fn by_key(client: &Object, owner: &Owner, key: &str) -> PgResult<Option<Im
 async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecord, ImageRecord>> {
     let sql = format!(
         "INSERT INTO images (id, owner, status, spec, original, variants, attempts, \
-             dispatch_at, idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, 'PENDING', $3, $4, '[]'::jsonb, 0, $5, $6, $7, $7) \
+             dispatch_at, idempotency_key, created_at, updated_at, callback_url) \
+         VALUES ($1, $2, 'PENDING', $3, $4, '[]'::jsonb, 0, $5, $6, $7, $7, $8) \
          ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING {COLUMNS}"
     );
@@ -203,7 +203,7 @@ async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecor
     let created_at = to_micros(image.created_at);
     // Stored exactly as `mark_dispatched` will compare it.
     let dispatch_at = to_micros(image.dispatch_at);
-    let params: [&(dyn ToSql + Sync); 7] = [
+    let params: [&(dyn ToSql + Sync); 8] = [
         &image.id.as_uuid(),
         &image.owner.as_str(),
         &Json(&image.spec),
@@ -211,6 +211,7 @@ async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecor
         &dispatch_at,
         &image.idempotency_key,
         &created_at,
+        &image.callback_url,
     ];
     // A conflict waits for the other insert to commit, then inserts nothing; the existing
     // row is then visible to the next statement. Should it be deleted in between, try again.

@@ -114,7 +114,7 @@ impl RedisConnection {
     }
 
     /// A key under the configured prefix.
-    fn key(&self, parts: &[&str]) -> String {
+    pub(crate) fn key(&self, parts: &[&str]) -> String {
         let mut key = self.prefix.clone();
         key.push_str(&parts.join(":"));
         key
@@ -122,7 +122,10 @@ impl RedisConnection {
 
     /// Runs one command on a pooled connection: at most `timeout` to get the connection,
     /// then at most `timeout` for the answer.
-    async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, BackendError> {
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+    ) -> Result<T, BackendError> {
         let asked = Instant::now();
         let mut conn = self.pool.get().await.map_err(|error| match error {
             RunError::User(error) => redis_error(error),

@@ -24,8 +24,11 @@ use super::metadata_rules::{decide_claim, now_micros, page_limit, to_micros, Cla
 
 const BACKEND: &str = "sqlite";
 
-/// The schema, applied when the file's `user_version` is below 1.
-const V1: &str = include_str!("../../sql/sqlite/1_create_images.sql");
+/// The schema, in steps: step N is applied when the file's `user_version` is below N.
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../sql/sqlite/1_create_images.sql"),
+    include_str!("../../sql/sqlite/2_add_callback_url.sql"),
+];
 
 /// How long a statement waits for a lock held by another process on the same file (a
 /// second `pixmill` pointed at the same data directory) before failing with `Timeout`.
@@ -88,13 +91,16 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if version >= 1 {
-        return Ok(());
-    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(V1)?;
-    tx.pragma_update(None, "user_version", 1)?;
+    // Read inside the write transaction, so two processes opening one file cannot both
+    // apply the same step.
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (step, sql) in (1..).zip(MIGRATIONS) {
+        if version < step {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", step)?;
+        }
+    }
     tx.commit()
 }
 
@@ -164,8 +170,8 @@ fn insert(
     let created = micros(to_micros(image.created_at));
     tx.execute(
         "INSERT INTO images (id, owner, status, spec, original, variants, attempts, \
-             dispatch_at, idempotency_key, created_at, updated_at) \
-         VALUES (?1, ?2, 'PENDING', ?3, ?4, '[]', 0, ?5, ?6, ?7, ?7)",
+             dispatch_at, idempotency_key, created_at, updated_at, callback_url) \
+         VALUES (?1, ?2, 'PENDING', ?3, ?4, '[]', 0, ?5, ?6, ?7, ?7, ?8)",
         params![
             image.id.to_string(),
             image.owner.as_str(),
@@ -174,6 +180,7 @@ fn insert(
             micros(image.dispatch_at),
             image.idempotency_key,
             created,
+            image.callback_url,
         ],
     )?;
     let record = reread(&tx, image.id)?;
@@ -357,7 +364,8 @@ fn existing(conn: &mut Connection, ids: &[String]) -> rusqlite::Result<Vec<Image
     let mut found = Vec::new();
     for chunk in ids.chunks(IDS_PER_QUERY) {
         let marks = vec!["?"; chunk.len()].join(", ");
-        let mut statement = conn.prepare(&format!("SELECT id FROM images WHERE id IN ({marks})"))?;
+        let mut statement =
+            conn.prepare(&format!("SELECT id FROM images WHERE id IN ({marks})"))?;
         let rows = statement.query_map(params_from_iter(chunk), |row| row.get::<_, String>(0))?;
         for id in rows {
             // The ids asked for were valid, so the ones found are too.

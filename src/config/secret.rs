@@ -54,7 +54,13 @@ mod tests {
     #[test]
     fn secrets_and_url_passwords_stay_out_of_text() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "[redacted]");
-        assert_eq!(redact_url("amqp://guest:guest@localhost:5672/%2f"), "amqp://guest:***@localhost:5672/%2f");
-        assert_eq!(redact_url("redis://localhost:6379"), "redis://localhost:6379");
+        assert_eq!(
+            redact_url("amqp://guest:guest@localhost:5672/%2f"),
+            "amqp://guest:***@localhost:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("redis://localhost:6379"),
+            "redis://localhost:6379"
+        );
     }
 }

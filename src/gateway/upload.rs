@@ -11,7 +11,7 @@ use chrono::Utc;
 use pixmill_actors::pipeline::OutputSpec;
 use pixmill_actors::ports::{Bucket, JobMessage, ObjectKey};
 use pixmill_actors::record::NewImage;
-use pixmill_actors::transform::probe;
+use pixmill_actors::transform::{probe, Probe};
 use pixmill_actors::{ImageId, ImageRecord, JobSpec, StoredImage};
 use poem::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -20,9 +20,10 @@ use sha2::{Digest, Sha256};
 use super::Gateway;
 use crate::api::errors::ApiError;
 use crate::auth::Principal;
-use crate::fastpath::RateDecision;
 #[cfg(feature = "failpoints")]
 use crate::failpoints::{self, Faulty, Point};
+use crate::fastpath::RateDecision;
+use crate::webhooks::target::CallbackUrl;
 
 /// A named pipeline from configuration, usable as `preset` or as an extra variant.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,6 +39,8 @@ pub struct UploadRequest {
     pub spec: JobSpec,
     pub idempotency_key: Option<String>,
     pub trace_id: Option<String>,
+    /// Where to POST the status document when the job ends; checked here.
+    pub callback_url: Option<String>,
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -46,7 +49,11 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 impl Gateway {
     /// Returns the image's record and whether this call created it (false: an earlier
     /// request with the same `Idempotency-Key` did).
-    pub async fn upload(&self, who: &Principal, request: UploadRequest) -> Result<(ImageRecord, bool), ApiError> {
+    pub async fn upload(
+        &self,
+        who: &Principal,
+        request: UploadRequest,
+    ) -> Result<(ImageRecord, bool), ApiError> {
         if self.is_draining() {
             return Err(ApiError::shutting_down());
         }
@@ -54,17 +61,29 @@ impl Gateway {
             self.require_role(who, role)?;
         }
         if let Some(key) = &request.idempotency_key {
-            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
-                return Err(ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 printable characters"));
+            if key.is_empty()
+                || key.len() > MAX_IDEMPOTENCY_KEY
+                || key.chars().any(char::is_control)
+            {
+                return Err(ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 printable characters",
+                ));
             }
-            let existing = self.metadata.find_by_idempotency_key(&who.owner, key).await.map_err(|e| ApiError::backend(&e))?;
+            let existing = self
+                .metadata
+                .find_by_idempotency_key(&who.owner, key)
+                .await
+                .map_err(|e| ApiError::backend(&e))?;
             if let Some(existing) = existing {
                 return Ok((existing, false));
             }
         }
+        let callback_url = self.check_callback(request.callback_url.as_deref()).await?;
         self.check_rate(who).await?;
 
-        let probed = probe(&request.bytes, &self.limits)?;
+        let (bytes, probed) = self.probe(request.bytes).await?;
+        let request = UploadRequest { bytes, ..request };
         let id = ImageId::new();
         let key = ObjectKey::original(id, probed.format);
         let original = StoredImage {
@@ -77,7 +96,12 @@ impl Gateway {
             frames: 1,
         };
         self.objects
-            .put(Bucket::Raw, &key, request.bytes.into(), probed.format.mime())
+            .put(
+                Bucket::Raw,
+                &key,
+                request.bytes.into(),
+                probed.format.mime(),
+            )
             .await
             .map_err(|e| ApiError::backend(&e))?;
         #[cfg(feature = "failpoints")]
@@ -91,12 +115,18 @@ impl Gateway {
             spec: request.spec,
             original,
             idempotency_key: request.idempotency_key,
+            callback_url,
             dispatch_at,
             created_at: now,
         };
-        let job = JobMessage { image_id: id, owner: who.owner.clone(), trace_id: request.trace_id };
+        let job = JobMessage {
+            image_id: id,
+            owner: who.owner.clone(),
+            trace_id: request.trace_id,
+        };
         #[cfg(feature = "failpoints")]
-        let published_early = failpoints::faulty(Faulty::PublishBeforeCommit) && self.publish(&job).await;
+        let published_early =
+            failpoints::faulty(Faulty::PublishBeforeCommit) && self.publish(&job).await;
 
         let record = match self.metadata.insert(&new).await {
             Ok(Ok(record)) => record,
@@ -128,6 +158,21 @@ impl Gateway {
         Ok((record, true))
     }
 
+    /// Refuses a webhook target that is malformed, does not resolve, or resolves to an
+    /// address the policy does not allow; returns it normalised.
+    async fn check_callback(&self, raw: Option<&str>) -> Result<Option<String>, ApiError> {
+        let Some(raw) = raw else { return Ok(None) };
+        if !self.webhooks.enabled {
+            return Err(ApiError::bad_request("webhooks_disabled", "this server sends no webhooks (webhooks.secret is not set); leave callback_url out"));
+        }
+        let url =
+            CallbackUrl::parse(raw).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        url.resolve(self.webhooks.allow_private)
+            .await
+            .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        Ok(Some(url.as_str().to_owned()))
+    }
+
     /// Publishes the job; on failure the dispatch mark stays and the relay publishes the job
     /// once the mark falls due.
     async fn publish(&self, job: &JobMessage) -> bool {
@@ -140,8 +185,27 @@ impl Gateway {
                 true
             }
             Err(error) => {
+                crate::metrics::note_backend_error(&error);
                 tracing::warn!(image_id = %job.image_id, error = %error, "could not publish the job now; the relay will");
                 false
+            }
+        }
+    }
+
+    /// Reads the file's header on the blocking pool: it is quick for honest files, but a
+    /// hostile one may cost real CPU in a decoder's header parsing, which must not stall the
+    /// executor that serves every other request.
+    async fn probe(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, Probe), ApiError> {
+        let limits = self.limits.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let probed = probe(&bytes, &limits);
+            (bytes, probed)
+        });
+        match task.await {
+            Ok((bytes, probed)) => Ok((bytes, probed?)),
+            Err(error) => {
+                tracing::error!(error = %error, "probing an upload panicked");
+                Err(ApiError::internal())
             }
         }
     }
@@ -161,6 +225,7 @@ impl Gateway {
             }
             Err(error) => {
                 // Failing open: a rate-limiter outage must not become an upload outage.
+                crate::metrics::note_backend_error(&error);
                 tracing::warn!(error = %error, "rate limiter unavailable; allowing the upload");
                 Ok(())
             }

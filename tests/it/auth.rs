@@ -6,14 +6,21 @@ use serde_json::json;
 use crate::support::tokens::{claims, sign, token_for};
 use crate::support::{corpus, Standalone};
 
-async fn status_of(app: &Standalone, token: Option<&str>) -> (u16, Option<String>, serde_json::Value) {
+async fn status_of(
+    app: &Standalone,
+    token: Option<&str>,
+) -> (u16, Option<String>, serde_json::Value) {
     let mut request = app.http.get(app.url("/v1/images"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
-    let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     (status, challenge, response.json().await.unwrap_or_default())
 }
 
@@ -25,24 +32,76 @@ async fn bad_tokens_are_refused_with_a_reason() {
     let cases = [
         ("no token", None, "missing_token"),
         ("garbage", Some("not.a.jwt".to_owned()), "malformed_token"),
-        ("wrong signature", Some(sign(&claims("mallory", json!({})), true)), "invalid_signature"),
-        ("expired", Some(sign(&claims("alice", json!({"exp": now - 3600, "iat": now - 7200, "nbf": now - 7200})), false)), "token_expired"),
-        ("not yet valid", Some(sign(&claims("alice", json!({"nbf": now + 3600})), false)), "token_not_yet_valid"),
-        ("wrong issuer", Some(sign(&claims("alice", json!({"iss": "https://evil.example/realms/x"})), false)), "wrong_issuer"),
-        ("wrong audience", Some(sign(&claims("alice", json!({"aud": "another-api", "azp": "another-client"})), false)), "wrong_audience"),
-        ("no exp", Some(sign(&claims("alice", json!({"exp": null})), false)), "missing_claim"),
-        ("no sub", Some(sign(&claims("alice", json!({"sub": null})), false)), "missing_claim"),
+        (
+            "wrong signature",
+            Some(sign(&claims("mallory", json!({})), true)),
+            "invalid_signature",
+        ),
+        (
+            "expired",
+            Some(sign(
+                &claims(
+                    "alice",
+                    json!({"exp": now - 3600, "iat": now - 7200, "nbf": now - 7200}),
+                ),
+                false,
+            )),
+            "token_expired",
+        ),
+        (
+            "not yet valid",
+            Some(sign(&claims("alice", json!({"nbf": now + 3600})), false)),
+            "token_not_yet_valid",
+        ),
+        (
+            "wrong issuer",
+            Some(sign(
+                &claims("alice", json!({"iss": "https://evil.example/realms/x"})),
+                false,
+            )),
+            "wrong_issuer",
+        ),
+        (
+            "wrong audience",
+            Some(sign(
+                &claims(
+                    "alice",
+                    json!({"aud": "another-api", "azp": "another-client"}),
+                ),
+                false,
+            )),
+            "wrong_audience",
+        ),
+        (
+            "no exp",
+            Some(sign(&claims("alice", json!({"exp": null})), false)),
+            "missing_claim",
+        ),
+        (
+            "no sub",
+            Some(sign(&claims("alice", json!({"sub": null})), false)),
+            "missing_claim",
+        ),
     ];
     for (what, token, code) in cases {
         let (status, challenge, body) = status_of(&app, token.as_deref()).await;
         assert_eq!(status, 401, "{what}: {body}");
         assert_eq!(body["code"].as_str(), Some(code), "{what}: {body}");
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
-        assert!(challenge.is_some_and(|c| c.starts_with("Bearer")), "{what}: no WWW-Authenticate");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
+        assert!(
+            challenge.is_some_and(|c| c.starts_with("Bearer")),
+            "{what}: no WWW-Authenticate"
+        );
     }
 
     // Keycloak without an audience mapper: no `aud`, `azp` names the API.
-    let azp_only = sign(&claims("alice", json!({"aud": null, "azp": "pixmill-api"})), false);
+    let azp_only = sign(
+        &claims("alice", json!({"aud": null, "azp": "pixmill-api"})),
+        false,
+    );
     assert_eq!(status_of(&app, Some(&azp_only)).await.0, 200);
     assert_eq!(status_of(&app, Some(&token_for("alice"))).await.0, 200);
     app.stop().await;
@@ -56,19 +115,42 @@ async fn another_owners_image_is_not_found() {
     let bob = token_for("bob");
     let (_, doc) = app.upload(&alice, &corpus("rocket.jpg"), None).await;
     let id = doc["id"].as_str().unwrap_or_default().to_owned();
-    app.wait_until_final(&alice, &id, std::time::Duration::from_secs(60)).await;
+    app.wait_until_final(&alice, &id, std::time::Duration::from_secs(60))
+        .await;
 
-    for path in [format!("/v1/images/{id}"), format!("/v1/images/{id}/original"), format!("/v1/images/{id}/processed")] {
+    for path in [
+        format!("/v1/images/{id}"),
+        format!("/v1/images/{id}/original"),
+        format!("/v1/images/{id}/processed"),
+    ] {
         let (status, body) = app.get_json(&bob, &path).await;
-        assert_eq!((status, body["code"].as_str()), (404, Some("image_not_found")), "{path}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("image_not_found")),
+            "{path}"
+        );
     }
-    let (status, random) = app.get_json(&bob, &format!("/v1/images/{}", uuid::Uuid::now_v7())).await;
-    assert_eq!((status, random["code"].as_str()), (404, Some("image_not_found")));
-    let response = app.http.delete(app.url(&format!("/v1/images/{id}"))).bearer_auth(&bob).send().await.expect("delete");
+    let (status, random) = app
+        .get_json(&bob, &format!("/v1/images/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(
+        (status, random["code"].as_str()),
+        (404, Some("image_not_found"))
+    );
+    let response = app
+        .http
+        .delete(app.url(&format!("/v1/images/{id}")))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(response.status().as_u16(), 404);
     let (_, listing) = app.get_json(&bob, "/v1/images").await;
     assert_eq!(listing["items"].as_array().map(Vec::len), Some(0));
     // Alice still has it.
-    assert_eq!(app.get_json(&alice, &format!("/v1/images/{id}")).await.0, 200);
+    assert_eq!(
+        app.get_json(&alice, &format!("/v1/images/{id}")).await.0,
+        200
+    );
     app.stop().await;
 }

@@ -3,8 +3,11 @@
 mod auth;
 mod metadata;
 mod object_store_contract;
+mod observe;
 mod openapi_spec;
+mod operations;
 mod orphan_sweep;
+mod prod;
 mod queue_contract;
 mod rabbitmq_outage;
 mod redis_fastpath;

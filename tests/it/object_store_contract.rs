@@ -177,15 +177,29 @@ async fn listing_pages_through_keys_in_order(store: Arc<dyn ObjectStore>) {
     };
 
     let first = store.list(Bucket::Raw, None, 2).await.unwrap();
-    let rest = store.list(Bucket::Raw, Some(&first[1].key), 2).await.unwrap();
-    let end = store.list(Bucket::Raw, Some(&rest[0].key), 2).await.unwrap();
+    let rest = store
+        .list(Bucket::Raw, Some(&first[1].key), 2)
+        .await
+        .unwrap();
+    let end = store
+        .list(Bucket::Raw, Some(&rest[0].key), 2)
+        .await
+        .unwrap();
 
     assert_eq!(names(&first), ["0190d0.png", "0190d1/main.jpg"]);
     assert_eq!(names(&rest), ["0190d2.jpg"]);
     assert!(end.is_empty());
-    assert!(store.list(Bucket::Processed, None, 10).await.unwrap().is_empty());
+    assert!(store
+        .list(Bucket::Processed, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let age = chrono::Utc::now() - first[0].modified;
-    assert!(age.num_hours().abs() < 1, "modified {} is not the time of the put", first[0].modified);
+    assert!(
+        age.num_hours().abs() < 1,
+        "modified {} is not the time of the put",
+        first[0].modified
+    );
 }
 
 /// One `#[tokio::test]` per contract case, for one backend.

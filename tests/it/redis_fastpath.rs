@@ -66,6 +66,7 @@ fn record() -> ImageRecord {
         attempts: 1,
         created_at: now,
         updated_at: now,
+        callback_url: None,
     }
 }
 

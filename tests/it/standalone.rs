@@ -1,7 +1,7 @@
 //! Standalone mode end to end: real photos through the HTTP API, the actor pipeline and the
 //! embedded backends, as a newcomer would use it.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,14 +22,24 @@ fn is_grayscale(image: &image::DynamicImage) -> bool {
     })
 }
 
-async fn download_image(app: &Standalone, token: &str, doc: &Value) -> (String, image::DynamicImage) {
+async fn download_image(
+    app: &Standalone,
+    token: &str,
+    doc: &Value,
+) -> (String, image::DynamicImage) {
     let url = doc["processed"]["url"].as_str().expect("processed url");
     let response = app.download(token, url).await;
     assert_eq!(response.status().as_u16(), 200);
-    let content_type = response.headers()["content-type"].to_str().unwrap_or_default().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     let bytes = response.bytes().await.expect("body");
-    (content_type, image::load_from_memory(&bytes).expect("result decodes"))
+    (
+        content_type,
+        image::load_from_memory(&bytes).expect("result decodes"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,7 +50,13 @@ async fn photos_are_processed_end_to_end() {
 
     // A 10.6 megapixel JPEG, resized to 800 wide and made grayscale.
     let steps = r#"[{"op":"resize","width":800},{"op":"grayscale"}]"#;
-    let (status, bridge) = app.upload(&token, &corpus("Bridge_by_Sander_Klootwijk.jpg"), Some(steps)).await;
+    let (status, bridge) = app
+        .upload(
+            &token,
+            &corpus("Bridge_by_Sander_Klootwijk.jpg"),
+            Some(steps),
+        )
+        .await;
     assert_eq!(status, 202, "{bridge}");
     assert_eq!(bridge["status"], "PENDING");
     assert_eq!(bridge["owner"], "alice");
@@ -48,10 +64,18 @@ async fn photos_are_processed_end_to_end() {
     let (status, storm) = app.upload(&token, &corpus("Storm_alpha.png"), None).await;
     assert_eq!(status, 202, "{storm}");
     // A small JPEG is never enlarged.
-    let (status, rocket) = app.upload(&token, &corpus("rocket.jpg"), Some(r#"[{"op":"resize","width":2000}]"#)).await;
+    let (status, rocket) = app
+        .upload(
+            &token,
+            &corpus("rocket.jpg"),
+            Some(r#"[{"op":"resize","width":2000}]"#),
+        )
+        .await;
     assert_eq!(status, 202, "{rocket}");
 
-    let bridge = app.wait_until_final(&token, bridge["id"].as_str().unwrap_or_default(), PATIENCE).await;
+    let bridge = app
+        .wait_until_final(&token, bridge["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
     assert_eq!(bridge["status"], "COMPLETED", "{bridge}");
     assert_eq!(bridge["processed"]["width"], 800);
     assert_eq!(bridge["processed"]["height"], 450);
@@ -61,21 +85,44 @@ async fn photos_are_processed_end_to_end() {
     assert_eq!((image.width(), image.height()), (800, 450));
     assert!(is_grayscale(&image), "grayscale output has colour");
 
-    let storm = app.wait_until_final(&token, storm["id"].as_str().unwrap_or_default(), PATIENCE).await;
+    let storm = app
+        .wait_until_final(&token, storm["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
     assert_eq!(storm["status"], "COMPLETED", "{storm}");
     let (content_type, image) = download_image(&app, &token, &storm).await;
     assert_eq!(content_type, "image/png");
     assert_eq!((image.width(), image.height()), (1024, 683));
-    assert!(image.color().has_alpha(), "PNG output lost its alpha channel");
+    assert!(
+        image.color().has_alpha(),
+        "PNG output lost its alpha channel"
+    );
     assert!(!is_grayscale(&image));
 
-    let rocket = app.wait_until_final(&token, rocket["id"].as_str().unwrap_or_default(), PATIENCE).await;
-    assert_eq!((rocket["processed"]["width"].as_u64(), rocket["processed"]["height"].as_u64()), (Some(640), Some(427)));
+    let rocket = app
+        .wait_until_final(&token, rocket["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
+    assert_eq!(
+        (
+            rocket["processed"]["width"].as_u64(),
+            rocket["processed"]["height"].as_u64()
+        ),
+        (Some(640), Some(427))
+    );
 
     // The original downloads byte for byte.
-    let original = app.download(&token, bridge["original"]["url"].as_str().unwrap_or_default()).await;
+    let original = app
+        .download(
+            &token,
+            bridge["original"]["url"].as_str().unwrap_or_default(),
+        )
+        .await;
     let bytes = original.bytes().await.expect("original");
-    assert_eq!(bytes.as_ref(), std::fs::read(corpus("Bridge_by_Sander_Klootwijk.jpg")).expect("fixture").as_slice());
+    assert_eq!(
+        bytes.as_ref(),
+        std::fs::read(corpus("Bridge_by_Sander_Klootwijk.jpg"))
+            .expect("fixture")
+            .as_slice()
+    );
     app.stop().await;
 }
 
@@ -86,19 +133,39 @@ async fn listing_is_newest_first_paginated_and_filtered() {
     let token = token_for("lister");
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), Some(r#"[{"op":"resize","width":64}]"#)).await;
+        let (status, doc) = app
+            .upload(
+                &token,
+                &corpus("rocket.jpg"),
+                Some(r#"[{"op":"resize","width":64}]"#),
+            )
+            .await;
         assert_eq!(status, 202);
         ids.push(doc["id"].as_str().unwrap_or_default().to_owned());
     }
-    let (_, other) = app.upload(&token_for("someone-else"), &corpus("rocket.jpg"), None).await;
+    let (_, other) = app
+        .upload(&token_for("someone-else"), &corpus("rocket.jpg"), None)
+        .await;
 
     let (status, page) = app.get_json(&token, "/v1/images?limit=2").await;
     assert_eq!(status, 200, "{page}");
-    let first: Vec<&str> = page["items"].as_array().expect("items").iter().filter_map(|i| i["id"].as_str()).collect();
+    let first: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
     assert_eq!(first, vec![ids[2].as_str(), ids[1].as_str()]);
     let cursor = page["next_cursor"].as_str().expect("a next page");
-    let (_, page) = app.get_json(&token, &format!("/v1/images?limit=2&cursor={cursor}")).await;
-    let second: Vec<&str> = page["items"].as_array().expect("items").iter().filter_map(|i| i["id"].as_str()).collect();
+    let (_, page) = app
+        .get_json(&token, &format!("/v1/images?limit=2&cursor={cursor}"))
+        .await;
+    let second: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
     assert_eq!(second, vec![ids[0].as_str()]);
     assert!(page["next_cursor"].is_null());
     assert!(!second.contains(&other["id"].as_str().unwrap_or_default()));
@@ -111,7 +178,10 @@ async fn listing_is_newest_first_paginated_and_filtered() {
     let (_, pending) = app.get_json(&token, "/v1/images?status=PENDING").await;
     assert_eq!(pending["items"].as_array().map(Vec::len), Some(0));
     let (status, bad) = app.get_json(&token, "/v1/images?cursor=not-a-cursor").await;
-    assert_eq!((status, bad["code"].as_str()), (400, Some("invalid_cursor")));
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("invalid_cursor"))
+    );
     app.stop().await;
 }
 
@@ -126,27 +196,53 @@ async fn delete_removes_the_record_and_both_objects() {
     // Entries of a bucket folder, not counting the store's hidden staging folder.
     let objects = |bucket: &str| {
         std::fs::read_dir(dir.path().join("objects").join(bucket))
-            .map(|d| d.filter_map(Result::ok).filter(|e| !e.file_name().to_string_lossy().starts_with('~')).count())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('~'))
+                    .count()
+            })
             .unwrap_or(0)
     };
     assert!(objects("raw-images") >= 1 && objects("processed-images") >= 1);
 
-    let response = app.http.delete(app.url(&format!("/v1/images/{id}"))).bearer_auth(&token).send().await.expect("delete");
+    let response = app
+        .http
+        .delete(app.url(&format!("/v1/images/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(response.status().as_u16(), 204);
     let (status, body) = app.get_json(&token, &format!("/v1/images/{id}")).await;
-    assert_eq!((status, body["code"].as_str()), (404, Some("image_not_found")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("image_not_found"))
+    );
     assert_eq!(objects("raw-images"), 0, "original left behind");
     let processed_dir = dir.path().join("objects/processed-images").join(&id);
-    assert_eq!(std::fs::read_dir(&processed_dir).map(|d| d.count()).unwrap_or(0), 0, "result left behind");
+    assert_eq!(
+        std::fs::read_dir(&processed_dir)
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "result left behind"
+    );
     app.stop().await;
 }
 
-/// Makes every transform slow, so a shutdown catches jobs unfinished.
-struct Slow(Duration);
+/// Holds every transform until the gate opens (or ten seconds have passed), so a shutdown
+/// is sure to catch every job unfinished however slow the machine is.
+#[derive(Default)]
+struct Gate {
+    open: AtomicBool,
+}
 
-impl FaultPlan for Slow {
+impl FaultPlan for Gate {
     fn before_transform(&self, _record: &ImageRecord, _attempt: u32) {
-        std::thread::sleep(self.0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.open.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -155,29 +251,37 @@ async fn unfinished_jobs_complete_after_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = standalone_config(dir.path());
     config.engine.shutdown_grace = Duration::ZERO;
-    let mut app = Standalone::start_with(config, Arc::new(Slow(Duration::from_millis(400)))).await;
+    let gate = Arc::new(Gate::default());
+    let mut app = Standalone::start_with(config, gate.clone()).await;
     let token = token_for("restarter");
     let mut ids = Vec::new();
     for _ in 0..6 {
-        let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), Some(r#"[{"op":"resize","width":100}]"#)).await;
+        let (status, doc) = app
+            .upload(
+                &token,
+                &corpus("rocket.jpg"),
+                Some(r#"[{"op":"resize","width":100}]"#),
+            )
+            .await;
         assert_eq!(status, 202);
         ids.push(doc["id"].as_str().unwrap_or_default().to_owned());
     }
+    // Nothing can finish while the gate is closed: every job is unfinished at the stop.
+    for id in &ids {
+        let (_, doc) = app.get_json(&token, &format!("/v1/images/{id}")).await;
+        assert_ne!(doc["status"], "COMPLETED", "{doc}");
+    }
     app.stop().await;
+    // Lets the stopped engine's held transforms end; their results have nowhere to go.
+    gate.open.store(true, Ordering::SeqCst);
 
     // The process is gone with jobs unfinished; its data dir is all that is left.
     let mut app = Standalone::start(dir.path()).await;
-    let mut unfinished_at_stop = 0;
     for id in &ids {
-        let (_, before) = app.get_json(&token, &format!("/v1/images/{id}")).await;
-        if before["status"] != "COMPLETED" {
-            unfinished_at_stop += 1;
-        }
         let doc = app.wait_until_final(&token, id, PATIENCE).await;
         assert_eq!(doc["status"], "COMPLETED", "{doc}");
         assert_eq!(doc["processed"]["width"], 100);
     }
-    assert!(unfinished_at_stop > 0, "the test stopped the process too late to prove anything");
     app.stop().await;
 }
 
@@ -199,12 +303,23 @@ impl FaultPlan for CrashingTransform {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_transform_is_restarted_and_the_job_retried() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let plan = Arc::new(CrashingTransform { crashes: 1, seen: AtomicU32::new(0) });
+    let plan = Arc::new(CrashingTransform {
+        crashes: 1,
+        seen: AtomicU32::new(0),
+    });
     let mut app = Standalone::start_with(standalone_config(dir.path()), plan.clone()).await;
     let token = token_for("crasher");
-    let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), Some(r#"[{"op":"resize","width":320}]"#)).await;
+    let (status, doc) = app
+        .upload(
+            &token,
+            &corpus("rocket.jpg"),
+            Some(r#"[{"op":"resize","width":320}]"#),
+        )
+        .await;
     assert_eq!(status, 202);
-    let doc = app.wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE).await;
+    let doc = app
+        .wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
     assert_eq!(doc["status"], "COMPLETED", "{doc}");
     assert_eq!(doc["attempts"], 2);
     assert!(plan.seen.load(Ordering::SeqCst) >= 2);
@@ -220,33 +335,65 @@ async fn a_crashing_transform_is_restarted_and_the_job_retried() {
         .map(|a| a["restarts_total"].as_u64().unwrap_or(0))
         .sum();
     assert_eq!(restarts, 1, "{tree}");
-    let crashed = tree["children"].as_array().into_iter().flatten().find(|a| a["restarts_total"] == 1).cloned().unwrap_or_default();
-    assert!(crashed["last_failure_reason"].as_str().unwrap_or_default().contains("injected transform crash"), "{crashed}");
+    let crashed = tree["children"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["restarts_total"] == 1)
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        crashed["last_failure_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("injected transform crash"),
+        "{crashed}"
+    );
     let (status, _) = app.get_json(&token, "/v1/system/actors").await;
     assert_eq!(status, 403, "the actor tree needs the admin role");
 
     // The process keeps serving.
     let (status, next) = app.upload(&token, &corpus("rocket.jpg"), None).await;
     assert_eq!(status, 202);
-    let next = app.wait_until_final(&token, next["id"].as_str().unwrap_or_default(), PATIENCE).await;
-    assert_eq!(next["attempts"], 2, "every first attempt crashes in this plan: {next}");
+    let next = app
+        .wait_until_final(&token, next["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
+    assert_eq!(
+        next["attempts"], 2,
+        "every first attempt crashes in this plan: {next}"
+    );
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_always_crashes_ends_failed_with_a_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let plan = Arc::new(CrashingTransform { crashes: u32::MAX, seen: AtomicU32::new(0) });
+    let plan = Arc::new(CrashingTransform {
+        crashes: u32::MAX,
+        seen: AtomicU32::new(0),
+    });
     let mut config = standalone_config(dir.path());
     config.engine.retry.max_attempts = 3;
     let mut app = Standalone::start_with(config, plan.clone()).await;
     let token = token_for("poison");
     let (_, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
-    let doc = app.wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE).await;
+    let doc = app
+        .wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
     assert_eq!(doc["status"], "FAILED", "{doc}");
     assert_eq!(doc["error"]["code"], "attempts_exhausted");
-    assert!(doc["error"]["message"].as_str().unwrap_or_default().contains("crashed"), "{doc}");
-    assert_eq!(plan.seen.load(Ordering::SeqCst), 3, "exactly max_attempts attempts");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("crashed"),
+        "{doc}"
+    );
+    assert_eq!(
+        plan.seen.load(Ordering::SeqCst),
+        3,
+        "exactly max_attempts attempts"
+    );
     let (status, health) = app.get_json(&token, "/healthz").await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     app.stop().await;

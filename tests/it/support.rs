@@ -1,5 +1,7 @@
 //! Helpers that start the real product and talk to it the way a client would.
 
+pub mod keycloak;
+pub mod production;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +15,9 @@ use serde_json::Value;
 
 /// A photo from `tests/fixtures/corpus`.
 pub fn corpus(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/corpus")
+        .join(name)
 }
 
 /// The configuration of a standalone process in `data_dir`, on a free port, tuned so that
@@ -33,10 +37,12 @@ pub fn standalone_config(data_dir: &Path) -> Config {
 pub fn install_fixture_key(data_dir: &Path) {
     let dir = data_dir.join("issuer");
     std::fs::create_dir_all(&dir).expect("create issuer dir");
-    std::fs::copy(tokens::fixture_key_path(), dir.join("private-key.pem")).expect("copy fixture key");
+    std::fs::copy(tokens::fixture_key_path(), dir.join("private-key.pem"))
+        .expect("copy fixture key");
 }
 
-/// A running standalone pixmill and a client for it.
+/// A running pixmill (standalone, or any app [`Standalone::serving`] wraps) and a client for
+/// it.
 pub struct Standalone {
     pub app: Option<App>,
     pub base: String,
@@ -50,10 +56,24 @@ impl Standalone {
 
     pub async fn start_with(config: Config, faults: Arc<dyn FaultPlan>) -> Self {
         install_fixture_key(&config.data_dir);
-        let app = App::start(config, Mode::Standalone, StartOptions { faults }).await.expect("standalone starts");
+        let app = App::start(config, Mode::Standalone, StartOptions { faults })
+            .await
+            .expect("standalone starts");
+        Self::serving(app)
+    }
+
+    /// Wraps an app started elsewhere (a gateway, say) with the same client.
+    pub fn serving(app: App) -> Self {
         let base = format!("http://{}", app.addr());
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
-        Self { app: Some(app), base, http }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Self {
+            app: Some(app),
+            base,
+            http,
+        }
     }
 
     pub async fn stop(&mut self) {
@@ -69,7 +89,11 @@ impl Standalone {
     /// Uploads a file with optional `steps` JSON; returns the status and the body.
     pub async fn upload(&self, token: &str, file: &Path, steps: Option<&str>) -> (u16, Value) {
         let bytes = std::fs::read(file).expect("read fixture");
-        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("upload").to_owned();
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("upload")
+            .to_owned();
         self.upload_bytes(token, bytes, &name, steps, &[]).await
     }
 
@@ -102,13 +126,24 @@ impl Standalone {
     }
 
     pub async fn get_json(&self, token: &str, path: &str) -> (u16, Value) {
-        let response = self.http.get(self.url(path)).bearer_auth(token).send().await.expect("GET");
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn download(&self, token: &str, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).bearer_auth(token).send().await.expect("download")
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("download")
     }
 
     /// Polls the status document until it is `COMPLETED` or `FAILED`, for at most `patience`.
@@ -121,7 +156,10 @@ impl Standalone {
             if state == "COMPLETED" || state == "FAILED" {
                 return doc;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{id} still {state} after {patience:?}: {doc}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} still {state} after {patience:?}: {doc}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -179,8 +179,17 @@ mod tests {
 
         assert_eq!(key.as_str(), format!("{id}.png"));
         assert_eq!(key.original_of(), Some(id));
-        for other in [format!("{id}/main.png"), format!("{id}"), format!("{id}.tar.gz"), "x.png".into()] {
-            assert_eq!(ObjectKey::parse(other.clone()).unwrap().original_of(), None, "{other}");
+        for other in [
+            format!("{id}/main.png"),
+            format!("{id}"),
+            format!("{id}.tar.gz"),
+            "x.png".into(),
+        ] {
+            assert_eq!(
+                ObjectKey::parse(other.clone()).unwrap().original_of(),
+                None,
+                "{other}"
+            );
         }
     }
 }

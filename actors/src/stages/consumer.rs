@@ -66,6 +66,7 @@ impl Actor for Consumer {
                     state.failures = 0;
                 }
                 Err(error) => {
+                    ctx.ports.metrics.backend_error(&error);
                     state.failures += 1;
                     tracing::warn!(error = %error, "could not open the job queue; retrying");
                     pause(&ctx.shutdown, state.failures).await;
@@ -85,11 +86,16 @@ impl Actor for Consumer {
             }
         };
         match next {
-            Some(Ok(delivery)) => forward(&state.args, delivery).await,
+            Some(Ok(delivery)) => {
+                state.failures = 0;
+                forward(&state.args, delivery).await;
+            }
             Some(Err(error)) => {
+                // A stream reports an outage as an error item and keeps recovering by
+                // itself; ask again after a pause rather than opening a second consumer.
+                ctx.ports.metrics.backend_error(&error);
                 state.failures += 1;
-                tracing::warn!(error = %error, "job stream failed; reopening");
-                state.stream = None;
+                tracing::warn!(error = %error, "job stream reported a failure; waiting for it to recover");
                 pause(&ctx.shutdown, state.failures).await;
             }
             None => {
@@ -103,8 +109,11 @@ impl Actor for Consumer {
 }
 
 async fn forward(args: &StageArgs, delivery: Delivery) {
+    // `request_id` is the upload's (the gateway's request span has the same field), so one
+    // upload can be followed from the gateway into every stage. Jobs the relay publishes
+    // (retries, expired leases, unconfirmed uploads) carry none.
     let span = tracing::info_span!("job", image_id = %delivery.job.image_id, redelivered = delivery.redelivered,
-        attempt = tracing::field::Empty, trace_id = delivery.job.trace_id.as_deref().unwrap_or(""));
+        attempt = tracing::field::Empty, request_id = delivery.job.trace_id.as_deref().unwrap_or(""));
     // Waits here for a downloader credit: this is where backpressure reaches the queue.
     if let Err(closed) = args.ctx.downloaders.send(delivery, span).await {
         // Shutting down: dropping the delivery hands it back to the queue.

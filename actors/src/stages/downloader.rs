@@ -1,45 +1,25 @@
 //! The downloader: claims the job in the metadata store (one attempt, with a lease) and
 //! fetches the original from `raw-images`.
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tracing::Instrument;
+use std::time::Instant;
 
-use super::outcome::{requeue_later, settle, settle_failure, Retry};
-use super::{StageArgs, TransformJob};
-use crate::mailbox::Envelope;
+use chrono::Utc;
+use ractor::ActorProcessingErr;
+
+use super::outcome::{finished, requeue_later, settle, settle_failure, Retry};
+use super::{StageArgs, StageHandler, TransformJob};
+use crate::events::StatusChanged;
+use crate::metrics::{JobOutcome, Phase};
 use crate::ports::{Bucket, Claim, Delivery, ObjectKey, Settlement};
-use crate::record::JobError;
-use crate::stats::ActorState;
+use crate::record::{JobError, Status};
 
 pub struct Downloader;
 
-impl Actor for Downloader {
-    type Msg = Envelope<Delivery>;
-    type State = StageArgs;
-    type Arguments = StageArgs;
+impl StageHandler for Downloader {
+    type Payload = Delivery;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: StageArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        args.stats.set_state(ActorState::Running);
-        Ok(args)
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        args: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let Envelope {
-            payload: delivery,
-            credit,
-            span,
-        } = msg;
-        download(args, delivery).instrument(span).await;
-        drop(credit);
+    async fn handle(args: &StageArgs, payload: Delivery) -> Result<(), ActorProcessingErr> {
+        download(args, payload).await;
         Ok(())
     }
 }
@@ -66,6 +46,15 @@ async fn download(args: &StageArgs, delivery: Delivery) {
             tracing::warn!(attempts = record.attempts, "job used all its attempts");
             args.stats.job_failed();
             settle(delivery, Settlement::DeadLetter).await;
+            let attempts = record.attempts;
+            finished(
+                ctx,
+                &record,
+                attempts,
+                JobOutcome::Failed,
+                record.error.as_ref(),
+            )
+            .await;
             return;
         }
         Err(error) => {
@@ -74,6 +63,18 @@ async fn download(args: &StageArgs, delivery: Delivery) {
         }
     };
     tracing::Span::current().record("attempt", job.attempt);
+    let waited = (Utc::now() - job.record.created_at)
+        .to_std()
+        .unwrap_or_default();
+    ctx.ports.metrics.phase(Phase::QueueWait, waited);
+    ctx.ports
+        .events
+        .publish(StatusChanged {
+            image_id: id,
+            owner: job.record.owner.clone(),
+            status: Status::Processing,
+        })
+        .await;
 
     let key = match ObjectKey::parse(job.record.original.key.clone()) {
         Ok(key) => key,
@@ -83,8 +84,10 @@ async fn download(args: &StageArgs, delivery: Delivery) {
             return;
         }
     };
+    let started = Instant::now();
     match ctx.ports.objects.get(Bucket::Raw, &key).await {
         Ok(original) => {
+            ctx.ports.metrics.phase(Phase::Download, started.elapsed());
             let span = tracing::Span::current();
             if let Err(closed) = ctx
                 .transformers
@@ -109,6 +112,7 @@ async fn download(args: &StageArgs, delivery: Delivery) {
             settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
         }
         Err(error) => {
+            ctx.ports.metrics.backend_error(&error);
             let reason = JobError::new(
                 "storage_unavailable",
                 format!("could not read the original: {error}"),

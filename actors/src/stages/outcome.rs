@@ -5,8 +5,9 @@ use chrono::Utc;
 
 use super::StageContext;
 use crate::events::StatusChanged;
+use crate::metrics::{JobOutcome, Phase};
 use crate::ports::{BackendError, ClaimedJob, Delivery, Settlement};
-use crate::record::{JobError, Status};
+use crate::record::{ImageRecord, JobError, Status};
 
 /// Whether a failure may go away on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,18 +60,12 @@ pub async fn settle_failure(
                 Settlement::DeadLetter
             };
             settle(delivery, how).await;
-            let status = if retrying {
-                Status::Pending
+            let (status, outcome) = if retrying {
+                (Status::Pending, JobOutcome::Retried)
             } else {
-                Status::Failed
+                (Status::Failed, JobOutcome::Failed)
             };
-            ctx.ports
-                .events
-                .publish(StatusChanged {
-                    image_id: id,
-                    status,
-                })
-                .await;
+            finished(ctx, &job.record, job.attempt, outcome, Some(&error)).await;
             status
         }
         Err(store_error) => {
@@ -78,6 +73,40 @@ pub async fn settle_failure(
             Status::Processing
         }
     }
+}
+
+/// Reports an attempt that ended (completed, failed for good, or handed back for a retry):
+/// one `info` line, the outcome metric, and a status event for waiting clients.
+pub async fn finished(
+    ctx: &StageContext,
+    record: &ImageRecord,
+    attempt: u32,
+    outcome: JobOutcome,
+    error: Option<&JobError>,
+) {
+    let status = match outcome {
+        JobOutcome::Completed => Status::Completed,
+        JobOutcome::Failed => Status::Failed,
+        JobOutcome::Retried => Status::Pending,
+    };
+    let since_upload = (Utc::now() - record.created_at)
+        .to_std()
+        .unwrap_or_default();
+    if outcome == JobOutcome::Completed {
+        ctx.ports.metrics.phase(Phase::EndToEnd, since_upload);
+    }
+    ctx.ports.metrics.job(outcome);
+    tracing::info!(status = %status, outcome = outcome.as_str(), attempt,
+        code = error.map_or("", |e| e.code.as_str()),
+        since_upload_ms = since_upload.as_millis() as u64, "job finished");
+    ctx.ports
+        .events
+        .publish(StatusChanged {
+            image_id: record.id,
+            owner: record.owner.clone(),
+            status,
+        })
+        .await;
 }
 
 /// The metadata store could not record the outcome: wait a back-off, then hand the delivery
@@ -88,6 +117,7 @@ pub async fn requeue_later(
     attempt: u32,
     error: &BackendError,
 ) {
+    ctx.ports.metrics.backend_error(error);
     let delay = ctx.config.retry.backoff(attempt.max(1));
     tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "could not record job outcome; requeueing");
     tokio::select! {

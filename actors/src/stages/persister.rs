@@ -3,50 +3,27 @@
 //! then settles the delivery. A repeat of the same job writes the same keys with the same
 //! bytes, so a duplicate delivery cannot leave a second result.
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use sha2::{Digest, Sha256};
-use tracing::Instrument;
+use std::time::Instant;
 
-use super::outcome::{settle, settle_failure, Retry};
-use super::{PersistJob, StageArgs};
-use crate::events::StatusChanged;
+use ractor::ActorProcessingErr;
+use sha2::{Digest, Sha256};
+
+use super::outcome::{finished, settle, settle_failure, Retry};
+use super::{PersistJob, StageArgs, StageHandler};
 use crate::ids::ImageId;
-use crate::mailbox::Envelope;
+use crate::metrics::{JobOutcome, Phase};
 use crate::pipeline::Rendition;
 use crate::ports::{BackendError, Bucket, Completion, ObjectKey, Settlement};
-use crate::record::{JobError, Status, StoredImage, StoredVariant};
-use crate::stats::ActorState;
+use crate::record::{JobError, StoredImage, StoredVariant};
 use crate::transform::Rendered;
 
 pub struct Persister;
 
-impl Actor for Persister {
-    type Msg = Envelope<PersistJob>;
-    type State = StageArgs;
-    type Arguments = StageArgs;
+impl StageHandler for Persister {
+    type Payload = PersistJob;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: StageArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        args.stats.set_state(ActorState::Running);
-        Ok(args)
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        args: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let Envelope {
-            payload,
-            credit,
-            span,
-        } = msg;
-        persist(args, payload).instrument(span).await;
-        drop(credit);
+    async fn handle(args: &StageArgs, payload: PersistJob) -> Result<(), ActorProcessingErr> {
+        persist(args, payload).await;
         Ok(())
     }
 }
@@ -78,12 +55,12 @@ async fn persist(args: &StageArgs, job: PersistJob) {
         Err(error) => {
             args.stats.job_failed();
             let reason = JobError::new(error.code(), error.to_string());
-            let status = settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
-            tracing::info!(status = %status, attempt = job.attempt, "job finished");
+            settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
             return;
         }
     };
 
+    let started = Instant::now();
     let mut variants = Vec::with_capacity(rendered.len());
     for (rendition, output) in job.record.spec.renditions.iter().zip(rendered) {
         match store_rendition(args, id, rendition, output).await {
@@ -93,6 +70,7 @@ async fn persist(args: &StageArgs, job: PersistJob) {
                 return;
             }
             Err(Failure::Backend(error)) => {
+                ctx.ports.metrics.backend_error(&error);
                 let reason = JobError::new(
                     "storage_unavailable",
                     format!("could not store the result: {error}"),
@@ -112,14 +90,8 @@ async fn persist(args: &StageArgs, job: PersistJob) {
         Ok(true) => {
             settle(delivery, Settlement::Ack).await;
             args.stats.job_done();
-            ctx.ports
-                .events
-                .publish(StatusChanged {
-                    image_id: id,
-                    status: Status::Completed,
-                })
-                .await;
-            tracing::info!(status = %Status::Completed, attempt = job.attempt, "job finished");
+            ctx.ports.metrics.phase(Phase::Persist, started.elapsed());
+            finished(ctx, &job.record, job.attempt, JobOutcome::Completed, None).await;
         }
         Ok(false) => {
             // Our lease expired and another attempt owns the job now; its result wins.
@@ -127,6 +99,7 @@ async fn persist(args: &StageArgs, job: PersistJob) {
             settle(delivery, Settlement::Ack).await;
         }
         Err(error) => {
+            ctx.ports.metrics.backend_error(&error);
             let reason = JobError::new(
                 "database_unavailable",
                 format!("could not record the result: {error}"),

@@ -9,47 +9,22 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tracing::Instrument;
+use ractor::ActorProcessingErr;
 
-use super::outcome::settle;
-use super::{PersistJob, StageArgs, TransformJob};
-use crate::mailbox::Envelope;
+use super::outcome::{finished, settle};
+use super::{PersistJob, StageArgs, StageHandler, TransformJob};
+use crate::metrics::{JobOutcome, Phase};
 use crate::ports::Settlement;
 use crate::record::JobError;
-use crate::stats::ActorState;
 use crate::transform::render_all;
 
 pub struct Transformer;
 
-impl Actor for Transformer {
-    type Msg = Envelope<TransformJob>;
-    type State = StageArgs;
-    type Arguments = StageArgs;
+impl StageHandler for Transformer {
+    type Payload = TransformJob;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: StageArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        args.stats.set_state(ActorState::Running);
-        Ok(args)
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        args: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let Envelope {
-            payload,
-            credit,
-            span,
-        } = msg;
-        let result = transform(args, payload).instrument(span).await;
-        drop(credit);
-        result
+    async fn handle(args: &StageArgs, payload: TransformJob) -> Result<(), ActorProcessingErr> {
+        transform(args, payload).await
     }
 }
 
@@ -76,6 +51,7 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
 
     match rendered {
         Ok(outcome) => {
+            ctx.ports.metrics.phase(Phase::Transform, started.elapsed());
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 ok = outcome.is_ok(),
@@ -115,6 +91,14 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
             }
             settle(delivery, Settlement::Ack).await;
             args.stats.job_failed();
+            finished(
+                &ctx,
+                &job.record,
+                attempt,
+                JobOutcome::Retried,
+                Some(&reason),
+            )
+            .await;
             match join_error.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),
                 Err(error) => Err(Box::new(error)),

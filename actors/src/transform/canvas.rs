@@ -73,10 +73,7 @@ pub(crate) fn filled(
     height: u32,
     pixel: Rgba<u8>,
 ) -> DynamicImage {
-    let luma = |p: Rgba<u8>| {
-        let [r, g, b, _] = p.0.map(u32::from);
-        ((r * 2126 + g * 7152 + b * 722 + 5000) / 10000) as u8
-    };
+    let luma = |p: Rgba<u8>| super::ops::tone::luma(p[0], p[1], p[2]);
     match like {
         DynamicImage::ImageLuma8(_) => DynamicImage::ImageLuma8(image::ImageBuffer::from_pixel(
             width,

@@ -431,6 +431,34 @@ fn ic32_heic_is_refused_and_named() {
 }
 
 #[test]
+fn animation_limits_hold_before_decoding() {
+    let bytes = case("anim_delta.gif");
+    let few_frames = InputLimits {
+        max_frames: 3,
+        ..InputLimits::default()
+    };
+    let err = probe(&bytes, &few_frames).unwrap_err();
+    assert_eq!(
+        (err.clone(), err.code()),
+        (
+            InputError::TooManyFrames {
+                frames: 4,
+                limit: 3
+            },
+            "too_many_frames"
+        )
+    );
+    let little_work = InputLimits {
+        max_animation_pixels: 64 * 64 * 3,
+        ..InputLimits::default()
+    };
+    assert_eq!(
+        probe(&bytes, &little_work).unwrap_err().code(),
+        "animation_too_large"
+    );
+}
+
+#[test]
 fn every_case_file_is_covered() {
     let dir = format!("{}/../tests/fixtures/cases", env!("CARGO_MANIFEST_DIR"));
     let files = std::fs::read_dir(dir).unwrap().count();

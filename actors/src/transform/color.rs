@@ -46,6 +46,22 @@ pub(crate) fn to_srgb(image: &mut DynamicImage, icc: Option<&[u8]>) {
     }
 }
 
+/// True when `icc` is an RGB profile that maps every sample to itself in sRGB (sRGB under
+/// its own or another name), so the pixels need no conversion.
+pub(crate) fn is_srgb_equivalent(icc: &[u8]) -> bool {
+    let Some(profile) = parse(icc).filter(|p| p.color_space == DataColorSpace::Rgb) else {
+        return false;
+    };
+    profile
+        .create_transform_8bit(
+            Layout::Rgb,
+            &ColorProfile::new_srgb(),
+            Layout::Rgb,
+            options(),
+        )
+        .is_ok_and(|t| is_identity(t.as_ref(), Layout::Rgb))
+}
+
 /// Converts ink-coverage CMYK (0 = no ink) to sRGB, through the CMYK profile when there is
 /// one, else with the naive formula that ignores ink behaviour.
 pub(crate) fn cmyk_to_srgb(cmyk: &[u8], icc: Option<&[u8]>) -> Vec<u8> {

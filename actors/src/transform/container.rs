@@ -232,6 +232,23 @@ mod tests {
     }
 
     #[test]
+    fn a_webp_shorter_than_its_riff_size_is_truncated() {
+        let mut webp_bytes = b"RIFF\x0c\0\0\0WEBPVP8 \0\0\0\0".to_vec();
+        assert_eq!(webp(&webp_bytes), Ok(STILL));
+        webp_bytes.truncate(18);
+        assert_eq!(webp(&webp_bytes), Err(WEBP_CUT));
+    }
+
+    #[test]
+    fn frames_are_counted() {
+        let path = format!("{}/../tests/fixtures/cases", env!("CARGO_MANIFEST_DIR"));
+        let read = |name: &str| std::fs::read(format!("{path}/{name}")).unwrap();
+        assert_eq!(gif(&read("anim_delta.gif")).unwrap().frames, 4);
+        assert_eq!(webp(&read("anim.webp")).unwrap().frames, 3);
+        assert_eq!(png(&read("one_px.png")).unwrap().frames, 1);
+    }
+
+    #[test]
     fn a_gif_cut_inside_a_frame_is_truncated() {
         // Header, a 1x1 screen without colour table, one frame, trailer.
         let mut gif_bytes = b"GIF89a\x01\0\x01\0\0\0\0".to_vec();

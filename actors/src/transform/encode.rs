@@ -99,3 +99,65 @@ fn avif(_: &DynamicImage, _: u8) -> Result<Vec<u8>, TransformError> {
         "avif output needs pixmill built with the `avif` feature".into(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use image::{Rgb, RgbImage};
+
+    use super::*;
+
+    fn photo_like() -> DynamicImage {
+        DynamicImage::ImageRgb8(RgbImage::from_fn(96, 64, |x, y| {
+            Rgb([
+                (x * 7 % 256) as u8,
+                (y * 11 % 256) as u8,
+                ((x * y) % 256) as u8,
+            ])
+        }))
+    }
+
+    fn at_quality(format: ImageFormat, quality: u8) -> Vec<u8> {
+        let output = OutputSpec {
+            quality: Some(quality),
+            ..OutputSpec::default()
+        };
+        encode_still(&photo_like(), format, &output).unwrap()
+    }
+
+    #[test]
+    fn webp_is_lossy_and_follows_the_quality() {
+        let (low, high) = (
+            at_quality(ImageFormat::Webp, 20),
+            at_quality(ImageFormat::Webp, 95),
+        );
+        assert_eq!(&low[12..16], b"VP8 ", "lossy bitstream, not VP8L");
+        assert!(low.len() < high.len());
+    }
+
+    #[cfg(feature = "avif")]
+    #[test]
+    fn avif_output_is_an_avif_file() {
+        let bytes = at_quality(ImageFormat::Avif, 60);
+        assert_eq!(&bytes[4..12], b"ftypavif");
+    }
+
+    #[cfg(not(feature = "avif"))]
+    #[test]
+    fn avif_output_needs_the_feature() {
+        let err = encode_still(&photo_like(), ImageFormat::Avif, &OutputSpec::default());
+        assert_eq!(err.unwrap_err().code(), "unsupported_operation");
+    }
+
+    #[test]
+    fn jpeg_output_reads_the_same_in_both_rust_decoders() {
+        let bytes = at_quality(ImageFormat::Jpeg, 80);
+        let zune = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        let other = jpeg_decoder::Decoder::new(&bytes[..]).decode().unwrap();
+        let differing = zune
+            .as_raw()
+            .iter()
+            .zip(&other)
+            .filter(|(a, b)| a.abs_diff(**b) > 3);
+        assert!(differing.count() < other.len() / 100);
+    }
+}

@@ -14,7 +14,7 @@ use crate::format::ImageFormat;
 /// | `too_many_frames` | 422 |
 /// | `animation_too_large` | 422 |
 /// | `truncated_image` | 422 |
-/// | `corrupt_image` | 422 |
+/// | `corrupt_image` | 422 (also when a header parser panicked on the file) |
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
     #[error("the upload is empty")]
@@ -80,6 +80,7 @@ impl InputError {
 /// | `crop_outside_image` | a crop lies entirely outside the image (a client error, 422) |
 /// | `encode_failed` | the encoder refused the result |
 /// | `unsupported_operation` | e.g. an output format this build cannot write |
+/// | `internal_error` | a decoder or encoder panicked on this input (a bug, logged) |
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransformError {
     #[error(transparent)]
@@ -97,6 +98,9 @@ pub enum TransformError {
     Encode { format: ImageFormat, reason: String },
     #[error("{0}")]
     Unsupported(String),
+    /// A library panicked; caught so one bad file fails its job instead of its worker.
+    #[error("internal error while transforming: {0}")]
+    Internal(String),
 }
 
 impl TransformError {
@@ -108,6 +112,7 @@ impl TransformError {
             Self::CropOutsideImage { .. } => "crop_outside_image",
             Self::Encode { .. } => "encode_failed",
             Self::Unsupported(_) => "unsupported_operation",
+            Self::Internal(_) => "internal_error",
         }
     }
 

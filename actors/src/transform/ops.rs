@@ -8,7 +8,7 @@ mod orient;
 mod pixels;
 pub(crate) mod resize;
 mod rotate;
-mod tone;
+pub(crate) mod tone;
 
 use super::canvas::Canvas;
 use super::TransformError;

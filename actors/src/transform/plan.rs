@@ -16,6 +16,27 @@ pub(crate) fn needed_size(spec: &JobSpec, upright: (u32, u32)) -> Option<(u32, u
     (need.0 < upright.0 || need.1 < upright.1).then_some(need)
 }
 
+/// True when every rendition turns the image grey before any step that depends on colour
+/// (only geometry may come first, and geometry commutes with greyscale here: fills are
+/// converted to grey too), so a decoder may produce luma straight away.
+pub(crate) fn luma_suffices(spec: &JobSpec) -> bool {
+    let starts_grey = |steps: &[Step]| {
+        for step in steps {
+            match step {
+                Step::Grayscale => return true,
+                Step::Resize(_) | Step::Crop(_) | Step::Rotate(_) | Step::Flip | Step::Flop => {}
+                _ => return false,
+            }
+        }
+        false
+    };
+    !spec.renditions.is_empty()
+        && spec
+            .renditions
+            .iter()
+            .all(|r| starts_grey(r.pipeline.steps()))
+}
+
 fn rendition_need(steps: &[Step], upright: (u32, u32)) -> Option<(u32, u32)> {
     let mut size = upright;
     let mut swapped = false;
@@ -77,6 +98,19 @@ mod tests {
         assert_eq!(need, Some((800, 450)));
         let cover = needed_size(&spec(vec![thumb(100, 100, Fit::Cover)]), (400, 200));
         assert_eq!(cover, Some((200, 100)));
+    }
+
+    #[test]
+    fn luma_is_enough_only_when_every_rendition_turns_grey_first() {
+        assert!(luma_suffices(&spec(vec![
+            thumb(10, 10, Fit::Inside),
+            Step::Grayscale
+        ])));
+        assert!(!luma_suffices(&spec(vec![
+            Step::Brightness { value: 5.0 },
+            Step::Grayscale
+        ])));
+        assert!(!luma_suffices(&spec(vec![thumb(10, 10, Fit::Inside)])));
     }
 
     #[test]

@@ -2,8 +2,8 @@ use std::io::Cursor;
 
 use image::ImageReader;
 
-use super::container;
 use super::sniff::{describe_foreign, sniff};
+use super::{container, panics};
 use super::{InputError, InputLimits};
 use crate::format::ImageFormat;
 
@@ -26,8 +26,16 @@ impl Probe {
 
 /// Recognises the format from the magic bytes, reads the declared size from the header and
 /// walks the container for truncation, without decoding pixels. Every limit is checked here,
-/// so a refused file never reaches a decoder.
+/// so a refused file never reaches a decoder. A header parser that panics on the file makes
+/// it `corrupt_image`.
 pub fn probe(bytes: &[u8], limits: &InputLimits) -> Result<Probe, InputError> {
+    panics::contain(
+        || probe_unguarded(bytes, limits),
+        |message| InputError::Corrupt(format!("the header parser failed: {message}")),
+    )
+}
+
+fn probe_unguarded(bytes: &[u8], limits: &InputLimits) -> Result<Probe, InputError> {
     if bytes.is_empty() {
         return Err(InputError::Empty);
     }

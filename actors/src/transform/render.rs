@@ -4,10 +4,10 @@ use bytes::Bytes;
 
 use super::animation::{self, DecodedFrame};
 use super::canvas::Canvas;
-use super::decode::decode_still;
+use super::decode::{decode_still, Needs};
 use super::encode::{self, Frame};
 use super::probe::{probe, Probe};
-use super::{ops, plan, InputError, InputLimits, TransformError};
+use super::{ops, panics, plan, InputError, InputLimits, TransformError};
 use crate::format::ImageFormat;
 use crate::pipeline::{JobSpec, Rendition};
 
@@ -27,9 +27,21 @@ pub struct Rendered {
 
 /// Decodes `input` once and renders every rendition of `spec`, in order (primary first).
 ///
-/// The input is probed again first, so every limit holds here as at upload. A JPEG is
-/// decoded at the smallest DCT scale that still serves every rendition.
+/// The input is probed again first, so every limit holds here as at upload. A large JPEG is
+/// decoded at the smallest DCT scale that still serves every rendition. A panic inside a
+/// codec is caught and returned as `internal_error`.
 pub fn render_all(
+    input: &[u8],
+    spec: &JobSpec,
+    limits: &InputLimits,
+) -> Result<Vec<Rendered>, TransformError> {
+    panics::contain(
+        || render_unguarded(input, spec, limits),
+        TransformError::Internal,
+    )
+}
+
+fn render_unguarded(
     input: &[u8],
     spec: &JobSpec,
     limits: &InputLimits,
@@ -42,9 +54,22 @@ pub fn render_all(
         return render_animated(input, &probed, spec, limits, animate);
     }
     let first = first_canvas(input, &probed, spec, limits)?;
+    // Every rendition but the last works on a copy; the last takes the decoded canvas, so a
+    // single rendition never holds the decoded image twice.
+    let mut first = Some(first);
+    let last = spec.renditions.len().saturating_sub(1);
     spec.renditions
         .iter()
-        .map(|r| render_still(first.clone(), &probed, r))
+        .enumerate()
+        .map(|(i, r)| {
+            let canvas = if i == last {
+                first.take()
+            } else {
+                first.clone()
+            };
+            let canvas = canvas.ok_or_else(|| TransformError::Decode("no canvas".into()))?;
+            render_still(canvas, &probed, r)
+        })
         .collect()
 }
 
@@ -63,9 +88,11 @@ fn first_canvas(
             .ok_or_else(|| TransformError::Decode("the animation has no frames".into()))??;
         return Ok(first.canvas);
     }
-    decode_still(input, probed, limits, &|upright| {
-        plan::needed_size(spec, upright)
-    })
+    let needs = Needs {
+        size: &|upright| plan::needed_size(spec, upright),
+        luma_only: plan::luma_suffices(spec),
+    };
+    decode_still(input, probed, limits, needs)
 }
 
 fn render_still(
@@ -179,4 +206,45 @@ fn finish_collector(
         frames,
         first_frame_only: frames == 1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Fit, Gravity, OutputSpec, Pipeline, Resize, Step};
+
+    fn corpus(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../tests/fixtures/corpus/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn every_rendition_comes_out_in_order() {
+        let bytes = corpus("rocket.jpg");
+        let thumb = |w| {
+            Pipeline::new(vec![Step::Resize(Resize {
+                width: Some(w),
+                height: None,
+                fit: Fit::Inside,
+                gravity: Gravity::Centre,
+                background: None,
+                upscale: false,
+            })])
+            .unwrap()
+        };
+        let mut spec = JobSpec::single(thumb(64), OutputSpec::default());
+        let mut second = spec.renditions[0].clone();
+        second.pipeline = thumb(320);
+        second.output.format = Some(ImageFormat::Webp);
+        spec.renditions.push(second);
+        let out = render_all(&bytes, &spec, &InputLimits::default()).unwrap();
+        let sizes: Vec<_> = out.iter().map(|r| (r.format, r.width, r.height)).collect();
+        assert_eq!(
+            sizes,
+            [(ImageFormat::Jpeg, 64, 43), (ImageFormat::Webp, 320, 214)]
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! How an `images` row maps to and from PostgreSQL values (see `sql/V1__create_images.sql`).
+//! How an `images` row maps to and from PostgreSQL values (see `sql/V*.sql`).
 
 use chrono::{DateTime, Utc};
 use pixmill_actors::ports::{BackendError, ErrorKind};
@@ -13,7 +13,8 @@ use super::BACKEND;
 
 /// The columns every read selects, in the order [`read_row`] expects.
 pub const COLUMNS: &str = "id, owner, status, spec, original, variants, error_code, \
-     error_message, attempts, created_at, updated_at, lease_expires_at, dispatch_at";
+     error_message, attempts, created_at, updated_at, lease_expires_at, callback_url, \
+     dispatch_at";
 
 /// A row as read: the record plus the lease and the dispatch mark, which only claims look at.
 pub struct StoredRow {
@@ -49,11 +50,12 @@ pub fn read_row(row: &Row) -> Result<StoredRow, BackendError> {
         attempts: u32::try_from(attempts).map_err(corrupt)?,
         created_at: row.try_get(9).map_err(pg_error)?,
         updated_at: row.try_get(10).map_err(pg_error)?,
+        callback_url: row.try_get(12).map_err(pg_error)?,
     };
     Ok(StoredRow {
         record,
         lease_expires_at: row.try_get(11).map_err(pg_error)?,
-        dispatch_at: row.try_get(12).map_err(pg_error)?,
+        dispatch_at: row.try_get(13).map_err(pg_error)?,
     })
 }
 

@@ -1,5 +1,5 @@
 //! How an `images` row maps to and from SQLite values: ids as text, times as epoch
-//! microseconds, JSON as text (see `sql/sqlite/1_create_images.sql`).
+//! microseconds, JSON as text (see `sql/sqlite/`).
 
 use std::error::Error as StdError;
 
@@ -12,7 +12,8 @@ use serde::Serialize;
 
 /// The columns every read selects, in the order [`read_row`] expects.
 pub const COLUMNS: &str = "id, owner, status, spec, original, variants, error_code, \
-     error_message, attempts, created_at, updated_at, lease_expires_at, dispatch_at";
+     error_message, attempts, created_at, updated_at, lease_expires_at, dispatch_at, \
+     callback_url";
 
 /// A row as read: the record plus the bookkeeping the engine never sees.
 pub struct StoredRow {
@@ -42,6 +43,7 @@ pub fn read_row(row: &Row<'_>) -> rusqlite::Result<StoredRow> {
         attempts: row.get(8)?,
         created_at: time_column(row, 9)?,
         updated_at: time_column(row, 10)?,
+        callback_url: row.get(13)?,
     };
     Ok(StoredRow {
         record,

@@ -52,6 +52,8 @@ fn upload(owner: &Owner, created_at: DateTime<Utc>) -> NewImage {
         spec: JobSpec::single(Pipeline::default_thumbnail(), OutputSpec::default()),
         original: stored_image(&format!("raw/{id}")),
         idempotency_key: None,
+        // Stored and read back like every other column.
+        callback_url: Some("https://hooks.example/done".to_owned()),
         dispatch_at: created_at + secs(5),
         created_at,
     }

@@ -41,6 +41,7 @@ fn upload(owner: &Owner) -> NewImage {
             frames: 1,
         },
         idempotency_key: Some("first".to_owned()),
+        callback_url: None,
         dispatch_at: now,
         created_at: now,
     }

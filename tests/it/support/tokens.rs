@@ -22,12 +22,16 @@ fn fixture_issuer() -> LocalIssuer {
 
 /// What `pixmill token --sub SUB` prints, for the fixture key.
 pub fn token_for(sub: &str) -> String {
-    fixture_issuer().mint(sub, &[], Duration::from_secs(600), "pixmill-api").expect("mint")
+    fixture_issuer()
+        .mint(sub, &[], Duration::from_secs(600), "pixmill-api")
+        .expect("mint")
 }
 
 pub fn token_with_roles(sub: &str, roles: &[&str]) -> String {
     let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-    fixture_issuer().mint(sub, &roles, Duration::from_secs(600), "pixmill-api").expect("mint")
+    fixture_issuer()
+        .mint(sub, &roles, Duration::from_secs(600), "pixmill-api")
+        .expect("mint")
 }
 
 fn kid() -> String {
@@ -56,9 +60,18 @@ pub fn claims(sub: &str, changes: Value) -> Value {
 
 /// Signs `claims` with the fixture key (or, with `other_key`, a key the server never saw).
 pub fn sign(claims: &Value, other_key: bool) -> String {
-    let path = if other_key { other_key_path() } else { fixture_key_path() };
+    let path = if other_key {
+        other_key_path()
+    } else {
+        fixture_key_path()
+    };
     let pem = std::fs::read(path).expect("key");
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid());
-    encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).expect("pem")).expect("sign")
+    encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(&pem).expect("pem"),
+    )
+    .expect("sign")
 }

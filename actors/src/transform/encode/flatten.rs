@@ -1,15 +1,17 @@
 //! Compositing alpha onto a background for outputs without an alpha channel.
 
+use std::borrow::Cow;
+
 use image::{DynamicImage, GrayImage, RgbImage};
 
 use crate::pipeline::Rgb;
 
 /// The image without alpha: transparent areas show `background` (white unless given), never
 /// the black or arbitrary colour hidden under them.
-pub(super) fn flatten(image: &DynamicImage, background: Option<Rgb>) -> DynamicImage {
+pub(super) fn flatten(image: &DynamicImage, background: Option<Rgb>) -> Cow<'_, DynamicImage> {
     let Rgb(bg) = background.unwrap_or(Rgb::WHITE);
-    match image {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) => image.clone(),
+    Cow::Owned(match image {
+        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) => return Cow::Borrowed(image),
         DynamicImage::ImageLumaA8(la) if bg[0] == bg[1] && bg[1] == bg[2] => {
             let mut out = GrayImage::new(la.width(), la.height());
             for (dst, src) in out.iter_mut().zip(la.chunks_exact(2)) {
@@ -28,7 +30,7 @@ pub(super) fn flatten(image: &DynamicImage, background: Option<Rgb>) -> DynamicI
             DynamicImage::ImageRgb8(out)
         }
         other => DynamicImage::ImageRgb8(other.to_rgb8()),
-    }
+    })
 }
 
 /// `colour` with opacity `alpha` over `background`, rounded.

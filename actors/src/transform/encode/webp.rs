@@ -5,12 +5,25 @@ use super::{Frame, Loops};
 use crate::format::ImageFormat;
 use crate::transform::TransformError;
 
+/// The largest side the WebP format can hold.
+const MAX_SIDE: u32 = 16_383;
+
+fn check_size(w: u32, h: u32) -> Result<(), TransformError> {
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(fail(format!(
+            "{w}x{h} exceeds WebP's {MAX_SIDE} pixel sides"
+        )));
+    }
+    Ok(())
+}
+
 fn fail(reason: impl std::fmt::Debug) -> TransformError {
     TransformError::encode(ImageFormat::Webp, format!("{reason:?}"))
 }
 
 /// Lossy WebP at `quality`, keeping alpha.
 pub(super) fn encode(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
+    check_size(image.width(), image.height())?;
     let config = config(quality)?;
     let pixels = Pixels::of(image);
     let memory = Encoder::new(&pixels.bytes, pixels.layout, image.width(), image.height())
@@ -28,6 +41,9 @@ pub(super) fn encode_animation(
     let config = config(quality)?;
     let first = frames.first().ok_or_else(|| fail("no frames"))?;
     let (w, h) = (first.image.width(), first.image.height());
+    // libwebp's animation encoder is not checked for failure to start by the binding, so
+    // sizes it would refuse must never reach it.
+    check_size(w, h)?;
     let rgba: Vec<_> = frames.iter().map(|f| f.image.to_rgba8()).collect();
     let mut encoder = AnimEncoder::new(w, h, &config);
     encoder.set_loop_count(loops.map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX)));

@@ -44,13 +44,20 @@ fn rotate_free(canvas: &Canvas, r: &Rotate) -> DynamicImage {
     let fill = fill_pixel(r.background, canvas.has_alpha());
     let theta = r.angle.to_radians();
     match &canvas.image {
-        DynamicImage::ImageLuma8(b) => DynamicImage::ImageLuma8(warp(b, theta, fill.to_luma())),
+        DynamicImage::ImageLuma8(b) => {
+            DynamicImage::ImageLuma8(warp(b, theta, image::Luma([grey(fill)])))
+        }
         DynamicImage::ImageLumaA8(b) => {
-            DynamicImage::ImageLumaA8(warp(b, theta, fill.to_luma_alpha()))
+            DynamicImage::ImageLumaA8(warp(b, theta, image::LumaA([grey(fill), fill[3]])))
         }
         DynamicImage::ImageRgb8(b) => DynamicImage::ImageRgb8(warp(b, theta, fill.to_rgb())),
+        DynamicImage::ImageRgba8(b) => DynamicImage::ImageRgba8(warp(b, theta, fill)),
         other => DynamicImage::ImageRgba8(warp(&other.to_rgba8(), theta, fill)),
     }
+}
+
+fn grey(fill: image::Rgba<u8>) -> u8 {
+    super::tone::luma(fill[0], fill[1], fill[2])
 }
 
 /// Resamples `src` rotated by `theta` radians (clockwise on screen) into a canvas just

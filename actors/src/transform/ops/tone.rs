@@ -1,19 +1,40 @@
 //! Per-sample tone changes: greyscale, brightness, contrast. Alpha is never touched.
 
-use image::DynamicImage;
+use image::{DynamicImage, GrayAlphaImage, GrayImage};
 
 use super::pixels::samples_mut;
 use crate::transform::canvas::Canvas;
 
-/// Converts to luma (Rec. 709 weights), keeping alpha.
+/// Converts to luma with the BT.601 weights, keeping alpha. BT.601 is what a JPEG stores
+/// as Y, so a grey pipeline gives the same result whether the decoder produced luma
+/// directly or RGB first, and whatever the input format.
 pub(super) fn grayscale(canvas: Canvas) -> Canvas {
     let logical = canvas.logical;
     let image = match canvas.image {
         luma @ (DynamicImage::ImageLuma8(_) | DynamicImage::ImageLumaA8(_)) => luma,
-        other if other.color().has_alpha() => DynamicImage::ImageLumaA8(other.to_luma_alpha8()),
-        other => DynamicImage::ImageLuma8(other.to_luma8()),
+        DynamicImage::ImageRgba8(rgba) => {
+            let mut out = GrayAlphaImage::new(rgba.width(), rgba.height());
+            for (dst, src) in out.chunks_exact_mut(2).zip(rgba.chunks_exact(4)) {
+                dst[0] = luma(src[0], src[1], src[2]);
+                dst[1] = src[3];
+            }
+            DynamicImage::ImageLumaA8(out)
+        }
+        other => {
+            let rgb = other.to_rgb8();
+            let mut out = GrayImage::new(rgb.width(), rgb.height());
+            for (dst, src) in out.iter_mut().zip(rgb.chunks_exact(3)) {
+                *dst = luma(src[0], src[1], src[2]);
+            }
+            DynamicImage::ImageLuma8(out)
+        }
     };
     Canvas { image, logical }
+}
+
+/// BT.601 luma in 16-bit fixed point (the weights sum to 65536), rounded.
+pub(crate) fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((u32::from(r) * 19_595 + u32::from(g) * 38_470 + u32::from(b) * 7_471 + 32_768) >> 16) as u8
 }
 
 /// Adds `value` percent of full scale (-100 black, 100 white) to every colour sample.

@@ -1,0 +1,189 @@
+//! Waiting for an image to change: long polls (`GET /v1/images/{id}?wait=30s`) and event
+//! streams (`GET /v1/images/{id}/events`).
+//!
+//! A waiter subscribes to the [`crate::fastpath::StatusFeed`] before its first read, so no
+//! change between the read and the subscription is missed, and re-reads the image when an
+//! event names it. Events are best effort (a lost Redis message, a lagging receiver), so the
+//! waiter also re-reads every `reread` interval: a lost event only delays the client. The
+//! store stays the truth; an event is only a hint to look.
+//!
+//! Every waiter receives every event of the process and discards the ones for other images,
+//! which is fine for thousands of waiters and a few hundred changes a second, not beyond.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use pixmill_actors::events::StatusChanged;
+use pixmill_actors::{ImageId, ImageRecord};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use super::Gateway;
+use crate::api::errors::ApiError;
+use crate::auth::Principal;
+use crate::metrics::WaitingGuard;
+
+/// How long clients may wait, and how often a waiter looks at the store by itself.
+#[derive(Clone, Copy, Debug)]
+pub struct WaitLimits {
+    /// Longest long poll; longer asks are cut to this.
+    pub max_wait: Duration,
+    /// How often a waiter re-reads the image even without an event.
+    pub reread: Duration,
+    /// Longest life of an event stream; the client reconnects after it.
+    pub stream_lifetime: Duration,
+}
+
+impl Default for WaitLimits {
+    fn default() -> Self {
+        Self {
+            max_wait: Duration::from_secs(60),
+            reread: Duration::from_secs(2),
+            stream_lifetime: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why a waiter woke up.
+enum Wake {
+    /// An event named the image, events were lost, or the re-read interval passed.
+    Look,
+    /// The wait is over.
+    Deadline,
+}
+
+/// One waiter's view of the feed: its events, its re-read clock and its deadline.
+struct Waiter {
+    id: ImageId,
+    events: Option<broadcast::Receiver<StatusChanged>>,
+    reread: Interval,
+    deadline: Instant,
+    _counted: WaitingGuard,
+}
+
+impl Waiter {
+    fn new(gateway: &Gateway, id: ImageId, patience: Duration) -> Self {
+        let mut reread =
+            tokio::time::interval_at(Instant::now() + gateway.waits.reread, gateway.waits.reread);
+        reread.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            id,
+            events: Some(gateway.events.subscribe()),
+            reread,
+            deadline: Instant::now() + patience,
+            _counted: gateway.metrics.waiting(),
+        }
+    }
+
+    async fn next(&mut self) -> Wake {
+        loop {
+            let event = async {
+                match self.events.as_mut() {
+                    Some(events) => events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                received = event => match received {
+                    Ok(event) if event.image_id == self.id => return Wake::Look,
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => return Wake::Look,
+                    // No publisher left: the re-read clock carries on alone.
+                    Err(RecvError::Closed) => self.events = None,
+                },
+                _ = self.reread.tick() => return Wake::Look,
+                _ = tokio::time::sleep_until(self.deadline) => return Wake::Deadline,
+            }
+        }
+    }
+}
+
+/// The stream of status documents for one image.
+pub type RecordStream = Pin<Box<dyn Stream<Item = ImageRecord> + Send>>;
+
+impl Gateway {
+    /// The caller's image once its status differs from the one it had when the call began,
+    /// or after `wait` (then as it is). A final status answers at once: it cannot change.
+    pub async fn image_after_change(
+        &self,
+        who: &Principal,
+        raw_id: &str,
+        wait: Duration,
+    ) -> Result<ImageRecord, ApiError> {
+        let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
+        let patience = wait.min(self.waits.max_wait);
+        let mut waiter = Waiter::new(self, id, patience);
+        let first = self.image(who, raw_id).await?;
+        if first.status.is_final() || patience.is_zero() {
+            return Ok(first);
+        }
+        loop {
+            let wake = waiter.next().await;
+            let now = self.image(who, raw_id).await?;
+            if now.status != first.status || matches!(wake, Wake::Deadline) || self.is_draining() {
+                return Ok(now);
+            }
+        }
+    }
+
+    /// The caller's image now and then after every change, ending after a final status, when
+    /// the image disappears, when the gateway drains, or after the stream's lifetime.
+    pub async fn image_changes(
+        self: Arc<Self>,
+        who: Principal,
+        raw_id: &str,
+    ) -> Result<RecordStream, ApiError> {
+        let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
+        let waiter = Waiter::new(&self, id, self.waits.stream_lifetime);
+        let first = self.image(&who, raw_id).await?;
+        let state = StreamState {
+            gateway: self,
+            who,
+            waiter,
+            next: Some(first),
+            last: None,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(
+            state,
+            StreamState::step,
+        )))
+    }
+}
+
+struct StreamState {
+    gateway: Arc<Gateway>,
+    who: Principal,
+    waiter: Waiter,
+    /// A document to send before waiting again.
+    next: Option<ImageRecord>,
+    /// The document sent last.
+    last: Option<ImageRecord>,
+}
+
+impl StreamState {
+    async fn step(mut self) -> Option<(ImageRecord, Self)> {
+        loop {
+            if let Some(record) = self.next.take() {
+                self.last = Some(record.clone());
+                return Some((record, self));
+            }
+            let done = self.last.as_ref().is_some_and(|r| r.status.is_final());
+            if done || self.gateway.is_draining() {
+                return None;
+            }
+            if let Wake::Deadline = self.waiter.next().await {
+                return None;
+            }
+            let id = self.waiter.id.to_string();
+            match self.gateway.image(&self.who, &id).await {
+                Ok(record) if self.last.as_ref() != Some(&record) => self.next = Some(record),
+                Ok(_) => {}
+                Err(error) if error.code == "image_not_found" => return None,
+                // A backend hiccup: the next wake tries again.
+                Err(_) => {}
+            }
+        }
+    }
+}

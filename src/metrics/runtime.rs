@@ -1,0 +1,151 @@
+//! Metrics read at scrape time from the things that own the numbers: the engine's actor
+//! snapshots (restarts, mailboxes, per stage) and the gateway's upload slots.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use tokio::sync::Semaphore;
+
+use crate::gateway::ActorsView;
+
+/// Where the scrape-time metrics come from. The engine starts after the metrics exist (it
+/// reports into them), so its view is attached later, once.
+pub struct RuntimeSources {
+    actors: OnceLock<ActorsView>,
+    upload_slots: Arc<Semaphore>,
+    upload_capacity: usize,
+}
+
+impl RuntimeSources {
+    pub fn new(upload_slots: Arc<Semaphore>, upload_capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            actors: OnceLock::new(),
+            upload_slots,
+            upload_capacity,
+        })
+    }
+
+    /// Attaches the engine's actors; a second call is ignored.
+    pub fn attach_actors(&self, view: ActorsView) {
+        let _ = self.actors.set(view);
+    }
+}
+
+/// Per-stage sums of the actors' counters.
+#[derive(Default)]
+struct StageTotals {
+    restarts: u64,
+    depth: u64,
+    capacity: u64,
+}
+
+pub struct RuntimeCollector {
+    sources: Arc<RuntimeSources>,
+}
+
+impl RuntimeCollector {
+    pub fn new(sources: Arc<RuntimeSources>) -> Self {
+        Self { sources }
+    }
+
+    fn stages(&self) -> BTreeMap<&'static str, StageTotals> {
+        let mut stages: BTreeMap<&'static str, StageTotals> = BTreeMap::new();
+        let snapshots = self
+            .sources
+            .actors
+            .get()
+            .map(|view| view())
+            .unwrap_or_default();
+        for actor in snapshots {
+            let totals = stages.entry(actor.stage).or_default();
+            totals.restarts += actor.restarts_total;
+            totals.depth += actor.mailbox_depth as u64;
+            totals.capacity += actor.mailbox_capacity as u64;
+        }
+        stages
+    }
+}
+
+impl fmt::Debug for RuntimeCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RuntimeCollector")
+    }
+}
+
+/// One labelled value per stage under one metric name.
+fn per_stage<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    values: impl Iterator<Item = (&'static str, M)>,
+) -> Result<(), fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (stage, value) in values {
+        value.encode(metric.encode_family(&[("stage", stage)])?)?;
+    }
+    Ok(())
+}
+
+impl Collector for RuntimeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let stages = self.stages();
+        if !stages.is_empty() {
+            let restarts = stages
+                .iter()
+                .map(|(s, t)| (*s, ConstCounter::new(t.restarts)));
+            per_stage(
+                &mut encoder,
+                "pixmill_actor_restarts",
+                "Actor restarts since start, per stage",
+                MetricType::Counter,
+                restarts,
+            )?;
+            let depth = stages
+                .iter()
+                .map(|(s, t)| (*s, ConstGauge::new(t.depth as i64)));
+            per_stage(
+                &mut encoder,
+                "pixmill_stage_mailbox_depth",
+                "Jobs held by each stage now",
+                MetricType::Gauge,
+                depth,
+            )?;
+            let capacity = stages
+                .iter()
+                .map(|(s, t)| (*s, ConstGauge::new(t.capacity as i64)));
+            per_stage(
+                &mut encoder,
+                "pixmill_stage_mailbox_capacity",
+                "Jobs each stage can hold",
+                MetricType::Gauge,
+                capacity,
+            )?;
+        }
+        let sources = &self.sources;
+        let in_use = sources
+            .upload_capacity
+            .saturating_sub(sources.upload_slots.available_permits());
+        let gauge = ConstGauge::new(in_use as i64);
+        gauge.encode(encoder.encode_descriptor(
+            "pixmill_upload_slots_in_use",
+            "Uploads being received now",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let gauge = ConstGauge::new(sources.upload_capacity as i64);
+        gauge.encode(encoder.encode_descriptor(
+            "pixmill_upload_slots",
+            "Uploads this gateway receives at once at most",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,334 @@
+//! The operations and output options users ask for, and real-world problem files, through
+//! the HTTP API in standalone mode.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::tokens::token_for;
+use crate::support::{corpus, Standalone};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn case(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cases")
+        .join(name)
+}
+
+/// Objects in a bucket folder of the data dir, not counting the store's staging folder.
+fn stored(data: &Path, bucket: &str) -> usize {
+    std::fs::read_dir(data.join("objects").join(bucket))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('~'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn upload_fields(
+    app: &Standalone,
+    token: &str,
+    file: &Path,
+    fields: &[(&str, &str)],
+) -> (u16, Value) {
+    let bytes = std::fs::read(file).expect("fixture");
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("f")
+        .to_owned();
+    app.upload_bytes(token, bytes, &name, None, fields).await
+}
+
+async fn completed(app: &Standalone, token: &str, doc: &Value) -> Value {
+    let done = app
+        .wait_until_final(token, doc["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_format_quality_and_variants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("variants");
+    let (status, doc) = upload_fields(
+        &app,
+        &token,
+        &corpus("astronaut.png"),
+        &[
+            ("steps", r#"[{"op":"resize","width":300}]"#),
+            ("format", "webp"),
+            ("quality", "70"),
+            ("variants", "thumbnail, medium"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202, "{doc}");
+    let done = completed(&app, &token, &doc).await;
+    assert_eq!(done["processed"]["format"], "webp");
+    assert_eq!(done["processed"]["width"], 300);
+    let names: Vec<&str> = done["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["main", "thumbnail", "medium"]);
+    let thumbnail = &done["variants"][1];
+    assert_eq!(
+        (thumbnail["width"].as_u64(), thumbnail["height"].as_u64()),
+        (Some(200), Some(200))
+    );
+    // The 512 px original is not enlarged by `medium` (inside 800x800).
+    assert_eq!(done["variants"][2]["width"], 512);
+
+    let response = app
+        .download(&token, thumbnail["url"].as_str().unwrap_or_default())
+        .await;
+    assert_eq!(response.headers()["content-type"], "image/webp");
+    let bytes = response.bytes().await.expect("body");
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(&bytes[8..12], b"WEBP");
+    assert_eq!(
+        image::load_from_memory(&bytes)
+            .map(|i| (i.width(), i.height()))
+            .ok(),
+        Some((200, 200))
+    );
+    let (status, missing) = app
+        .get_json(
+            &token,
+            &format!(
+                "/v1/images/{}/variants/nope",
+                done["id"].as_str().unwrap_or_default()
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, missing["code"].as_str()),
+        (404, Some("not_processed"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presets_replace_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("presets");
+    let (status, doc) = upload_fields(
+        &app,
+        &token,
+        &corpus("rocket.jpg"),
+        &[("preset", "thumbnail")],
+    )
+    .await;
+    assert_eq!(status, 202, "{doc}");
+    let done = completed(&app, &token, &doc).await;
+    assert_eq!(
+        (
+            done["processed"]["width"].as_u64(),
+            done["processed"]["height"].as_u64()
+        ),
+        (Some(200), Some(200))
+    );
+
+    let (status, body) = upload_fields(
+        &app,
+        &token,
+        &corpus("rocket.jpg"),
+        &[("preset", "gigantic")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("unknown_preset")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("thumbnail"),
+        "names the configured presets: {body}"
+    );
+    let (status, body) = upload_fields(
+        &app,
+        &token,
+        &corpus("rocket.jpg"),
+        &[
+            ("preset", "thumbnail"),
+            ("steps", r#"[{"op":"grayscale"}]"#),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_steps")),
+        "{body}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_steps_are_refused_before_anything_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("steps");
+    for steps in [
+        "not json",
+        r#"{"op":"resize"}"#,
+        r#"[{"op":"explode"}]"#,
+        r#"[{"op":"resize"}]"#,
+        r#"[{"op":"resize","width":0}]"#,
+        r#"[{"op":"blur","sigma":-1}]"#,
+        r#"[{"op":"resize","width":100,"fit":"cover"}]"#,
+    ] {
+        let (status, body) = app.upload(&token, &corpus("rocket.jpg"), Some(steps)).await;
+        assert_eq!(status, 400, "{steps}: {body}");
+        assert!(
+            body["code"].as_str().is_some_and(|c| !c.is_empty()),
+            "{steps}: {body}"
+        );
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{steps}: {body}"
+        );
+    }
+    assert_eq!(
+        stored(dir.path(), "raw-images"),
+        0,
+        "a refused upload stored its original"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn problem_files_get_the_documented_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("cases");
+    let refused = [
+        ("empty.jpg", 400, "empty_upload"),
+        ("xss.svg", 415, "unsupported_media_type"),
+        ("html_as.png", 415, "unsupported_media_type"),
+        ("iphone_like.heic", 415, "unsupported_media_type"),
+        ("bomb_header.png", 422, "image_dimensions_exceed_limit"),
+    ];
+    for (file, status, code) in refused {
+        let (got, body) = app.upload(&token, &case(file), None).await;
+        assert_eq!(
+            (got, body["code"].as_str()),
+            (status, Some(code)),
+            "{file}: {body}"
+        );
+    }
+    let (_, heic) = app.upload(&token, &case("iphone_like.heic"), None).await;
+    assert!(
+        heic["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("HEIC"),
+        "the refusal names the format: {heic}"
+    );
+    assert_eq!(
+        stored(dir.path(), "raw-images"),
+        0,
+        "a refused upload stored its original"
+    );
+
+    // A PNG named .jpg and sent as image/jpeg is recognised by its bytes.
+    let bytes = std::fs::read(case("png_named.jpg")).expect("fixture");
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name("photo.jpg")
+        .mime_str("image/jpeg")
+        .expect("mime");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = app
+        .http
+        .post(app.url("/v1/images"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status().as_u16(), 202);
+    let doc: Value = response.json().await.expect("json");
+    assert_eq!(doc["original"]["format"], "png");
+    let done = completed(&app, &token, &doc).await;
+    assert_eq!(
+        (
+            done["processed"]["width"].as_u64(),
+            done["processed"]["height"].as_u64()
+        ),
+        (Some(50), Some(30))
+    );
+
+    // EXIF orientation is applied before the steps: stored 120x80, upright 80x120.
+    let (_, doc) = app
+        .upload(
+            &token,
+            &case("exif_orient6.jpg"),
+            Some(r#"[{"op":"resize","width":40,"height":60}]"#),
+        )
+        .await;
+    let done = completed(&app, &token, &doc).await;
+    assert_eq!(
+        (
+            done["processed"]["width"].as_u64(),
+            done["processed"]["height"].as_u64()
+        ),
+        (Some(40), Some(60))
+    );
+
+    // A 10000x1 strip thumbnailed stays at least one pixel high.
+    let (_, doc) = app
+        .upload(
+            &token,
+            &case("thin_10000x1.png"),
+            Some(r#"[{"op":"resize","width":100,"height":100}]"#),
+        )
+        .await;
+    let done = completed(&app, &token, &doc).await;
+    assert_eq!(
+        (
+            done["processed"]["width"].as_u64(),
+            done["processed"]["height"].as_u64()
+        ),
+        (Some(100), Some(1))
+    );
+
+    // An animated GIF without `animated`: the first frame, and the status says so.
+    let (_, doc) = app
+        .upload(
+            &token,
+            &case("anim_delta.gif"),
+            Some(r#"[{"op":"resize","width":32}]"#),
+        )
+        .await;
+    let done = completed(&app, &token, &doc).await;
+    assert_eq!(done["variants"][0]["first_frame_only"], true, "{done}");
+    // With `animated`, every frame.
+    let (_, doc) = upload_fields(
+        &app,
+        &token,
+        &case("anim_delta.gif"),
+        &[
+            ("steps", r#"[{"op":"resize","width":32}]"#),
+            ("animated", "true"),
+        ],
+    )
+    .await;
+    let done = completed(&app, &token, &doc).await;
+    assert_eq!(done["processed"]["frames"], 4, "{done}");
+    assert_eq!(done["variants"][0]["first_frame_only"], false);
+
+    let (status, _) = app.get_json(&token, "/healthz").await;
+    assert_eq!(status, 200, "still healthy after the problem files");
+    app.stop().await;
+}
