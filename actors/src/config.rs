@@ -8,6 +8,10 @@ use crate::transform::InputLimits;
 
 /// Retries of transient failures: exponential back-off with jitter, up to `max_attempts`
 /// attempts in all (the first one included).
+///
+/// The defaults (5 attempts, 4 s doubling, jitter down to half) spread the attempts over 30 to
+/// 60 s, so a job rides out an outage of the object store or the database that short; a
+/// longer one fails the jobs it catches in flight (`storage_unavailable`, dead-lettered).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RetryPolicy {
@@ -22,7 +26,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 5,
-            base_delay: Duration::from_secs(1),
+            base_delay: Duration::from_secs(4),
             max_delay: Duration::from_secs(60),
         }
     }
