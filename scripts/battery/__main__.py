@@ -33,8 +33,9 @@ CORPUS = REPO / "tests" / "fixtures" / "corpus"
 CONCURRENCY = 16
 #: How long after the last upload every accepted image has to reach its final status.
 FINAL_PATIENCE = 120.0
-#: How long the orphan sweeper gets to remove originals left by aborted uploads.
-SWEEP_PATIENCE = 60.0
+#: How long the orphan sweeper gets to remove originals left by aborted uploads: their age
+#: (PIXMILL_ENGINE__ORPHAN_AGE) plus a few sweeps.
+SWEEP_PATIENCE = 40.0
 BUCKET_PREFIX = "battery-"
 STEPS = [
     ("rocket.jpg", '[{"op":"resize","width":96}]'),
@@ -127,6 +128,11 @@ class Battery:
             "PIXMILL_ENGINE__LEASE": "10s",
             "PIXMILL_ENGINE__RELAY_INTERVAL": "500ms",
             "PIXMILL_ENGINE__SHUTDOWN_GRACE": "10s",
+            # The sweeper's age must exceed the longest upload, which the request timeout
+            # bounds: an upload between its two writes is never swept.
+            "PIXMILL_SERVER__REQUEST_TIMEOUT": "15s",
+            "PIXMILL_ENGINE__ORPHAN_AGE": "20s",
+            "PIXMILL_ENGINE__SWEEP_INTERVAL": "2s",
             "PIXMILL_LOG__FORMAT": "json",
             "RUST_LOG": "info,poem=warn",
         })
