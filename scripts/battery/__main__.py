@@ -35,7 +35,7 @@ CONCURRENCY = 16
 FINAL_PATIENCE = 120.0
 #: How long the orphan sweeper gets to remove originals left by aborted uploads: their age
 #: (PIXMILL_ENGINE__ORPHAN_AGE) plus a few sweeps.
-SWEEP_PATIENCE = 40.0
+SWEEP_PATIENCE = 30.0
 BUCKET_PREFIX = "battery-"
 STEPS = [
     ("rocket.jpg", '[{"op":"resize","width":96}]'),
@@ -109,6 +109,17 @@ class Battery:
                     service.stop()
             except Exception as error:  # noqa: BLE001 - teardown goes on
                 print(f"teardown: {error}", file=sys.stderr)
+        self.forget_redis_keys()
+
+    def forget_redis_keys(self) -> None:
+        """Removes this run's keys from the shared Redis (they expire anyway, within minutes)."""
+        if not shutil.which("redis-cli"):
+            return
+        cli = ["redis-cli", "-h", "127.0.0.1", "-p", "6379"]
+        keys = subprocess.run([*cli, "--scan", "--pattern", f"pixmill-battery-{self.run_id}:*"],
+                              capture_output=True, text=True).stdout.split()
+        for start in range(0, len(keys), 500):
+            subprocess.run([*cli, "del", *keys[start:start + 500]], capture_output=True)
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIXMILL_")}
@@ -130,9 +141,9 @@ class Battery:
             "PIXMILL_ENGINE__SHUTDOWN_GRACE": "10s",
             # The sweeper's age must exceed the longest upload, which the request timeout
             # bounds: an upload between its two writes is never swept.
-            "PIXMILL_SERVER__REQUEST_TIMEOUT": "15s",
-            "PIXMILL_ENGINE__ORPHAN_AGE": "20s",
-            "PIXMILL_ENGINE__SWEEP_INTERVAL": "2s",
+            "PIXMILL_SERVER__REQUEST_TIMEOUT": "10s",
+            "PIXMILL_ENGINE__ORPHAN_AGE": "12s",
+            "PIXMILL_ENGINE__SWEEP_INTERVAL": "1s",
             "PIXMILL_LOG__FORMAT": "json",
             "RUST_LOG": "info,poem=warn",
         })
@@ -224,6 +235,7 @@ def run_scenario(battery: Battery, scenario: Scenario) -> Report:
                   battery.keys("processed-images"), battery.dead_letters())
     report = check(scenario.name, owner, uploads, observer, client, battery.expected, store)
 
+    ctx.uploads = uploads
     if scenario.evidence:
         counts, problems = scenario.evidence(ctx)
         report.counts.update(counts)
