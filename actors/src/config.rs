@@ -8,6 +8,10 @@ use crate::transform::InputLimits;
 
 /// Retries of transient failures: exponential back-off with jitter, up to `max_attempts`
 /// attempts in all (the first one included).
+///
+/// The defaults (5 attempts, 4 s doubling, jitter down to half) spread the attempts over 30 to
+/// 60 s, so a job rides out an outage of the object store or the database that short; a
+/// longer one fails the jobs it catches in flight (`storage_unavailable`, dead-lettered).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RetryPolicy {
@@ -22,7 +26,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 5,
-            base_delay: Duration::from_secs(1),
+            base_delay: Duration::from_secs(4),
             max_delay: Duration::from_secs(60),
         }
     }
@@ -63,6 +67,14 @@ pub struct EngineConfig {
     /// How long shutdown waits for in-flight jobs before handing them back to the queue.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How often the sweeper looks for originals that no image refers to.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// How old an original without an image must be before the sweeper removes it. Must
+    /// exceed the longest upload (the gateway's request timeout), or an upload between
+    /// storing its original and committing its row could lose the original.
+    #[serde(with = "humantime_serde")]
+    pub orphan_age: Duration,
     pub limits: InputLimits,
 }
 
@@ -76,6 +88,8 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             relay_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(20),
+            sweep_interval: Duration::from_secs(600),
+            orphan_age: Duration::from_secs(900),
             limits: InputLimits::default(),
         }
     }

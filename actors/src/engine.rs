@@ -25,6 +25,7 @@ use crate::stages::transformer::Transformer;
 use crate::stages::{PoolWorker, Ports, StageArgs, StageContext};
 use crate::stats::{ActorSnapshot, ActorStats};
 use crate::supervisor::{ChildSpec, DepthFn, StartFn, Supervisor, SupervisorMsg};
+use crate::sweeper::Sweeper;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -89,6 +90,7 @@ impl Engine {
             PoolWorker::<Downloader>::new,
         ));
         children.push(single_child(&ctx, "relay", || Relay));
+        children.push(single_child(&ctx, "sweeper", || Sweeper));
         children.push(single_child(&ctx, "consumer", || Consumer));
 
         let (supervisor, join) = Actor::spawn(None, Supervisor, children.clone()).await?;

@@ -19,6 +19,8 @@
 //! - [`stages`]: the actors, and [`supervisor`] which restarts them and counts restarts.
 //! - [`relay`]: publishes jobs that are due (new uploads the gateway could not confirm,
 //!   retries whose back-off ran out, expired leases).
+//! - [`sweeper`]: removes stored originals that no image refers to (uploads that died
+//!   between storing the original and committing the row).
 //! - [`events`], [`metrics`]: what the engine tells the outside world as it works (status
 //!   changes for waiting clients, timings and outcomes for operators), through traits.
 //! - [`engine`]: starts and stops all of the above from an [`engine::EngineConfig`].
@@ -45,6 +47,7 @@ pub mod relay;
 pub mod stages;
 pub mod stats;
 pub mod supervisor;
+pub mod sweeper;
 
 pub use config::{EngineConfig, RetryPolicy};
 pub use engine::Engine;

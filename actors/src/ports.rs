@@ -9,5 +9,5 @@ mod queue;
 
 pub use error::{BackendError, ErrorKind};
 pub use metadata::{Claim, ClaimedJob, Completion, MetadataStore};
-pub use objects::{Bucket, InvalidObjectKey, ObjectKey, ObjectStore, ObjectStream};
+pub use objects::{Bucket, InvalidObjectKey, ListedObject, ObjectKey, ObjectStore, ObjectStream};
 pub use queue::{Delivery, JobMessage, JobQueue, JobStream, Settle, Settlement};

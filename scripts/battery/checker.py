@@ -5,11 +5,14 @@ transform of its original (corrupt), plus the leftovers the guarantees rule out.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from client import Client, Observer, Upload
 
 FINAL = {"COMPLETED", "FAILED"}
+#: Images checked at once.
+CHECKERS = 8
 
 
 def sha256(data: bytes) -> str:
@@ -55,45 +58,67 @@ def backwards(history: list) -> bool:
     return False
 
 
+@dataclass
+class Verdict:
+    """What the checker found about one accepted image."""
+
+    completed: bool = False
+    duplicated: bool = False
+    corrupt: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+def judge(upload: Upload, client: Client, observer: Observer, results: int,
+          expected: dict[tuple[str, str], str]) -> Verdict:
+    verdict = Verdict()
+    document = client.document(upload.id)
+    status = document["status"] if document else None
+    wanted = "FAILED" if upload.poison else "COMPLETED"
+    if status != wanted:
+        verdict.problems.append(f"lost {upload.id} ({upload.name}): {status}, wanted {wanted}")
+        return verdict
+    verdict.completed = True
+
+    history = observer.history.get(upload.id, [])
+    if results != (0 if upload.poison else 1) or backwards(history):
+        verdict.duplicated = True
+        seen = [(s.status, s.attempts) for s in history]
+        verdict.problems.append(f"duplicated {upload.id}: {results} result objects, history {seen}")
+    if document["original"]["sha256"] != sha256(upload.body):
+        verdict.corrupt = True
+        verdict.problems.append(f"corrupt original of {upload.id}")
+    if upload.poison:
+        return verdict
+    body = client.download(f"/v1/images/{upload.id}/processed")
+    want = expected[(upload.name, upload.steps)]
+    if body is None or sha256(body) != want or document["processed"]["sha256"] != want:
+        verdict.corrupt = True
+        verdict.problems.append(f"corrupt result of {upload.id}: {sha256(body or b'')} != {want}")
+    elif upload.index % 10 == 0 and client.download(f"/v1/images/{upload.id}/original") != upload.body:
+        verdict.corrupt = True
+        verdict.problems.append(f"corrupt original download of {upload.id}")
+    return verdict
+
+
 def check(name: str, owner: str, uploads: list[Upload], observer: Observer, client: Client,
           expected: dict[tuple[str, str], str], store: Store) -> Report:
     report = Report(name)
     accepted = [u for u in uploads if u.id]
     poison_ids = {u.id for u in accepted if u.poison}
-    processed_per_id: dict[str, int] = {}
+    results_per_id: dict[str, int] = {}
     for key in store.processed_keys:
-        processed_per_id[key.split("/", 1)[0]] = processed_per_id.get(key.split("/", 1)[0], 0) + 1
+        image_id = key.split("/", 1)[0]
+        results_per_id[image_id] = results_per_id.get(image_id, 0) + 1
 
-    completed = lost = duplicated = corrupt = 0
-    for upload in accepted:
-        document = client.document(upload.id)
-        status = document["status"] if document else None
-        wanted = "FAILED" if upload.poison else "COMPLETED"
-        if status == wanted:
-            completed += 1
-        else:
-            lost += 1
-            report.problems.append(f"lost {upload.id} ({upload.name}): {status}, wanted {wanted}")
-            continue
-
-        results = processed_per_id.get(upload.id, 0)
-        if results != (0 if upload.poison else 1) or backwards(observer.history.get(upload.id, [])):
-            duplicated += 1
-            history = [(s.status, s.attempts) for s in observer.history.get(upload.id, [])]
-            report.problems.append(f"duplicated {upload.id}: {results} result objects, history {history}")
-        if document["original"]["sha256"] != sha256(upload.body):
-            corrupt += 1
-            report.problems.append(f"corrupt original of {upload.id}")
-        if upload.poison:
-            continue
-        body = client.download(f"/v1/images/{upload.id}/processed")
-        want = expected[(upload.name, upload.steps)]
-        if body is None or sha256(body) != want or document["processed"]["sha256"] != want:
-            corrupt += 1
-            report.problems.append(f"corrupt result of {upload.id}: {sha256(body or b'')} != {want}")
-        elif upload.index % 10 == 0 and client.download(f"/v1/images/{upload.id}/original") != upload.body:
-            corrupt += 1
-            report.problems.append(f"corrupt original download of {upload.id}")
+    with ThreadPoolExecutor(CHECKERS) as pool:
+        verdicts = list(pool.map(
+            lambda u: judge(u, client, observer, results_per_id.get(u.id, 0), expected), accepted))
+    completed = sum(v.completed for v in verdicts)
+    lost = len(verdicts) - completed
+    duplicated = sum(v.duplicated for v in verdicts)
+    corrupt = sum(v.corrupt for v in verdicts)
+    for verdict in verdicts:
+        report.problems.extend(verdict.problems)
 
     refused = [u for u in uploads if not u.id and not u.poison]
     for upload in refused:

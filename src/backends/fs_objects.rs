@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use pixmill_actors::ports::{
-    BackendError, Bucket, ErrorKind, ObjectKey, ObjectStore, ObjectStream,
+    BackendError, Bucket, ErrorKind, ListedObject, ObjectKey, ObjectStore, ObjectStream,
 };
 use tokio_util::io::ReaderStream;
 
@@ -32,7 +33,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Known limits: the content type is not kept (the metadata store records each object's
 /// format); a key cannot be both an object and a folder of another key (`a` and `a/b`), which
 /// pixmill's keys (`<image id>/<variant>.<ext>`) never need; emptied folders are left behind
-/// after a delete, because removing them would race with a concurrent write into them.
+/// after a delete, because removing them would race with a concurrent write into them; a
+/// listing walks the whole bucket folder for every page, which suits standalone mode's
+/// thousands of images, not millions.
 #[derive(Clone, Debug)]
 pub struct FsObjectStore {
     root: PathBuf,
@@ -130,6 +133,31 @@ impl ObjectStore for FsObjectStore {
         })
     }
 
+    async fn list(
+        &self,
+        bucket: Bucket,
+        after: Option<&ObjectKey>,
+        limit: u16,
+    ) -> Result<Vec<ListedObject>, BackendError> {
+        let root = self.bucket_dir(bucket);
+        let after = after.map(|key| key.as_str().to_owned());
+        blocking(move || {
+            let mut found = Vec::new();
+            walk(&root, "", &mut found)?;
+            found.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
+            Ok(found
+                .into_iter()
+                .filter(|object| {
+                    after
+                        .as_deref()
+                        .is_none_or(|after| object.key.as_str() > after)
+                })
+                .take(usize::from(limit))
+                .collect())
+        })
+        .await
+    }
+
     async fn delete(&self, bucket: Bucket, key: &ObjectKey) -> Result<(), BackendError> {
         let path = self.object_path(bucket, key);
         match tokio::fs::remove_file(&path).await {
@@ -179,6 +207,40 @@ fn write_atomically(staging: &Path, target: &Path, body: &[u8]) -> io::Result<()
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// Collects every object under `dir`, whose key prefix is `prefix`, skipping the staging
+/// folder. An entry removed while the walk runs is skipped, not an error.
+fn walk(dir: &Path, prefix: &str, found: &mut Vec<ListedObject>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if prefix.is_empty() && name == STAGING_DIR {
+            continue;
+        }
+        let key = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let metadata = match entry.metadata() {
+            Ok(metadata) => metadata,
+            Err(e) if is_missing(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if metadata.is_dir() {
+            match walk(&entry.path(), &key, found) {
+                Err(e) if is_missing(&e) => {}
+                other => other?,
+            }
+        } else if let Ok(key) = ObjectKey::parse(key) {
+            let modified = DateTime::<Utc>::from(metadata.modified()?);
+            found.push(ListedObject { key, modified });
+        }
+    }
+    Ok(())
 }
 
 /// Removes every file in `dir`; returns how many there were.

@@ -19,6 +19,9 @@ pub enum ClaimStep {
     Finished,
     /// A live lease is held by another worker: change nothing.
     LeasedElsewhere,
+    /// A retry is scheduled and not due yet: change nothing (the delivery is a duplicate of
+    /// an earlier publish; the relay publishes the job again when the retry falls due).
+    NotDue,
     /// Out of attempts: mark the row `FAILED` with this error.
     Exhaust(JobError),
     /// Take the job: `PROCESSING`, `attempts = attempt`, lease until `lease_until`.
@@ -33,6 +36,7 @@ pub struct ClaimRow<'a> {
     pub status: Status,
     pub attempts: u32,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    pub dispatch_at: Option<DateTime<Utc>>,
     pub last_error: Option<&'a JobError>,
 }
 
@@ -49,6 +53,12 @@ pub fn decide_claim(
     let leased = row.lease_expires_at.is_some_and(|until| until > now);
     if row.status == Status::Processing && leased {
         return ClaimStep::LeasedElsewhere;
+    }
+    // A new upload waits for its first publish with a mark in the future too, but has no
+    // attempts yet: only a job that already failed an attempt can be early.
+    let retry_pending = row.dispatch_at.is_some_and(|at| at > now);
+    if row.status == Status::Pending && row.attempts > 0 && retry_pending {
+        return ClaimStep::NotDue;
     }
     if row.attempts >= max_attempts {
         return ClaimStep::Exhaust(exhausted_error(row.attempts, row.last_error));
@@ -107,8 +117,37 @@ mod tests {
             status,
             attempts,
             lease_expires_at: lease,
+            dispatch_at: None,
             last_error: None,
         }
+    }
+
+    #[test]
+    fn only_a_retry_that_is_due_is_taken() {
+        let now = now_micros();
+        let lease = Duration::from_secs(30);
+        let later = Some(later_by(now, lease));
+        let waiting = ClaimRow {
+            dispatch_at: later,
+            ..row(Status::Pending, 1, None)
+        };
+        assert_eq!(decide_claim(&waiting, now, lease, 3), ClaimStep::NotDue);
+        let due = ClaimRow {
+            dispatch_at: Some(now),
+            ..row(Status::Pending, 1, None)
+        };
+        assert!(matches!(
+            decide_claim(&due, now, lease, 3),
+            ClaimStep::Take { attempt: 2, .. }
+        ));
+        let new_upload = ClaimRow {
+            dispatch_at: later,
+            ..row(Status::Pending, 0, None)
+        };
+        assert!(matches!(
+            decide_claim(&new_upload, now, lease, 3),
+            ClaimStep::Take { attempt: 1, .. }
+        ));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use pixmill_actors::{ImageId, ImageRecord, JobError, Owner};
 use tokio::time::error::Elapsed;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::NoTls;
+use uuid::Uuid;
 
 use self::codec::{attempt_param, read_row, StoredRow, COLUMNS};
 pub use self::config::PostgresConfig;
@@ -314,11 +315,13 @@ async fn claim(
         status: row.record.status,
         attempts: row.record.attempts,
         lease_expires_at: row.lease_expires_at,
+        dispatch_at: row.dispatch_at,
         last_error: row.record.error.as_ref(),
     };
     let claim = match decide_claim(&state, now, lease, max_attempts) {
         ClaimStep::Finished => Claim::Finished,
         ClaimStep::LeasedElsewhere => Claim::LeasedElsewhere,
+        ClaimStep::NotDue => Claim::NotDue,
         ClaimStep::Exhaust(error) => {
             let sql = format!(
                 "UPDATE images SET status = 'FAILED', error_code = $2, error_message = $3, \
@@ -568,6 +571,23 @@ impl MetadataStore for PostgresStore {
                                                    ELSE lease_expires_at END \
                        WHERE status IN ('PENDING', 'PROCESSING')";
             client.execute(sql, &[&now]).await.map_err(pg_error)
+        };
+        let outcome = self.deadline(work).await;
+        self.settle(client, outcome)
+    }
+
+    async fn existing(&self, ids: &[ImageId]) -> Result<Vec<ImageId>, BackendError> {
+        let client = self.client().await?;
+        let ids: Vec<Uuid> = ids.iter().map(ImageId::as_uuid).collect();
+        let work = async {
+            let statement = client
+                .prepare_cached("SELECT id FROM images WHERE id = ANY($1)")
+                .await
+                .map_err(pg_error)?;
+            let rows = client.query(&statement, &[&ids]).await.map_err(pg_error)?;
+            rows.iter()
+                .map(|row| row.try_get(0).map(ImageId::from_uuid).map_err(pg_error))
+                .collect()
         };
         let outcome = self.deadline(work).await;
         self.settle(client, outcome)

@@ -20,11 +20,11 @@ use minio::s3::http::BaseUrl;
 use minio::s3::minio_error_response::MinioErrorCode;
 use minio::s3::multimap_ext::{Multimap, MultimapExt};
 use minio::s3::segmented_bytes::SegmentedBytes;
-use minio::s3::types::{BucketName, Region, S3Api};
+use minio::s3::types::{BucketName, Region, S3Api, ToStream};
 use minio::s3::utils::ChecksumAlgorithm;
 use minio::s3::{MinioClient, MinioClientBuilder};
 use pixmill_actors::ports::{
-    BackendError, Bucket, ErrorKind, ObjectKey, ObjectStore, ObjectStream,
+    BackendError, Bucket, ErrorKind, ListedObject, ObjectKey, ObjectStore, ObjectStream,
 };
 
 const BACKEND: &str = "s3";
@@ -261,6 +261,42 @@ impl ObjectStore for S3ObjectStore {
             length,
             body: with_idle_timeout(body, self.timeout),
         })
+    }
+
+    /// One ListObjectsV2 request. An entry without a modification time is listed as
+    /// modified now, so age-based clean-up never takes it for old.
+    async fn list(
+        &self,
+        bucket: Bucket,
+        after: Option<&ObjectKey>,
+        limit: u16,
+    ) -> Result<Vec<ListedObject>, BackendError> {
+        let request = async {
+            let mut pages = self
+                .client
+                .list_objects(self.bucket(bucket).clone())
+                .map_err(S3Error::from)?
+                .recursive(true)
+                .start_after(after.map(|key| key.as_str().to_owned()))
+                .max_keys(limit)
+                .build()
+                .to_stream()
+                .await;
+            match pages.next().await {
+                Some(page) => page.map(|page| page.contents),
+                None => Ok(Vec::new()),
+            }
+        };
+        let entries = self.call("list objects", request).await?;
+        Ok(entries
+            .into_iter()
+            .filter(|entry| !entry.is_prefix && !entry.is_delete_marker)
+            .filter_map(|entry| {
+                let key = ObjectKey::parse(entry.name).ok()?;
+                let modified = entry.last_modified.unwrap_or_else(chrono::Utc::now);
+                Some(ListedObject { key, modified })
+            })
+            .collect())
     }
 
     async fn delete(&self, bucket: Bucket, key: &ObjectKey) -> Result<(), BackendError> {

@@ -254,11 +254,13 @@ fn claim(
         status: row.record.status,
         attempts: row.record.attempts,
         lease_expires_at: row.lease_expires_at,
+        dispatch_at: row.dispatch_at,
         last_error: row.record.error.as_ref(),
     };
     let claim = match decide_claim(&state, now, lease, max_attempts) {
         ClaimStep::Finished => Claim::Finished,
         ClaimStep::LeasedElsewhere => Claim::LeasedElsewhere,
+        ClaimStep::NotDue => Claim::NotDue,
         ClaimStep::Exhaust(error) => {
             tx.execute(
                 "UPDATE images SET status = 'FAILED', error_code = ?2, error_message = ?3, \
@@ -353,6 +355,26 @@ fn dispatch_of(row: StoredRow) -> Option<(JobMessage, DateTime<Utc>)> {
         trace_id: None,
     };
     Some((job, due))
+}
+
+/// Ids per statement, well under SQLite's limit on bound parameters.
+const IDS_PER_QUERY: usize = 500;
+
+fn existing(conn: &mut Connection, ids: &[String]) -> rusqlite::Result<Vec<ImageId>> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut statement =
+            conn.prepare(&format!("SELECT id FROM images WHERE id IN ({marks})"))?;
+        let rows = statement.query_map(params_from_iter(chunk), |row| row.get::<_, String>(0))?;
+        for id in rows {
+            // The ids asked for were valid, so the ones found are too.
+            if let Ok(id) = id?.parse() {
+                found.push(id);
+            }
+        }
+    }
+    Ok(found)
 }
 
 #[async_trait]
@@ -485,6 +507,11 @@ impl MetadataStore for SqliteStore {
             Ok(changed as u64)
         })
         .await
+    }
+
+    async fn existing(&self, ids: &[ImageId]) -> Result<Vec<ImageId>, BackendError> {
+        let ids: Vec<String> = ids.iter().map(ImageId::to_string).collect();
+        self.run(move |conn| existing(conn, &ids)).await
     }
 
     async fn ping(&self) -> Result<(), BackendError> {

@@ -85,8 +85,7 @@ impl Gateway {
         let (bytes, probed) = self.probe(request.bytes).await?;
         let request = UploadRequest { bytes, ..request };
         let id = ImageId::new();
-        let key = ObjectKey::parse(format!("{id}.{}", probed.format.extension()))
-            .map_err(|_| ApiError::internal())?;
+        let key = ObjectKey::original(id, probed.format);
         let original = StoredImage {
             key: key.as_str().to_owned(),
             format: probed.format,

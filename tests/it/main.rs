@@ -6,6 +6,7 @@ mod object_store_contract;
 mod observe;
 mod openapi_spec;
 mod operations;
+mod orphan_sweep;
 mod prod;
 mod queue_contract;
 mod rabbitmq_outage;

@@ -41,9 +41,11 @@ macro_rules! every_contract_test {
             a_confirm_keeps_an_earlier_retry_mark,
             an_expired_lease_is_dispatched_again,
             retry_later_is_due_at_retry_time,
+            a_duplicate_before_the_retry_is_due_changes_nothing,
             exhausted_attempts_fail_with_the_last_error,
             redispatch_marks_unfinished_work_due,
             deleted_images_are_gone,
+            existing_names_the_rows_of_every_owner,
             ping_answers,
         );
     };

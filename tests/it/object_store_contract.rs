@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use pixmill::backends::fs_objects::FsObjectStore;
 use pixmill::backends::s3::{S3Config, S3ObjectStore};
-use pixmill_actors::ports::{Bucket, ObjectKey, ObjectStore};
+use pixmill_actors::ports::{Bucket, ListedObject, ObjectKey, ObjectStore};
 
 use crate::service_env::{service_url, unavailable, unique_name};
 
@@ -165,6 +165,43 @@ async fn empty_object_round_trips(store: Arc<dyn ObjectStore>) {
     assert!(store.get(Bucket::Raw, &key).await.unwrap().is_empty());
 }
 
+async fn listing_pages_through_keys_in_order(store: Arc<dyn ObjectStore>) {
+    for raw in ["0190d2.jpg", "0190d1/main.jpg", "0190d0.png"] {
+        store
+            .put(Bucket::Raw, &key(raw), photo_bytes(8), "image/jpeg")
+            .await
+            .unwrap();
+    }
+    let names = |page: &[ListedObject]| -> Vec<String> {
+        page.iter().map(|o| o.key.as_str().to_owned()).collect()
+    };
+
+    let first = store.list(Bucket::Raw, None, 2).await.unwrap();
+    let rest = store
+        .list(Bucket::Raw, Some(&first[1].key), 2)
+        .await
+        .unwrap();
+    let end = store
+        .list(Bucket::Raw, Some(&rest[0].key), 2)
+        .await
+        .unwrap();
+
+    assert_eq!(names(&first), ["0190d0.png", "0190d1/main.jpg"]);
+    assert_eq!(names(&rest), ["0190d2.jpg"]);
+    assert!(end.is_empty());
+    assert!(store
+        .list(Bucket::Processed, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let age = chrono::Utc::now() - first[0].modified;
+    assert!(
+        age.num_hours().abs() < 1,
+        "modified {} is not the time of the put",
+        first[0].modified
+    );
+}
+
 /// One `#[tokio::test]` per contract case, for one backend.
 macro_rules! contract {
     ($fixture:path) => {
@@ -176,6 +213,7 @@ macro_rules! contract {
             delete_removes_and_tolerates_missing,
             ensure_buckets_twice_keeps_objects,
             empty_object_round_trips,
+            listing_pages_through_keys_in_order,
         );
     };
     (@cases $fixture:path; $($case:ident),+ $(,)?) => {

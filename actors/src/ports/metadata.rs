@@ -24,6 +24,10 @@ pub enum Claim {
     /// Another worker holds a live lease; if it dies, the lease expires and the relay
     /// dispatches the job again.
     LeasedElsewhere,
+    /// The job failed an attempt and its retry is not due yet: the delivery is a duplicate
+    /// of an earlier publish (several relays, a redelivery). The relay publishes the job
+    /// again when the retry falls due, so taking it now would only spend an attempt early.
+    NotDue,
     /// The image was deleted.
     Missing,
     /// The job has used all its attempts; the store has marked it `FAILED`.
@@ -111,6 +115,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Marks every unfinished job due now. Used at start when the queue keeps nothing across
     /// restarts (standalone mode), so unfinished work is enqueued again.
     async fn redispatch_unfinished(&self, now: DateTime<Utc>) -> Result<u64, BackendError>;
+
+    /// Which of `ids` have a row, whoever owns them; for the orphan sweeper, which removes
+    /// stored originals that no row refers to.
+    async fn existing(&self, ids: &[ImageId]) -> Result<Vec<ImageId>, BackendError>;
 
     async fn ping(&self) -> Result<(), BackendError>;
 

@@ -2,9 +2,12 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 use super::BackendError;
+use crate::format::ImageFormat;
+use crate::ids::ImageId;
 
 /// The two buckets. Their names are fixed by the product: `raw-images` holds originals,
 /// `processed-images` the renditions.
@@ -56,6 +59,21 @@ impl ObjectKey {
         Ok(Self(raw))
     }
 
+    /// The key of an image's original in `raw-images`: `<image id>.<extension>`.
+    pub fn original(id: ImageId, format: ImageFormat) -> Self {
+        Self(format!("{id}.{}", format.extension()))
+    }
+
+    /// The image whose original this is, for a key made by [`ObjectKey::original`];
+    /// `None` for any other key.
+    pub fn original_of(&self) -> Option<ImageId> {
+        let (stem, extension) = self.0.split_once('.')?;
+        if extension.is_empty() || extension.contains(['.', '/']) {
+            return None;
+        }
+        stem.parse().ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -75,6 +93,14 @@ impl fmt::Display for ObjectKey {
 pub struct ObjectStream {
     pub length: Option<u64>,
     pub body: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+/// One object of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: ObjectKey,
+    /// When the object was last written, by the store's clock.
+    pub modified: DateTime<Utc>,
 }
 
 /// Object storage with the two buckets.
@@ -103,6 +129,16 @@ pub trait ObjectStore: Send + Sync + 'static {
         bucket: Bucket,
         key: &ObjectKey,
     ) -> Result<ObjectStream, BackendError>;
+
+    /// One page of the bucket's objects in key order: at most `limit`, each with a key
+    /// after `after` when given. An empty page means the listing is done. Objects whose
+    /// names are not valid [`ObjectKey`]s (put there by something else) are left out.
+    async fn list(
+        &self,
+        bucket: Bucket,
+        after: Option<&ObjectKey>,
+        limit: u16,
+    ) -> Result<Vec<ListedObject>, BackendError>;
 
     /// Removes the object; removing a missing one succeeds.
     async fn delete(&self, bucket: Bucket, key: &ObjectKey) -> Result<(), BackendError>;
@@ -134,5 +170,26 @@ mod tests {
             assert!(ObjectKey::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(ObjectKey::parse("0190-aa/main.jpg").is_ok());
+    }
+
+    #[test]
+    fn an_original_key_names_its_image_and_nothing_else_does() {
+        let id = ImageId::new();
+        let key = ObjectKey::original(id, ImageFormat::Png);
+
+        assert_eq!(key.as_str(), format!("{id}.png"));
+        assert_eq!(key.original_of(), Some(id));
+        for other in [
+            format!("{id}/main.png"),
+            format!("{id}"),
+            format!("{id}.tar.gz"),
+            "x.png".into(),
+        ] {
+            assert_eq!(
+                ObjectKey::parse(other.clone()).unwrap().original_of(),
+                None,
+                "{other}"
+            );
+        }
     }
 }

@@ -34,9 +34,10 @@ async fn download(args: &StageArgs, delivery: Delivery) {
         .await;
     let job = match claim {
         Ok(Claim::Claimed(job)) => job,
-        Ok(other @ (Claim::Finished | Claim::Missing | Claim::LeasedElsewhere)) => {
+        Ok(other @ (Claim::Finished | Claim::Missing | Claim::LeasedElsewhere | Claim::NotDue)) => {
             // The claim is the deduplication point: a redelivered or republished job that is
-            // done, deleted or being worked on elsewhere is dropped here.
+            // done, deleted, being worked on elsewhere or waiting for its retry is dropped
+            // here.
             tracing::debug!(claim = ?other, "duplicate or stale delivery; dropping");
             settle(delivery, Settlement::Ack).await;
             return;

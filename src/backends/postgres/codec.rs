@@ -13,12 +13,14 @@ use super::BACKEND;
 
 /// The columns every read selects, in the order [`read_row`] expects.
 pub const COLUMNS: &str = "id, owner, status, spec, original, variants, error_code, \
-     error_message, attempts, created_at, updated_at, lease_expires_at, callback_url";
+     error_message, attempts, created_at, updated_at, lease_expires_at, callback_url, \
+     dispatch_at";
 
-/// A row as read: the record plus the lease, which only claims look at.
+/// A row as read: the record plus the lease and the dispatch mark, which only claims look at.
 pub struct StoredRow {
     pub record: ImageRecord,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    pub dispatch_at: Option<DateTime<Utc>>,
 }
 
 /// Decodes a row selected with [`COLUMNS`]. A value that does not decode (a row written
@@ -53,6 +55,7 @@ pub fn read_row(row: &Row) -> Result<StoredRow, BackendError> {
     Ok(StoredRow {
         record,
         lease_expires_at: row.try_get(11).map_err(pg_error)?,
+        dispatch_at: row.try_get(13).map_err(pg_error)?,
     })
 }
 

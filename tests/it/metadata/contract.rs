@@ -474,7 +474,24 @@ pub async fn retry_later_is_due_at_retry_time(store: Store) {
     assert_eq!(waiting.attempts, 1);
     assert!(!is_due(&store, record.id, retry_at - secs(1)).await);
     assert_eq!(due_ids(&store, retry_at).await, vec![(record.id, retry_at)]);
-    assert_eq!(claim(&store, record.id, LEASE).await.attempt, 2);
+}
+
+pub async fn a_duplicate_before_the_retry_is_due_changes_nothing(store: Store) {
+    let (record, job) = claimed(&store, &owner(), LEASE).await;
+    let error = JobError::new("storage_unavailable", "raw-images did not answer");
+    let retry_at = now() + secs(30);
+    assert!(store
+        .retry_later(record.id, job.attempt, &error, retry_at)
+        .await
+        .unwrap());
+    let before = status_of(&store, &record).await;
+
+    // A second relay's copy of the publish that led to attempt 1 arrives now.
+    let outcome = store.claim(record.id, LEASE, MAX_ATTEMPTS).await.unwrap();
+
+    assert!(matches!(outcome, Claim::NotDue), "got {outcome:?}");
+    assert_eq!(status_of(&store, &record).await, before);
+    assert_eq!(due_ids(&store, retry_at).await, vec![(record.id, retry_at)]);
 }
 
 pub async fn exhausted_attempts_fail_with_the_last_error(store: Store) {
@@ -550,6 +567,23 @@ pub async fn deleted_images_are_gone(store: Store) {
     ));
     assert_eq!(store.delete(&record.owner, record.id).await.unwrap(), None);
     assert!(!is_due(&store, record.id, now() + secs(3600)).await);
+}
+
+pub async fn existing_names_the_rows_of_every_owner(store: Store) {
+    let mine = insert_new(&store, &upload(&owner(), now())).await;
+    let theirs = insert_new(&store, &upload(&owner(), now())).await;
+    let never_stored = ImageId::new();
+
+    let mut found = store
+        .existing(&[theirs.id, never_stored, mine.id])
+        .await
+        .unwrap();
+
+    found.sort();
+    let mut expected = vec![mine.id, theirs.id];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert!(store.existing(&[]).await.unwrap().is_empty());
 }
 
 pub async fn ping_answers(store: Store) {

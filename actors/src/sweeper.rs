@@ -1,0 +1,110 @@
+//! The orphan sweeper: removes originals that no image refers to.
+//!
+//! An upload stores its original before it commits its row (so a row never points at a
+//! missing object). An upload that dies in between (a gateway crash, a failed commit whose
+//! clean-up failed too) leaves an original behind that nothing will ever read; so does a
+//! delete whose object removal failed. Every `sweep_interval` the sweeper lists `raw-images`
+//! page by page and removes each original older than `orphan_age` whose image has no row.
+//!
+//! Known limits: each sweep lists the whole bucket and looks every id up, so its cost grows
+//! with the number of images (one list request and one query per thousand); every engine
+//! sweeps, so several workers repeat each other's work (harmlessly: removal is idempotent).
+//! Keys not made by [`ObjectKey::original`] are left alone, and `processed-images` is not
+//! swept: a rendition outlives its image only when a delete failed halfway.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::ports::{BackendError, Bucket, ObjectKey};
+use crate::stages::{StageArgs, StageContext};
+use crate::stats::ActorState;
+
+/// Objects listed, and ids looked up, per round trip.
+const PAGE: u16 = 1000;
+
+pub struct Sweeper;
+
+pub enum SweeperMsg {
+    Sweep,
+}
+
+impl Actor for Sweeper {
+    type Msg = SweeperMsg;
+    type State = StageArgs;
+    type Arguments = StageArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: StageArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_after(args.ctx.config.sweep_interval, || SweeperMsg::Sweep);
+        args.stats.set_state(ActorState::Running);
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _msg: Self::Msg,
+        args: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if args.ctx.shutdown.is_cancelled() {
+            return Ok(());
+        }
+        match sweep(&args.ctx).await {
+            Ok(0) => tracing::debug!("no orphaned originals"),
+            Ok(removed) => {
+                args.stats.job_done();
+                tracing::info!(removed, "removed orphaned originals");
+            }
+            Err(error) => {
+                args.stats.job_failed();
+                tracing::warn!(error = %error, "orphan sweep failed; trying again next interval");
+            }
+        }
+        // Scheduled after the sweep, not on a fixed interval: a slow sweep never queues up
+        // the next one behind it.
+        myself.send_after(args.ctx.config.sweep_interval, || SweeperMsg::Sweep);
+        Ok(())
+    }
+}
+
+/// One pass over `raw-images`; returns how many originals it removed.
+async fn sweep(ctx: &StageContext) -> Result<usize, BackendError> {
+    let ports = &ctx.ports;
+    let cutoff = Utc::now()
+        - chrono::Duration::from_std(ctx.config.orphan_age).unwrap_or(chrono::Duration::MAX);
+    let mut after: Option<ObjectKey> = None;
+    let mut removed = 0;
+    while !ctx.shutdown.is_cancelled() {
+        let page = ports
+            .objects
+            .list(Bucket::Raw, after.as_ref(), PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+        let full = page.len() == usize::from(PAGE);
+
+        let old: Vec<_> = page
+            .into_iter()
+            .filter(|object| object.modified < cutoff)
+            .filter_map(|object| Some((object.key.original_of()?, object.key)))
+            .collect();
+        if !old.is_empty() {
+            let ids: Vec<_> = old.iter().map(|(id, _)| *id).collect();
+            let known: HashSet<_> = ports.metadata.existing(&ids).await?.into_iter().collect();
+            for (id, key) in old.into_iter().filter(|(id, _)| !known.contains(id)) {
+                ports.objects.delete(Bucket::Raw, &key).await?;
+                tracing::info!(image_id = %id, key = %key, "removed an original no image refers to");
+                removed += 1;
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(removed)
+}
