@@ -6,8 +6,8 @@
 #   source scripts/test-services.sh        exports PIXMILL_TEST_* into this shell; the S3
 #                                          server keeps running (pixmill_test_services_stop
 #                                          ends it)
-#   scripts/test-services.sh CMD [ARGS]    runs CMD with them, then stops the S3 server if
-#                                          this run started it; exits with CMD's status
+#   scripts/test-services.sh CMD [ARGS]    runs CMD with them and an S3 server of its own,
+#                                          stopped when CMD ends; exits with CMD's status
 #   scripts/test-services.sh               prints the export lines, for eval
 #
 # Idempotent (running services and an S3 server started earlier are reused), quiet on
@@ -22,7 +22,7 @@ _pm_moto_pid_file="$_pm_state_dir/moto.pid"
 _pm_moto_port_file="$_pm_state_dir/moto.port"
 _pm_moto_log="$_pm_state_dir/moto.log"
 _pm_moto_spec='moto[server]>=5,<6'
-_pm_started_moto=""
+_pm_moto_pid=""
 
 _pm_fail() {
     echo "test-services: $*" >&2
@@ -110,8 +110,34 @@ _pm_moto_answers() {
     curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$1/"
 }
 
-# Reuses a moto started earlier (its PID alive and its port answering), else starts one.
-_pm_moto() {
+# Starts a moto on a free port and waits until it answers; sets _pm_moto_port and
+# _pm_moto_pid. Records it in the state dir only when $1 is "shared".
+_pm_moto_start() {
+    local port pid log="$_pm_moto_log"
+    _pm_moto_install || return 1
+    port="$(_pm_free_port)" || _pm_fail "could not find a free port" || return 1
+    [ "$1" = shared ] || log="$_pm_state_dir/moto.$port.log"
+    nohup "$_pm_venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+    pid=$!
+    if ! _pm_wait_for "_pm_moto_answers $port" 60; then
+        tail -n 20 "$log" >&2
+        kill "$pid" 2>/dev/null
+        _pm_fail "moto did not answer on 127.0.0.1:$port within 60 s"
+        return 1
+    fi
+    if [ "$1" = shared ]; then
+        echo "$pid" >"$_pm_moto_pid_file"
+        echo "$port" >"$_pm_moto_port_file"
+    else
+        rm -f "$log"
+    fi
+    _pm_moto_pid="$pid"
+    _pm_moto_port="$port"
+}
+
+# For a sourcing shell: reuses a moto started earlier (its PID alive and its port
+# answering), else starts one and records it, so later shells reuse it too.
+_pm_moto_shared() {
     local pid port
     if [ -f "$_pm_moto_pid_file" ] && [ -f "$_pm_moto_port_file" ]; then
         pid="$(cat "$_pm_moto_pid_file")"
@@ -121,22 +147,7 @@ _pm_moto() {
             return 0
         fi
     fi
-
-    _pm_moto_install || return 1
-    port="$(_pm_free_port)" || _pm_fail "could not find a free port" || return 1
-    nohup "$_pm_venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$_pm_moto_log" 2>&1 &
-    pid=$!
-    echo "$pid" >"$_pm_moto_pid_file"
-    echo "$port" >"$_pm_moto_port_file"
-    if ! _pm_wait_for "_pm_moto_answers $port" 60; then
-        tail -n 20 "$_pm_moto_log" >&2
-        kill "$pid" 2>/dev/null
-        rm -f "$_pm_moto_pid_file" "$_pm_moto_port_file"
-        _pm_fail "moto did not answer on 127.0.0.1:$port within 60 s"
-        return 1
-    fi
-    _pm_started_moto="$pid"
-    _pm_moto_port="$port"
+    _pm_moto_start shared
 }
 
 # Whether PID $1 is a moto server (a stale PID file may name a reused PID).
@@ -153,12 +164,18 @@ pixmill_test_services_stop() {
     rm -f "$_pm_moto_pid_file" "$_pm_moto_port_file"
 }
 
+# $1: "shared" (a sourcing shell: reuse or record a long-lived moto) or "private" (a moto
+# of this run's own, stopped when the run ends, so concurrent runs never stop each other's).
 pixmill_test_services_up() {
     _pm_install_missing || return 1
     _pm_postgres || return 1
     _pm_redis || return 1
     _pm_rabbitmq || return 1
-    _pm_moto || return 1
+    if [ "${1:-shared}" = shared ]; then
+        _pm_moto_shared || return 1
+    else
+        _pm_moto_start private || return 1
+    fi
 
     export PIXMILL_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/test"
     export PIXMILL_TEST_REDIS_URL="redis://127.0.0.1:6379"
@@ -174,15 +191,15 @@ if [ "${BASH_SOURCE[0]}" != "$0" ]; then
     return $?
 fi
 
-pixmill_test_services_up || exit 1
 if [ $# -eq 0 ]; then
+    pixmill_test_services_up shared || exit 1
     for var in PIXMILL_TEST_POSTGRES_URL PIXMILL_TEST_REDIS_URL PIXMILL_TEST_AMQP_URL \
         PIXMILL_TEST_S3_URL PIXMILL_TEST_S3_ACCESS_KEY PIXMILL_TEST_S3_SECRET_KEY; do
         printf 'export %s=%q\n' "$var" "${!var}"
     done
     exit 0
 fi
-if [ -n "$_pm_started_moto" ]; then
-    trap pixmill_test_services_stop EXIT
-fi
+pixmill_test_services_up private || exit 1
+# Not exec: the trap must outlive the command to stop this run's own moto.
+trap 'kill "$_pm_moto_pid" 2>/dev/null' EXIT
 "$@"
