@@ -12,6 +12,5 @@ mod queue_contract;
 mod rabbitmq_outage;
 mod redis_fastpath;
 mod service_env;
-mod services;
 mod standalone;
 mod support;

@@ -14,7 +14,7 @@ use pixmill_actors::{
     ImageFormat, ImageId, ImageRecord, JobSpec, OutputSpec, Owner, Pipeline, Status, StoredImage,
 };
 
-use crate::services::{redis_url, unique_name, unreachable};
+use crate::service_env::{redis_url, unavailable, unique_name};
 
 const WINDOW: Duration = Duration::from_secs(60);
 
@@ -31,7 +31,7 @@ async fn connect(prefix: &str) -> Option<RedisConnection> {
     match RedisConnection::connect(&config(prefix)).await {
         Ok(conn) => Some(conn),
         Err(error) if matches!(error.kind, ErrorKind::Unavailable | ErrorKind::Timeout) => {
-            unreachable("Redis", &error);
+            unavailable("Redis", &error);
             None
         }
         Err(error) => panic!("connecting to Redis failed: {error}"),

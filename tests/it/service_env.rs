@@ -1,7 +1,7 @@
-//! How tests find the real services: `PIXMILL_TEST_*` variables, exported by
-//! `scripts/test-services.sh`. Under CI (the `CI` variable set) a missing or unreachable
-//! service fails the test; elsewhere the test is skipped with a loud note, so a developer
-//! without the services can still run the rest.
+//! How tests find the real services (PostgreSQL, Redis, RabbitMQ, S3): `PIXMILL_TEST_*`
+//! variables, exported by `scripts/test-services.sh`. Under CI (the `CI` variable set) a
+//! missing or unreachable service fails the test; elsewhere the test is skipped with a loud
+//! note, so a developer without the services can still run the rest.
 
 use std::fmt::Display;
 
@@ -28,6 +28,22 @@ pub fn service_url(service: &str, var: &str, default: Option<&str>) -> Option<St
             None
         }
     }
+}
+
+/// The database the PostgreSQL tests use; each test works in a schema of its own.
+pub fn postgres_url() -> String {
+    std::env::var("PIXMILL_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The Redis server the fast-path tests use; each test works under a key prefix of its own.
+pub fn redis_url() -> String {
+    std::env::var("PIXMILL_TEST_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
 }
 
 /// A name no other test run uses: `prefix` and 12 random hex digits.

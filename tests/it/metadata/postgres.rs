@@ -7,7 +7,7 @@ use std::time::Duration;
 use pixmill::backends::postgres::{PostgresConfig, PostgresStore};
 use pixmill_actors::ports::{ErrorKind, MetadataStore};
 
-use crate::services::{postgres_url, unique_name, unreachable};
+use crate::service_env::{postgres_url, unavailable, unique_name};
 
 /// The schema a test owns.
 struct Fixture {
@@ -28,7 +28,7 @@ async fn open() -> Option<(Arc<dyn MetadataStore>, Fixture)> {
     match PostgresStore::connect(&config(&schema)).await {
         Ok(store) => Some((Arc::new(store), Fixture { schema })),
         Err(error) if error.kind == ErrorKind::Unavailable || error.kind == ErrorKind::Timeout => {
-            unreachable("PostgreSQL", &error);
+            unavailable("PostgreSQL", &error);
             None
         }
         Err(error) => panic!("connecting to PostgreSQL failed: {error}"),
@@ -60,7 +60,7 @@ async fn describe_names_the_server_but_not_the_password() {
     };
     let store = match PostgresStore::connect(&config).await {
         Ok(store) => store,
-        Err(error) => return unreachable("PostgreSQL", &error),
+        Err(error) => return unavailable("PostgreSQL", &error),
     };
 
     let text = store.describe();
