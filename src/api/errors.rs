@@ -196,6 +196,9 @@ fn render_error(error: poem::Error) -> Response {
         // An operation's own documented error response: already our JSON shape.
         return error.into_response();
     }
+    if let Some(param) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        return ApiError::bad_request(parameter_code(param.name), error.to_string()).as_response();
+    }
     let status = error.status();
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such endpoint; see /docs".to_owned()),
@@ -229,6 +232,17 @@ fn render_error(error: poem::Error) -> Response {
         api.www_authenticate = Some(AuthError::MissingToken.challenge());
     }
     api.as_response()
+}
+
+/// The code of a query or path parameter the spec's schema refused: the same code the
+/// handler gives for a value the schema cannot describe, so a client sees one code per
+/// parameter whichever check caught it.
+fn parameter_code(name: &str) -> &'static str {
+    match name {
+        "wait" => "invalid_wait",
+        "cursor" => "invalid_cursor",
+        _ => "bad_request",
+    }
 }
 
 /// Answers a request whose handler panicked with the opaque `500`, instead of dropping the

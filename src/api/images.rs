@@ -203,7 +203,9 @@ impl ImagesApi {
         gateway: Data<&Arc<Gateway>>,
         auth: BearerAuth,
         id: Path<String>,
-        /// Long poll for up to this long, e.g. `30s` or `30` (seconds); at most `60s`.
+        /// Long poll for up to this long: seconds (`30`, `30s`) or milliseconds (`500ms`),
+        /// at most `60s`.
+        #[oai(validator(pattern = r"^((60|[1-5]?[0-9])s?|(60000|[1-5]?[0-9]{1,4})ms)$"))]
         wait: Query<Option<String>>,
     ) -> Result<ImageResponse, PollError> {
         let record = match wait.0.as_deref().map(parse_wait).transpose()? {
@@ -340,17 +342,25 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The longest `wait` a long poll accepts.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// `wait` as a duration: humantime (`30s`, `1m`) or plain seconds.
+/// `wait` as a duration. The spec's pattern already admits only `0`-`60` seconds (`30`,
+/// `30s`) or `0`-`60000` milliseconds (`500ms`); this parses what the pattern let through
+/// and refuses the rest the same way, should the two ever drift apart.
 fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
     let invalid = || {
         ApiError::bad_request(
             "invalid_wait",
-            "wait must be a duration of at most 60 s, e.g. 30s",
+            "wait must be seconds or milliseconds, at most 60 s, e.g. 30s or 500ms",
         )
     };
-    let wait = match raw.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => humantime::parse_duration(raw).map_err(|_| invalid())?,
+    let wait = if let Some(millis) = raw.strip_suffix("ms") {
+        Duration::from_millis(millis.parse().map_err(|_| invalid())?)
+    } else {
+        Duration::from_secs(
+            raw.strip_suffix('s')
+                .unwrap_or(raw)
+                .parse()
+                .map_err(|_| invalid())?,
+        )
     };
     if wait > MAX_WAIT {
         return Err(invalid());
