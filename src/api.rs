@@ -1,7 +1,8 @@
 //! The HTTP API: poem-openapi operations grouped by resource, the spec generated from them,
 //! and the one place that renders every error as JSON.
 //!
-//! - [`images`] serves `/v1/images` (upload, status, events, list, download, delete)
+//! - [`images`] serves `/v1/images` (upload, status, events, list, download, delete);
+//!   `status_events` is the event stream's payload, documented one event at a time
 //! - [`system`] serves `/v1/system/actors` (operators)
 //! - [`health`] serves `/healthz`, `/readyz`; `/metrics` (Prometheus) is outside the spec
 //! - [`request_log`] wraps everything: request ids, the access line, HTTP metrics
@@ -18,6 +19,7 @@ mod metrics_endpoint;
 pub mod models;
 pub mod request_log;
 pub mod security;
+mod status_events;
 mod step_parts;
 pub mod steps;
 pub mod system;

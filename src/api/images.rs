@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use pixmill_actors::pipeline::{OutputSpec, Rgb};
 use pixmill_actors::ports::Bucket;
@@ -19,6 +18,7 @@ use super::download::ImageBytes;
 use super::errors::{error_responses, ApiError};
 use super::models::{ImageDocument, ImagePage, ImageStatusCode};
 use super::security::BearerAuth;
+use super::status_events::StatusEvents;
 use super::step_parts::StepParts;
 use super::steps::to_pipeline;
 use super::upload_slot::UploadSlot;
@@ -125,7 +125,7 @@ pub enum EventsResponse {
     /// the JSON document; comments keep the connection alive. The stream ends after a final
     /// status (`COMPLETED` or `FAILED`), or after 10 minutes (reconnect to go on).
     #[oai(status = 200)]
-    Events(EventStream<BoxStream<'static, ImageDocument>>),
+    Events(StatusEvents),
 }
 
 error_responses!(
@@ -230,9 +230,9 @@ impl ImagesApi {
     ) -> Result<EventsResponse, ReadError> {
         let records = Arc::clone(*gateway).image_changes(auth.0, &id.0).await?;
         let documents = records.map(|record| ImageDocument::from(&record)).boxed();
-        Ok(EventsResponse::Events(
+        Ok(EventsResponse::Events(StatusEvents(
             EventStream::new(documents).keep_alive(KEEP_ALIVE),
-        ))
+        )))
     }
 
     /// The caller's images, newest first.
