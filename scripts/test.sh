@@ -20,6 +20,9 @@ bash scripts/test-services.sh cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== a client generated from openapi/ (upload, poll, download through it)"
 bash scripts/client-test.sh
 
+echo "== the API fuzzed from its own spec (schemathesis: no 5xx, every answer as documented)"
+bash scripts/api-fuzz.sh
+
 # One closing line for the whole suite: cargo prints a summary per test binary, the last of
 # them for doc-tests (usually 0), which would otherwise read as the suite's total.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
