@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: brings up the services the tests need
-# (PostgreSQL, Redis, RabbitMQ, an S3 server), runs every Rust test against them, and checks
-# the deployment files. `.ci/run` calls exactly this.
+# (PostgreSQL, Redis, RabbitMQ, an S3 server), runs every Rust test against them, checks
+# the deployment files, a generated client and the spec (schemathesis), and runs the fault
+# battery. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,9 @@ bash scripts/client-test.sh
 
 echo "== the API fuzzed from its own spec (schemathesis: no 5xx, every answer as documented)"
 bash scripts/api-fuzz.sh
+
+echo "== the fault battery (crashes, restarts, outages, poison, duplicates; one line per scenario)"
+bash scripts/fault-battery.sh
 
 # One closing line for the whole suite: cargo prints a summary per test binary, the last of
 # them for doc-tests (usually 0), which would otherwise read as the suite's total.
