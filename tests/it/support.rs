@@ -23,8 +23,10 @@ pub fn corpus(name: &str) -> PathBuf {
 /// The configuration of a standalone process in `data_dir`, on a free port, tuned so that
 /// retries and the relay act within a test's patience.
 pub fn standalone_config(data_dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = data_dir.to_path_buf();
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
     config.server.addr = "127.0.0.1:0".parse().expect("literal address");
     config.engine.relay_interval = Duration::from_millis(100);
     config.engine.retry.base_delay = Duration::from_millis(50);
