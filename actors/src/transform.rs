@@ -18,6 +18,8 @@
 //! - `animation`: composited frames of GIF/WebP/APNG, one at a time.
 //! - `encode`: pixels only, so no input metadata reaches an output.
 //! - [`render_all`]: probe, decode once, every rendition in order.
+//! - [`probe_violation`]: the contract every probe answer keeps, for the fuzz target
+//!   (`fuzz/`, `scripts/fuzz.sh`) and the replay of its findings.
 
 mod animation;
 mod canvas;
@@ -34,10 +36,12 @@ mod orientation;
 mod panics;
 mod plan;
 mod probe;
+mod probe_check;
 mod render;
 mod sniff;
 
 pub use error::{InputError, TransformError};
 pub use limits::InputLimits;
 pub use probe::{probe, Probe};
+pub use probe_check::probe_violation;
 pub use render::{render_all, Rendered};

@@ -1,6 +1,7 @@
 //! pixmill's integration tests: one binary, one module per area.
 
 mod auth;
+mod hostile;
 mod metadata;
 mod object_store_contract;
 mod observe;

@@ -24,6 +24,9 @@ impl Probe {
     }
 }
 
+/// How the error of a header parser that panicked begins.
+pub(crate) const PARSER_PANICKED: &str = "the header parser failed";
+
 /// Recognises the format from the magic bytes, reads the declared size from the header and
 /// walks the container for truncation, without decoding pixels. Every limit is checked here,
 /// so a refused file never reaches a decoder. A header parser that panics on the file makes
@@ -31,7 +34,7 @@ impl Probe {
 pub fn probe(bytes: &[u8], limits: &InputLimits) -> Result<Probe, InputError> {
     panics::contain(
         || probe_unguarded(bytes, limits),
-        |message| InputError::Corrupt(format!("the header parser failed: {message}")),
+        |message| InputError::Corrupt(format!("{PARSER_PANICKED}: {message}")),
     )
 }
 
