@@ -103,7 +103,7 @@ impl TokenVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }
-        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let header = decode_header(token).map_err(|_| refusal_of_unreadable_header(token))?;
         if !ALLOWED.contains(&header.alg) {
             return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
         }
@@ -158,4 +158,31 @@ impl TokenVerifier {
             roles: claims.realm_access.roles,
         })
     }
+}
+
+/// Why a header jsonwebtoken cannot read is refused: an algorithm it does not even know
+/// (`none`, the unsigned-token attack, above all) is named as such, so the client reads
+/// `algorithm_not_allowed` rather than a vague `malformed_token`.
+fn refusal_of_unreadable_header(token: &str) -> AuthError {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    #[derive(Deserialize)]
+    struct AlgOnly {
+        alg: String,
+    }
+    token
+        .split('.')
+        .next()
+        .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())
+        .and_then(|json| serde_json::from_slice::<AlgOnly>(&json).ok())
+        .filter(|header| {
+            header
+                .alg
+                .parse::<Algorithm>()
+                .map_or(true, |alg| !ALLOWED.contains(&alg))
+        })
+        .map_or(AuthError::Malformed, |header| {
+            AuthError::AlgorithmNotAllowed(header.alg)
+        })
 }

@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::support::tokens::{claims, sign, token_for};
+use crate::support::tokens::{
+    claims, issuer_jwk, sign, sign_hs256_with_public_key, sign_with_header, token_for, unsigned,
+};
 use crate::support::{corpus, Standalone};
 
 async fn status_of(
@@ -104,6 +106,75 @@ async fn bad_tokens_are_refused_with_a_reason() {
     );
     assert_eq!(status_of(&app, Some(&azp_only)).await.0, 200);
     assert_eq!(status_of(&app, Some(&token_for("alice"))).await.0, 200);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_algorithms_and_key_headers_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let good = claims("mallory", json!({}));
+    let cases = [
+        ("alg=none", unsigned(&good), "algorithm_not_allowed"),
+        (
+            "HS256 keyed with the issuer's public key",
+            sign_hs256_with_public_key(&good),
+            "algorithm_not_allowed",
+        ),
+        (
+            "jku to the attacker's key set",
+            sign_with_header(&good, json!({"jku": "http://127.0.0.1:9/jwks.json"})),
+            "forbidden_token_header",
+        ),
+        (
+            "x5u to the attacker's certificate",
+            sign_with_header(&good, json!({"x5u": "http://127.0.0.1:9/cert.pem"})),
+            "forbidden_token_header",
+        ),
+        (
+            "embedded jwk",
+            sign_with_header(&good, json!({"jwk": issuer_jwk()})),
+            "forbidden_token_header",
+        ),
+        (
+            "no iss",
+            sign(&claims("mallory", json!({"iss": null})), false),
+            "missing_claim",
+        ),
+    ];
+    for (what, token, code) in cases {
+        let (status, challenge, body) = status_of(&app, Some(&token)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some(code)),
+            "{what}: {body}"
+        );
+        assert!(
+            challenge.is_some_and(|c| c.starts_with("Bearer") && c.contains("invalid_token")),
+            "{what}: no invalid_token challenge"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_within_the_leeway_is_forgiven() {
+    // `auth.leeway` is 30 s by default: a token that expired 5 s ago, or becomes valid in
+    // 5 s, is a clock a little off, not an attack; a minute is refused (see above for hours).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let now = chrono::Utc::now().timestamp();
+    let cases = [
+        ("expired 5 s ago", json!({"exp": now - 5, "iat": now - 600, "nbf": now - 600}), 200),
+        ("valid in 5 s", json!({"nbf": now + 5, "iat": now + 5}), 200),
+        ("expired 90 s ago", json!({"exp": now - 90, "iat": now - 600, "nbf": now - 600}), 401),
+        ("valid in 90 s", json!({"nbf": now + 90, "iat": now + 90}), 401),
+    ];
+    for (what, changes, expected) in cases {
+        let token = sign(&claims("alice", changes), false);
+        let (status, _, body) = status_of(&app, Some(&token)).await;
+        assert_eq!(status, expected, "{what}: {body}");
+    }
     app.stop().await;
 }
 

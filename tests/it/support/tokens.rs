@@ -75,3 +75,49 @@ pub fn sign(claims: &Value, other_key: bool) -> String {
     )
     .expect("sign")
 }
+
+/// An RS256 token from the fixture key whose header also carries `extra` (e.g. `jku`), as
+/// an attacker pointing the verifier at keys of their own would send it.
+pub fn sign_with_header(claims: &Value, extra: Value) -> String {
+    let mut header = serde_json::to_value(Header::new(Algorithm::RS256)).expect("header");
+    header["kid"] = json!(kid());
+    if let (Some(target), Some(extra)) = (header.as_object_mut(), extra.as_object()) {
+        target.extend(extra.clone());
+    }
+    let header: Header = serde_json::from_value(header).expect("header fields");
+    let pem = std::fs::read(fixture_key_path()).expect("key");
+    encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).expect("pem")).expect("sign")
+}
+
+/// The fixture issuer's public key as it appears in its JWKS: what an attacker has.
+pub fn issuer_jwk() -> Value {
+    let jwks = serde_json::to_value(fixture_issuer().jwks()).expect("jwks");
+    jwks["keys"][0].clone()
+}
+
+/// The classic key-confusion forgery: HS256, keyed with the issuer's *public* key (PEM).
+pub fn sign_hs256_with_public_key(claims: &Value) -> String {
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+    let pem = std::fs::read_to_string(fixture_key_path()).expect("key");
+    let public = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
+        .expect("fixture key")
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .expect("public pem");
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid());
+    let key = EncodingKey::from_secret(public.as_bytes()).expect("hmac key");
+    encode(&header, claims, &key).expect("sign")
+}
+
+/// `alg: none`: the claims with no signature at all.
+pub fn unsigned(claims: &Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let header = json!({"alg": "none", "typ": "JWT", "kid": kid()});
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
