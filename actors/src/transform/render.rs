@@ -25,6 +25,23 @@ pub struct Rendered {
     pub first_frame_only: bool,
 }
 
+/// How the kernel may take shortcuts that change pixels slightly but never sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Decode a JPEG at a reduced DCT scale when every rendition is smaller (on by default).
+    /// Off, every JPEG is decoded at full size first: slower, a little sharper, and what the
+    /// benchmark's "resize from a full decode" row measures.
+    pub shrink_on_load: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self {
+            shrink_on_load: true,
+        }
+    }
+}
+
 /// Decodes `input` once and renders every rendition of `spec`, in order (primary first).
 ///
 /// The input is probed again first, so every limit holds here as at upload. A large JPEG is
@@ -35,8 +52,18 @@ pub fn render_all(
     spec: &JobSpec,
     limits: &InputLimits,
 ) -> Result<Vec<Rendered>, TransformError> {
+    render_all_with(input, spec, limits, RenderOptions::default())
+}
+
+/// [`render_all`] with explicit [`RenderOptions`].
+pub fn render_all_with(
+    input: &[u8],
+    spec: &JobSpec,
+    limits: &InputLimits,
+    options: RenderOptions,
+) -> Result<Vec<Rendered>, TransformError> {
     panics::contain(
-        || render_unguarded(input, spec, limits),
+        || render_unguarded(input, spec, limits, options),
         TransformError::Internal,
     )
 }
@@ -45,6 +72,7 @@ fn render_unguarded(
     input: &[u8],
     spec: &JobSpec,
     limits: &InputLimits,
+    options: RenderOptions,
 ) -> Result<Vec<Rendered>, TransformError> {
     let probed = probe(input, limits)?;
     let animate = |r: &Rendition| {
@@ -53,7 +81,7 @@ fn render_unguarded(
     if probed.is_animated() && spec.renditions.iter().any(animate) {
         return render_animated(input, &probed, spec, limits, animate);
     }
-    let first = first_canvas(input, &probed, spec, limits)?;
+    let first = first_canvas(input, &probed, spec, limits, options)?;
     // Every rendition but the last works on a copy; the last takes the decoded canvas, so a
     // single rendition never holds the decoded image twice.
     let mut first = Some(first);
@@ -80,6 +108,7 @@ fn first_canvas(
     probed: &Probe,
     spec: &JobSpec,
     limits: &InputLimits,
+    options: RenderOptions,
 ) -> Result<Canvas, TransformError> {
     if probed.is_animated() {
         let mut frames = animation::open(input, probed.format, limits)?;
@@ -89,7 +118,13 @@ fn first_canvas(
         return Ok(first.canvas);
     }
     let needs = Needs {
-        size: &|upright| plan::needed_size(spec, upright),
+        size: &|upright| {
+            if options.shrink_on_load {
+                plan::needed_size(spec, upright)
+            } else {
+                None
+            }
+        },
         luma_only: plan::luma_suffices(spec),
     };
     decode_still(input, probed, limits, needs)
