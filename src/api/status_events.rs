@@ -26,7 +26,8 @@ pub struct StatusEvents(pub EventStream<BoxStream<'static, ImageDocument>>);
 #[oai(rename = "ImageStatusEvent")]
 #[allow(dead_code)] // never built: it describes what `EventStream` writes
 struct StatusEvent {
-    /// Always `message`.
+    // Always `message`. A plain comment on purpose: a doc comment on a field of enum type
+    // becomes an `allOf` wrapper in the spec, which generated clients refuse.
     event: StatusEventName,
     /// The image's status document (`ImageDocument`) as JSON text.
     data: String,
