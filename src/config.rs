@@ -95,6 +95,9 @@ pub struct ServerConfig {
     /// is read inside the slot); more wait for a slot, and the wait counts against
     /// `request_timeout`.
     pub max_concurrent_uploads: usize,
+    /// Uploads one owner may have in progress at once per gateway, so one token cannot hold
+    /// every slot; past it `429 too_many_concurrent_uploads`. Below 1 is read as 1.
+    pub max_concurrent_uploads_per_owner: usize,
     /// How long the gateway waits for in-flight requests on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -114,6 +117,7 @@ impl Default for ServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout: Duration::from_secs(60),
             max_concurrent_uploads: 64,
+            max_concurrent_uploads_per_owner: 8,
             shutdown_grace: Duration::from_secs(10),
             publish_grace: Duration::from_secs(10),
             wait_reread: Duration::from_secs(2),
