@@ -96,7 +96,7 @@ impl Gateway {
             self.require_role(who, role)?;
         }
         let Some(permit) = self.owner_uploads.try_acquire(&who.owner) else {
-            tracing::info!(owner = %who.owner, cap = self.owner_uploads.cap(), "upload refused: owner has every upload slot it may hold");
+            tracing::debug!(owner = %who.owner, cap = self.owner_uploads.cap(), "upload refused: owner has every upload slot it may hold");
             return Err(too_many_concurrent(self.owner_uploads.cap()));
         };
         self.check_rate(who).await?;
