@@ -75,6 +75,13 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .at("/metrics", poem::get(metrics_endpoint::metrics))
+        .around(|endpoint, mut request| async move {
+            // Empty until the bearer check fills it; see `upload_slot`.
+            request
+                .extensions_mut()
+                .insert(upload_slot::VerifiedCaller::default());
+            endpoint.call(request).await
+        })
         .around(move |endpoint, request| async move {
             body_limit::limit_body(&*endpoint, request, body_limit).await
         })

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::config::Config;
-use crate::gateway::{Gateway, WaitLimits};
+use crate::gateway::{Gateway, OwnerUploads, WaitLimits};
 use crate::metrics::{Metrics, RuntimeSources};
 use crate::webhooks::delivery::WebhookSender;
 use crate::webhooks::notifier::WebhookNotifier;
@@ -153,6 +153,7 @@ impl App {
             admin_role: config.auth.admin_role.clone(),
             publish_grace: config.server.publish_grace,
             upload_slots,
+            owner_uploads: OwnerUploads::new(config.server.max_concurrent_uploads_per_owner),
             draining: AtomicBool::new(false),
             actors,
             events: backends.feed.clone(),

@@ -95,6 +95,9 @@ pub struct ServerConfig {
     /// is read inside the slot); more wait for a slot, and the wait counts against
     /// `request_timeout`.
     pub max_concurrent_uploads: usize,
+    /// Uploads one owner may have in progress at once per gateway, so one token cannot hold
+    /// every slot; past it `429 too_many_concurrent_uploads`. Below 1 is read as 1.
+    pub max_concurrent_uploads_per_owner: usize,
     /// How long the gateway waits for in-flight requests on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -114,6 +117,7 @@ impl Default for ServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout: Duration::from_secs(60),
             max_concurrent_uploads: 64,
+            max_concurrent_uploads_per_owner: 8,
             shutdown_grace: Duration::from_secs(10),
             publish_grace: Duration::from_secs(10),
             wait_reread: Duration::from_secs(2),
@@ -320,6 +324,71 @@ mod tests {
         let loaded = Config::load(Some(&example)).expect("the example parses");
         let as_json = |c: &Config| serde_json::to_value(c).expect("serialises");
         assert_eq!(as_json(&loaded), as_json(&Config::default()));
+    }
+
+    /// Every key of the configuration, as `section.key`, named in the example file (set, or
+    /// commented out when it has no default), so an operator finds each knob there.
+    #[test]
+    fn the_example_file_names_every_key() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("pixmill.example.toml");
+        let text = std::fs::read_to_string(example).expect("the example file");
+        let named = example_keys(&text);
+        let defaults = serde_json::to_value(Config::default()).expect("serialises");
+        let mut keys = Vec::new();
+        leaf_keys("", &defaults, &mut keys);
+        // `engine.limits` is copied from `limits` at start (see `app`); not a key of its own.
+        let missing: Vec<_> = keys
+            .iter()
+            .filter(|k| !k.starts_with("engine.limits.") && !named.contains(*k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in pixmill.example.toml: {missing:?}"
+        );
+    }
+
+    /// `section.key` of every leaf; presets are examples, not keys.
+    fn leaf_keys(path: &str, value: &serde_json::Value, keys: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) if path != "presets" => {
+                for (name, value) in map {
+                    let child = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    leaf_keys(&child, value, keys);
+                }
+            }
+            serde_json::Value::Object(_) => {}
+            _ => keys.push(path.to_owned()),
+        }
+    }
+
+    /// `section.key` of each `key = ...` line, commented out or not.
+    fn example_keys(text: &str) -> std::collections::BTreeSet<String> {
+        let mut section = String::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                continue;
+            }
+            let line = line.trim_start_matches('#').trim_start();
+            let Some((key, _)) = line.split_once('=') else {
+                continue;
+            };
+            let key = key.trim();
+            if key.is_empty() || key.contains(' ') {
+                continue;
+            }
+            keys.insert(if section.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{section}.{key}")
+            });
+        }
+        keys
     }
 
     #[test]

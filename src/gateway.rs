@@ -1,6 +1,7 @@
 //! What the HTTP API does, independent of HTTP: upload, read, list, download and delete,
 //! each scoped to the calling owner. The handlers in [`crate::api`] only translate.
 
+mod admission;
 mod upload;
 mod wait;
 
@@ -21,6 +22,7 @@ use pixmill_actors::transform::InputLimits;
 use pixmill_actors::{ImageId, ImageRecord, Status, StoredImage};
 use tokio::sync::Semaphore;
 
+pub use admission::{retry_after_seconds, OwnerPermit, OwnerUploads};
 pub use upload::{PresetConfig, UploadRequest};
 pub use wait::{RecordStream, WaitLimits};
 
@@ -51,6 +53,9 @@ pub struct Gateway {
     /// uploads can fill neither memory nor the temporary directory (see
     /// `api::upload_slot`).
     pub upload_slots: Arc<Semaphore>,
+    /// Each owner's share of `upload_slots`, so one owner cannot take every slot; taken
+    /// before a global slot and held as long (`server.max_concurrent_uploads_per_owner`).
+    pub owner_uploads: OwnerUploads,
     /// Set on shutdown: new uploads get `503 shutting_down`.
     pub draining: AtomicBool,
     pub actors: Option<ActorsView>,

@@ -24,6 +24,11 @@ pub struct BackendCheck {
     /// `metadata`, `objects`, `queue` or `cache`.
     pub name: String,
     pub ok: bool,
+    /// Whether readiness needs it. The cache (Redis) is not required: without it the gateway
+    /// serves reads from the metadata store and lets uploads through unlimited (fail open),
+    /// so taking every gateway out of a load balancer over a Redis outage would only turn
+    /// a degraded service into none. Its failure still shows here, with `ok: false`.
+    pub required: bool,
     /// What the backend is (no secrets), and the error when not ok.
     pub detail: String,
 }
@@ -37,34 +42,41 @@ pub struct Readiness {
 
 #[derive(ApiResponse)]
 pub enum ReadyResponse {
-    /// Every backend answered.
+    /// Every required backend answered (the cache may be down; see `required`).
     #[oai(status = 200)]
     Ready(Json<Readiness>),
-    /// At least one backend did not answer, or the process is shutting down.
+    /// At least one required backend did not answer, or the process is shutting down.
     #[oai(status = 503)]
     NotReady(Json<Readiness>),
 }
+
+/// What a failed cache check adds, so an operator reading `/readyz` sees the consequence.
+const CACHE_DOWN: &str = "uploads are not rate limited until it answers (fail open)";
 
 async fn check<F>(name: &str, describe: String, probe: F) -> BackendCheck
 where
     F: std::future::Future<Output = Result<(), pixmill_actors::ports::BackendError>>,
 {
+    let required = name != "cache";
+    let failed = |why: String| BackendCheck {
+        name: name.to_owned(),
+        ok: false,
+        required,
+        detail: if required {
+            format!("{describe}: {why}")
+        } else {
+            format!("{describe}: {why}; {CACHE_DOWN}")
+        },
+    };
     match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
         Ok(Ok(())) => BackendCheck {
             name: name.to_owned(),
             ok: true,
+            required,
             detail: describe,
         },
-        Ok(Err(error)) => BackendCheck {
-            name: name.to_owned(),
-            ok: false,
-            detail: format!("{describe}: {error}"),
-        },
-        Err(_) => BackendCheck {
-            name: name.to_owned(),
-            ok: false,
-            detail: format!("{describe}: no answer within 2 s"),
-        },
+        Ok(Err(error)) => failed(error.to_string()),
+        Err(_) => failed("no answer within 2 s".to_owned()),
     }
 }
 
@@ -86,7 +98,7 @@ pub async fn readiness(gateway: &Gateway) -> (bool, Readiness) {
         check("queue", gateway.queue.describe(), gateway.queue.ping()).await,
         check("cache", gateway.cache.describe(), gateway.cache.ping()).await,
     ];
-    let all_ok = backends.iter().all(|b| b.ok);
+    let all_ok = backends.iter().all(|b| b.ok || !b.required);
     let status = if gateway.is_draining() {
         "draining"
     } else if all_ok {
@@ -115,7 +127,7 @@ impl HealthApi {
         })
     }
 
-    /// Readiness: every backend is reachable; says which is not.
+    /// Readiness: every required backend is reachable; says which backend is not.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, gateway: Data<&Arc<Gateway>>) -> ReadyResponse {
         match readiness(&gateway).await {

@@ -97,7 +97,7 @@ error_responses!(
         TooLarge = 413: "The body is over the byte limit, declared or streamed (`file_too_large`).",
         Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`).",
         Unprocessable = 422: "Dimensions over the limits, or a corrupt header (`image_dimensions_exceed_limit`, `corrupt_image`).",
-        TooMany = 429: "Over the per-owner upload rate (`rate_limited`); see Retry-After.",
+        TooMany = 429: "Over the per-owner upload rate (`rate_limited`), or the owner already has as many uploads in progress as allowed (`too_many_concurrent_uploads`); see Retry-After. Both are checked before the body is read.",
         Unavailable = 503: "A backend is down, or this gateway is shutting down; see Retry-After.",
     }
 );

@@ -5,6 +5,7 @@ use poem_openapi::auth::Bearer;
 use poem_openapi::SecurityScheme;
 
 use super::errors::ApiError;
+use super::upload_slot::VerifiedCaller;
 use crate::auth::Principal;
 use crate::gateway::Gateway;
 
@@ -18,7 +19,12 @@ async fn verify_bearer(request: &Request, bearer: Bearer) -> poem::Result<Princi
         .data::<Arc<Gateway>>()
         .ok_or_else(ApiError::internal)?;
     match gateway.verifier.verify(&bearer.token).await {
-        Ok(principal) => Ok(principal),
+        Ok(principal) => {
+            if let Some(caller) = request.extensions().get::<VerifiedCaller>() {
+                caller.set(&principal);
+            }
+            Ok(principal)
+        }
         Err(error) => {
             // The token itself is never logged; the reason is enough to debug a client.
             tracing::info!(code = error.code(), "bearer token refused");

@@ -220,15 +220,24 @@ async fn fastpath(config: &Config) -> Result<FastPath, ConnectError> {
         Some(url) if scheme(url).starts_with("redis") => {
             let mut redis = RedisConfig::new(url);
             redis.key_prefix = config.cache.key_prefix.clone();
-            let connection = patiently("cache (Redis)", redact_url(url), || {
-                RedisConnection::connect(&redis)
-            })
-            .await?;
+            let rejected = |source| ConnectError {
+                name: "cache (Redis)",
+                address: redact_url(url),
+                hint: "Check cache.url: redis://[:password@]host:port[/db].",
+                source,
+            };
+            // Redis is not waited for: it holds no truth, and the gateway fails open without
+            // it (see `crate::fastpath`), so an outage must not keep a gateway from starting.
+            let connection = RedisConnection::open(&redis).map_err(rejected)?;
+            if let Err(error) = connection.ping().await {
+                crate::metrics::note_backend_error(&error);
+                tracing::error!(redis = %connection.description(), error = %error,
+                    "Redis is unreachable; starting without it: uploads are NOT rate limited (fail open), status reads go to the metadata store, until it answers (see /readyz)");
+            } else {
+                tracing::info!(redis = %connection.description(), "redis fast paths ready");
+            }
             let prefix = &config.cache.key_prefix;
-            let feed = patiently("status events (Redis)", redact_url(url), || {
-                RedisEventFeed::start(url, prefix)
-            })
-            .await?;
+            let feed = RedisEventFeed::start(url, prefix).await.map_err(rejected)?;
             Ok(FastPath {
                 cache: Arc::new(RedisStatusCache::new(connection.clone(), MEMORY_CACHE_TTL)),
                 limiter: Arc::new(RedisRateLimiter::new(connection.clone(), rate)),

@@ -73,6 +73,16 @@ pub struct RedisConnection {
 impl RedisConnection {
     /// Builds the pool and checks that Redis answers.
     pub async fn connect(config: &RedisConfig) -> Result<Self, BackendError> {
+        let connection = Self::open(config)?;
+        connection.ping().await?;
+        tracing::info!(redis = %connection.description, "redis fast paths ready");
+        Ok(connection)
+    }
+
+    /// Builds the pool without contacting Redis: connections are opened on first use, and
+    /// each call fails fast (`Unavailable`) while Redis is down. Fails only on a malformed
+    /// URL. For a process that must start, and fail open, while Redis is unreachable.
+    pub fn open(config: &RedisConfig) -> Result<Self, BackendError> {
         let info = config.url.as_str().into_connection_info().map_err(|e| {
             BackendError::new(BACKEND, ErrorKind::Rejected, "invalid Redis URL").with_source(e)
         })?;
@@ -88,16 +98,18 @@ impl RedisConnection {
             .retry_connection(false)
             .error_sink(Box::new(last_connect_error.clone()))
             .build_unchecked(manager);
-        let connection = Self {
+        Ok(Self {
             pool,
             last_connect_error,
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
             description,
-        };
-        connection.ping().await?;
-        tracing::info!(redis = %connection.description, "redis fast paths ready");
-        Ok(connection)
+        })
+    }
+
+    /// What and where, without the password.
+    pub fn description(&self) -> &str {
+        &self.description
     }
 
     /// Checks that Redis answers within the timeout.

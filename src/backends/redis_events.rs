@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bb8_redis::redis::{self, Client};
 use futures_util::StreamExt;
 use pixmill_actors::events::{StatusChanged, StatusEvents};
-use pixmill_actors::ports::BackendError;
+use pixmill_actors::ports::{BackendError, ErrorKind};
 use pixmill_actors::{ImageId, Owner, Status};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -84,11 +84,21 @@ pub struct RedisEventFeed {
 }
 
 impl RedisEventFeed {
-    /// Subscribes once before returning, so a Redis that refuses is reported at start.
+    /// Tries to subscribe once before returning; when Redis does not answer, the feed starts
+    /// anyway and keeps trying in the background (waiters re-read the store meanwhile), so
+    /// a Redis outage never keeps a gateway from starting. Fails only on a malformed URL.
     pub async fn start(url: &str, key_prefix: &str) -> Result<Arc<Self>, BackendError> {
-        let client = Client::open(url).map_err(|e| BackendError::internal("redis", e))?;
+        let client = Client::open(url).map_err(|e| {
+            BackendError::new("redis", ErrorKind::Rejected, "invalid Redis URL").with_source(e)
+        })?;
         let channel = channel(key_prefix);
-        let first = subscribe(&client, &channel).await?;
+        let first = match subscribe(&client, &channel).await {
+            Ok(pubsub) => Some(pubsub),
+            Err(error) => {
+                tracing::warn!(error = %error, channel = %channel, "could not subscribe to status events; retrying in the background");
+                None
+            }
+        };
         let sender = broadcast::channel(BUFFER).0;
         let stop = CancellationToken::new();
         tokio::spawn(forward(
@@ -130,11 +140,11 @@ async fn subscribe(client: &Client, channel: &str) -> Result<redis::aio::PubSub,
 async fn forward(
     client: Client,
     channel: String,
-    first: redis::aio::PubSub,
+    first: Option<redis::aio::PubSub>,
     sender: broadcast::Sender<StatusChanged>,
     stop: CancellationToken,
 ) {
-    let mut pubsub = Some(first);
+    let mut pubsub = first;
     let mut failures: u32 = 0;
     while !stop.is_cancelled() {
         let Some(mut open) = pubsub.take() else {

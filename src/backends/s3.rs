@@ -27,6 +27,8 @@ use pixmill_actors::ports::{
     BackendError, Bucket, ErrorKind, ListedObject, ObjectKey, ObjectStore, ObjectStream,
 };
 
+mod policy;
+
 const BACKEND: &str = "s3";
 
 /// Asks the store to return the checksum it keeps, so reads can verify it.
@@ -183,6 +185,45 @@ impl S3ObjectStore {
         }
     }
 
+    /// Fails with `Rejected` (start-up stops, no retry) when the bucket's policy grants an
+    /// anonymous principal anything.
+    async fn refuse_public(&self, name: &BucketName) -> Result<(), BackendError> {
+        let request = async {
+            self.client
+                .get_bucket_policy(name.clone())?
+                .build()
+                .send()
+                .await
+        };
+        let response = match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => return Err(BackendError::timeout(BACKEND, "get bucket policy")),
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) if not_implemented(&e) => {
+                tracing::warn!(bucket = %name, "the store has no bucket policies; cannot check that the bucket is private");
+                return Ok(());
+            }
+            Ok(Err(e)) => return Err(map_error(e)),
+        };
+        let document = response
+            .config()
+            .map_err(|e| BackendError::internal(BACKEND, e))?;
+        match policy::grants_anonymous(document) {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                tracing::error!(bucket = %name, "bucket policy grants anonymous access; refusing to start");
+                Err(rejected(&format!(
+                    "bucket {name} has a policy that lets anyone access it; pixmill serves objects only through the gateway, after the ownership check: remove the policy (e.g. `mc anonymous set none`) and start again"
+                )))
+            }
+            Err(error) => Err(BackendError::new(
+                BACKEND,
+                ErrorKind::Rejected,
+                format!("bucket {name} has a policy that is not JSON"),
+            )
+            .with_source(error)),
+        }
+    }
+
     fn checksum_headers() -> Multimap {
         let mut headers = Multimap::new();
         headers.add(CHECKSUM_MODE.0, CHECKSUM_MODE.1);
@@ -192,9 +233,12 @@ impl S3ObjectStore {
 
 #[async_trait]
 impl ObjectStore for S3ObjectStore {
+    /// Creates both buckets if missing, then refuses a bucket that anyone may read (see
+    /// `policy`).
     async fn ensure_buckets(&self) -> Result<(), BackendError> {
         for bucket in Bucket::ALL {
             self.create_bucket(self.bucket(bucket)).await?;
+            self.refuse_public(self.bucket(bucket)).await?;
         }
         Ok(())
     }
@@ -356,6 +400,17 @@ fn object_key(key: &ObjectKey) -> Result<minio::s3::types::ObjectKey, S3Error> {
 
 fn rejected(message: &str) -> BackendError {
     BackendError::new(BACKEND, ErrorKind::Rejected, message)
+}
+
+/// The store does not implement the call (some S3-compatible stores lack bucket policies).
+fn not_implemented(error: &S3Error) -> bool {
+    match error {
+        S3Error::S3Server(S3ServerError::S3Error(response)) => matches!(
+            response.code(),
+            MinioErrorCode::OtherError(code) if code.eq_ignore_ascii_case("notimplemented")
+        ),
+        _ => false,
+    }
 }
 
 fn bucket_exists(error: &S3Error) -> bool {

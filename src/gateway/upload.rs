@@ -1,5 +1,5 @@
-//! The upload path: check the caller and the file, store the original, record the job,
-//! publish it, answer.
+//! The upload path once the caller is admitted (see `admission`): check the file, store the
+//! original, record the job, publish it, answer.
 //!
 //! The order makes every crash safe. The object is written before the row, so a row never
 //! points at a missing object; a failure before the row commits removes the object again.
@@ -13,7 +13,6 @@ use pixmill_actors::ports::{Bucket, JobMessage, ObjectKey};
 use pixmill_actors::record::NewImage;
 use pixmill_actors::transform::{probe, Probe};
 use pixmill_actors::{ImageId, ImageRecord, JobSpec, StoredImage};
-use poem::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -22,7 +21,6 @@ use crate::api::errors::ApiError;
 use crate::auth::Principal;
 #[cfg(feature = "failpoints")]
 use crate::failpoints::{self, Faulty, Point};
-use crate::fastpath::RateDecision;
 use crate::webhooks::target::CallbackUrl;
 
 /// A named pipeline from configuration, usable as `preset` or as an extra variant.
@@ -47,6 +45,9 @@ pub struct UploadRequest {
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 impl Gateway {
+    /// Stores and queues an upload whose caller [`Gateway::admit_upload`] admitted (role,
+    /// concurrency and rate are checked there, before the body is read).
+    ///
     /// Returns the image's record and whether this call created it (false: an earlier
     /// request with the same `Idempotency-Key` did).
     pub async fn upload(
@@ -56,9 +57,6 @@ impl Gateway {
     ) -> Result<(ImageRecord, bool), ApiError> {
         if self.is_draining() {
             return Err(ApiError::shutting_down());
-        }
-        if let Some(role) = &self.upload_role {
-            self.require_role(who, role)?;
         }
         if let Some(key) = &request.idempotency_key {
             if key.is_empty()
@@ -80,7 +78,6 @@ impl Gateway {
             }
         }
         let callback_url = self.check_callback(request.callback_url.as_deref()).await?;
-        self.check_rate(who).await?;
 
         let (bytes, probed) = self.probe(request.bytes).await?;
         let request = UploadRequest { bytes, ..request };
@@ -206,28 +203,6 @@ impl Gateway {
             Err(error) => {
                 tracing::error!(error = %error, "probing an upload panicked");
                 Err(ApiError::internal())
-            }
-        }
-    }
-
-    async fn check_rate(&self, who: &Principal) -> Result<(), ApiError> {
-        match self.limiter.check(&who.owner).await {
-            Ok(RateDecision::Allowed) => Ok(()),
-            Ok(RateDecision::Limited { retry_after }) => {
-                let seconds = retry_after.as_secs().max(1);
-                let mut error = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("too many uploads; try again in {seconds} s"),
-                );
-                error.retry_after = Some(seconds);
-                Err(error)
-            }
-            Err(error) => {
-                // Failing open: a rate-limiter outage must not become an upload outage.
-                crate::metrics::note_backend_error(&error);
-                tracing::warn!(error = %error, "rate limiter unavailable; allowing the upload");
-                Ok(())
             }
         }
     }

@@ -1,5 +1,6 @@
 //! pixmill's integration tests: one binary, one module per area.
 
+mod abuse;
 mod auth;
 mod hostile;
 mod metadata;

@@ -378,3 +378,70 @@ mod s3 {
         assert_eq!(error.kind, pixmill_actors::ports::ErrorKind::Rejected);
     }
 }
+
+/// Buckets are never public: a start-up that finds a bucket policy letting anyone read
+/// stops (`Rejected`, so nothing retries it) and names the bucket; without the policy the
+/// same store starts.
+mod public_buckets {
+    use minio::s3::creds::StaticProvider;
+    use minio::s3::http::BaseUrl;
+    use minio::s3::types::S3Api;
+    use minio::s3::{MinioClient, MinioClientBuilder};
+    use pixmill_actors::ports::ErrorKind;
+
+    use super::*;
+
+    fn client(config: &S3Config) -> MinioClient {
+        let base: BaseUrl = config.endpoint.parse().expect("endpoint");
+        let provider = StaticProvider::new(&config.access_key, &config.secret_key, None);
+        MinioClientBuilder::new(base)
+            .provider(Some(provider))
+            .build()
+            .expect("client")
+    }
+
+    fn anyone_may_read(bucket: &str) -> String {
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": ["*"]},
+                "Action": ["s3:GetObject"],
+                "Resource": [format!("arn:aws:s3:::{bucket}/*")],
+            }],
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_bucket_anyone_may_read_stops_the_start() {
+        let Some(config) = s3_config() else { return };
+        let store = S3ObjectStore::connect(&config).expect("store");
+        if let Err(e) = store.ensure_buckets().await {
+            return unavailable("S3", e);
+        }
+        let client = client(&config);
+        let bucket = format!("{}processed-images", config.bucket_prefix);
+        client
+            .put_bucket_policy(bucket.as_str())
+            .expect("bucket name")
+            .config(anyone_may_read(&bucket))
+            .build()
+            .send()
+            .await
+            .expect("put a public policy");
+
+        let error = store.ensure_buckets().await.expect_err("a public bucket");
+        assert_eq!(error.kind, ErrorKind::Rejected, "{error}");
+        assert!(error.to_string().contains(&bucket), "{error}");
+
+        client
+            .delete_bucket_policy(bucket.as_str())
+            .expect("bucket name")
+            .build()
+            .send()
+            .await
+            .expect("remove the policy");
+        store.ensure_buckets().await.expect("private again");
+    }
+}
