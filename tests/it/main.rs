@@ -13,5 +13,6 @@ mod queue_contract;
 mod rabbitmq_outage;
 mod redis_fastpath;
 mod service_env;
+mod shutdown;
 mod standalone;
 mod support;
