@@ -203,6 +203,8 @@ class Battery:
             "PIXMILL_ENGINE__LEASE": "10s",
             "PIXMILL_ENGINE__RELAY_INTERVAL": "500ms",
             "PIXMILL_ENGINE__SHUTDOWN_GRACE": "10s",
+            # Every scenario ends with a SIGTERM; a short drain still shows its 503s.
+            "PIXMILL_SERVER__SHUTDOWN_DRAIN": "1s",
             # The sweeper's age must exceed the longest upload, which the request timeout
             # bounds: an upload between its two writes is never swept.
             "PIXMILL_SERVER__REQUEST_TIMEOUT": "10s",

@@ -116,9 +116,11 @@ def sigterm_exits(ctx: Context) -> tuple[dict, list[str]]:
     bad = [e for e in ctx.exits if not e.ok]
     problems = [f"{e.name} exited {e.code} after {e.seconds:.1f} s on SIGTERM mid-run" for e in bad]
     slowest = max((e.seconds for e in ctx.exits), default=0.0)
-    # Seen only by uploads that reached the gateway between the signal and the listener
-    # closing: a count, not a requirement.
+    # The gateway keeps its listener open for its drain period after the signal, so uploads
+    # in that window must hear 503 shutting_down (retried) rather than a refused connection.
     refused = sum(u.shutting_down_503 for u in ctx.uploads)
+    if not refused:
+        problems.append("no upload got 503 shutting_down while the gateway drained")
     counts = {"midrun_sigterms": len(ctx.exits), "slowest_exit_s": f"{slowest:.1f}", "shutting_down_503": refused}
     return counts, problems
 
