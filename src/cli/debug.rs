@@ -1,7 +1,7 @@
 //! `pixmill debug ...`: tools the fault battery uses to check results from outside the
 //! processes under test. Compiled only with the `failpoints` feature.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -65,7 +65,7 @@ fn render_batch(config: &Config) -> Result<ExitCode, String> {
 }
 
 /// Renders FILE with STEPS as a worker would; returns the result's SHA-256 in hex.
-fn render_one(config: &Config, file: &PathBuf, steps: &str) -> Result<String, String> {
+fn render_one(config: &Config, file: &Path, steps: &str) -> Result<String, String> {
     let input = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let steps: Vec<Step> = serde_json::from_str(steps).map_err(|e| format!("steps: {e}"))?;
     let pipeline = Pipeline::new(steps).map_err(|e| format!("steps: {e}"))?;
