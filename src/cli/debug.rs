@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use serde::Deserialize;
 use pixmill_actors::pipeline::OutputSpec;
 use pixmill_actors::transform::render_all;
 use pixmill_actors::{JobSpec, Pipeline, Rendition, Step, VariantName};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::backends::rabbitmq::{drain_dead_letters, RabbitConfig};

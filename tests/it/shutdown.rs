@@ -115,9 +115,15 @@ async fn shutdown_answers_503_while_draining_and_loses_no_accepted_upload() {
     let answers = std::mem::take(&mut *answers.lock().expect("answers lock"));
     let refused: Vec<_> = answers.iter().filter(|a| a.status == 503).collect();
     assert!(!refused.is_empty(), "no 503 during the drain: {answers:?}");
-    assert!(took >= config.server.shutdown_drain, "drained for {took:?} only");
+    assert!(
+        took >= config.server.shutdown_drain,
+        "drained for {took:?} only"
+    );
     for answer in &answers {
-        assert!(matches!(answer.status, 202 | 503), "unexpected answer {answer:?}");
+        assert!(
+            matches!(answer.status, 202 | 503),
+            "unexpected answer {answer:?}"
+        );
     }
     for answer in refused {
         assert_eq!(answer.code, "shutting_down", "{answer:?}");

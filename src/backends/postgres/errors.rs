@@ -21,7 +21,10 @@ pub fn pg_error(error: tokio_postgres::Error) -> BackendError {
             .code()
             .map_or(ErrorKind::Internal, |code| kind_of_sqlstate(code.code()))
     };
-    let rolled_back = !closed && error.code().is_some_and(|c| statement_rolled_back(c.code()));
+    let rolled_back = !closed
+        && error
+            .code()
+            .is_some_and(|c| statement_rolled_back(c.code()));
     let mapped = BackendError::new(BACKEND, kind, error.to_string()).with_source(error);
     if rolled_back {
         mapped.not_applied()
