@@ -125,8 +125,9 @@ impl Gateway {
             trace_id: request.trace_id,
         };
         #[cfg(feature = "failpoints")]
-        let published_early =
-            failpoints::faulty(Faulty::PublishBeforeCommit) && self.publish(&job).await;
+        let published_early = failpoints::faulty(Faulty::PublishBeforeCommit)
+            && self.publish(&job).await
+            && failpoints::slow_commit().await;
 
         let record = match self.metadata.insert(&new).await {
             Ok(Ok(record)) => record,
