@@ -11,7 +11,11 @@
 #   scripts/fault-battery.sh                        every scenario
 #   scripts/fault-battery.sh --only baseline poison some of them
 #   scripts/fault-battery.sh --faulty publish_before_commit
-#                                                   with a known bug switched on: must fail
+#                                                   every scenario with a known bug
+#                                                   switched on: must fail
+#
+# The full run ends with scenarios that switch a known bug on (`faulty_*`); each must be
+# caught (lost > 0) and reports `expected=fail got=fail`; one that passes fails the run.
 #
 # The binary is built with `--features failpoints` into its own target folder
 # ($CARGO_TARGET_DIR/failpoints), so no fail point ever reaches the suite's or a release
@@ -25,9 +29,18 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 venv="${PIXMILL_STATE_DIR:-$HOME/.cache/pixmill}/venv"
 failpoints_target="$CARGO_TARGET_DIR/failpoints"
 
-if [ ! -x "$venv/bin/moto_server" ]; then
-    # test-services.sh owns moto's installation; bring it up once to install it.
+redis_answers() {
+    [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]
+}
+
+if [ ! -x "$venv/bin/moto_server" ] || ! redis_answers; then
+    # test-services.sh owns moto's installation and starting (or installing) Redis, which
+    # the battery shares under a key prefix of its own; bring the services up once.
     bash scripts/test-services.sh true
+fi
+if ! redis_answers; then
+    echo "fault-battery: Redis does not answer on 127.0.0.1:6379 (see /var/log/redis/ci.log)" >&2
+    exit 1
 fi
 
 if [ ! -d "$failpoints_target" ] && [ -d "$CARGO_TARGET_DIR/debug" ]; then

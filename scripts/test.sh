@@ -28,7 +28,9 @@ bash scripts/client-test.sh
 echo "== the API fuzzed from its own spec (schemathesis: no 5xx, every answer as documented)"
 bash scripts/api-fuzz.sh
 
-echo "== the fault battery (crashes, restarts, outages, poison, duplicates; one line per scenario)"
+# Its last scenario runs a known-wrong build and passes only if the battery catches it
+# (`expected=fail got=fail`), so a battery that stopped detecting loss fails the suite.
+echo "== the fault battery (crashes, restarts, outages, poison, duplicates, a known-wrong build; one line per scenario)"
 bash scripts/fault-battery.sh
 
 # One closing line for the whole suite: cargo prints a summary per test binary, the last of

@@ -86,7 +86,9 @@ pub struct App {
     engine: Option<Arc<Engine>>,
     server: JoinHandle<std::io::Result<()>>,
     stop_server: oneshot::Sender<()>,
+    shutdown_drain: Duration,
     shutdown_grace: Duration,
+    shutdown_deadline: Duration,
     webhooks: Arc<WebhookSender>,
 }
 
@@ -221,7 +223,9 @@ impl App {
             engine,
             server,
             stop_server,
+            shutdown_drain: config.server.shutdown_drain,
             shutdown_grace: grace,
+            shutdown_deadline: config.server.shutdown_deadline,
             webhooks,
         })
     }
@@ -241,9 +245,18 @@ impl App {
     }
 
     /// Stops taking uploads, lets in-flight requests finish, then drains the engine.
+    ///
+    /// A process serving the API keeps its listener open for `server.shutdown_drain` first,
+    /// answering new uploads `503 shutting_down` with `Retry-After` (and `/readyz` 503):
+    /// a client that connects now hears a retryable answer instead of a refused
+    /// connection. Reads go on being served meanwhile. Not bounded here; see
+    /// [`Self::shutdown_within_deadline`].
     pub async fn shutdown(self) {
-        tracing::info!(mode = self.mode.name(), "shutting down");
+        tracing::info!(mode = self.mode.name(), drain = ?self.shutdown_drain, "shutting down");
         self.gateway.start_draining();
+        if self.mode != Mode::Worker && !self.shutdown_drain.is_zero() {
+            tokio::time::sleep(self.shutdown_drain).await;
+        }
         let _ = self.stop_server.send(());
         match tokio::time::timeout(self.shutdown_grace + Duration::from_secs(1), self.server).await
         {
@@ -261,10 +274,25 @@ impl App {
         tracing::info!("stopped");
     }
 
-    /// Runs until SIGINT or SIGTERM, then shuts down.
-    pub async fn run_until_signal(self) {
+    /// [`Self::shutdown`], bounded by `server.shutdown_deadline`. Returns false when the
+    /// deadline cut it short: something hung, and the caller should exit at once rather
+    /// than wait for it (dropping the runtime would wait for blocking tasks forever).
+    pub async fn shutdown_within_deadline(self) -> bool {
+        let deadline = self.shutdown_deadline;
+        match tokio::time::timeout(deadline, self.shutdown()).await {
+            Ok(()) => true,
+            Err(_) => {
+                tracing::error!(deadline = ?deadline, "shutdown overran its deadline; exiting now");
+                false
+            }
+        }
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down within the deadline; returns whether
+    /// the shutdown finished in time.
+    pub async fn run_until_signal(self) -> bool {
         wait_for_signal().await;
-        self.shutdown().await;
+        self.shutdown_within_deadline().await
     }
 }
 

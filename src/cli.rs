@@ -156,8 +156,14 @@ async fn serve(config: Config, mode: Mode) -> Result<ExitCode, String> {
             "standalone pixmill is ready"
         );
     }
-    app.run_until_signal().await;
-    Ok(ExitCode::SUCCESS)
+    if app.run_until_signal().await {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        // Returning would drop the runtime, which waits for every blocking task, hung
+        // ones included: the deadline would mean nothing. Whatever is unfinished comes
+        // back through the queue, leases and dispatch marks.
+        std::process::exit(1)
+    }
 }
 
 async fn healthcheck(url: &str) -> ExitCode {

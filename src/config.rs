@@ -98,9 +98,20 @@ pub struct ServerConfig {
     /// Uploads one owner may have in progress at once per gateway, so one token cannot hold
     /// every slot; past it `429 too_many_concurrent_uploads`. Below 1 is read as 1.
     pub max_concurrent_uploads_per_owner: usize,
-    /// How long the gateway waits for in-flight requests on shutdown.
+    /// On shutdown, how long the listener stays open after the gateway starts refusing
+    /// new uploads (`503 shutting_down`, `Retry-After`), so clients and load balancers
+    /// hear a retryable answer instead of a refused connection while they move away.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_drain: Duration,
+    /// How long the gateway waits for in-flight requests once the listener is closed.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The bound on the whole shutdown (drain, in-flight requests, in-flight jobs): past it
+    /// the process exits with status 1 whatever still runs. Nothing accepted is lost by
+    /// that: unsettled deliveries return to the queue, and leases and dispatch marks bring
+    /// back the rest.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
     /// After a commit, how long the relay waits for the gateway's own publish before it
     /// publishes the job itself.
     #[serde(with = "humantime_serde")]
@@ -118,7 +129,9 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(60),
             max_concurrent_uploads: 64,
             max_concurrent_uploads_per_owner: 8,
+            shutdown_drain: Duration::from_secs(3),
             shutdown_grace: Duration::from_secs(10),
+            shutdown_deadline: Duration::from_secs(30),
             publish_grace: Duration::from_secs(10),
             wait_reread: Duration::from_secs(2),
         }

@@ -119,6 +119,18 @@ pub fn publish_again_later(queue: Arc<dyn JobQueue>, job: JobMessage) {
     });
 }
 
+/// How much later than its publish the faulty variant commits.
+const SLOW_COMMIT: Duration = Duration::from_millis(300);
+
+/// Holds the faulty variant's commit back a little, as a loaded database would: without
+/// it, on a quick machine the commit usually wins the race against the worker and the bug
+/// shows in only a few jobs, so the battery's verdict on it would be a matter of luck.
+/// Returns true, to chain after a publish.
+pub async fn slow_commit() -> bool {
+    tokio::time::sleep(SLOW_COMMIT).await;
+    true
+}
+
 /// Whether the faulty variant `variant` is switched on.
 pub fn faulty(variant: Faulty) -> bool {
     plan().faulty.contains(&variant)

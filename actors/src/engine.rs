@@ -35,6 +35,9 @@ pub enum EngineError {
     Spawn(#[from] SpawnErr),
 }
 
+/// How long the actors get to stop once told to, after the grace period.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A running pipeline.
 pub struct Engine {
     ctx: Arc<StageContext>,
@@ -138,7 +141,13 @@ impl Engine {
         self.ctx.persisters.close();
         let _ = self.supervisor.cast(SupervisorMsg::Stop);
         self.supervisor.stop(None);
-        let _ = self.join.await;
+        let mut join = self.join;
+        if tokio::time::timeout(STOP_WAIT, &mut join).await.is_err() {
+            // A stage stuck past its own call timeouts must not hold the process: its
+            // delivery goes back to the queue when the connection closes, its lease expires.
+            tracing::warn!(wait = ?STOP_WAIT, "actors did not stop in time; abandoning them");
+            join.abort();
+        }
         tracing::info!(drained, "engine stopped");
     }
 }

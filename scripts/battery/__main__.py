@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import random
 import shutil
@@ -31,33 +32,81 @@ from services import CuttableProxy, Moto, Postgres, RabbitMQ  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "fixtures" / "corpus"
 CONCURRENCY = 16
-#: How long after the last upload every accepted image has to reach its final status.
-FINAL_PATIENCE = 120.0
 #: How long the orphan sweeper gets to remove originals left by aborted uploads: their age
 #: (PIXMILL_ENGINE__ORPHAN_AGE) plus a few sweeps.
 SWEEP_PATIENCE = 30.0
 BUCKET_PREFIX = "battery-"
-STEPS = [
-    ("rocket.jpg", '[{"op":"resize","width":96}]'),
-    ("astronaut.png", '[{"op":"resize","width":64,"height":64,"fit":"cover"}]'),
-    ("rocket.jpg", '[{"op":"resize","width":80},{"op":"grayscale"}]'),
-]
+#: Small generated photos (noise over a gradient, each different) and one real JPEG, so the
+#: PNG and the JPEG (shrink-on-load) paths both run and jobs stay quick.
+GENERATED = 8
+JPEG = "rocket.jpg"
 
 
-def poison_png(seed: int) -> bytes:
-    """astronaut.png with its IDAT data replaced by noise (CRCs fixed): the header probe at
+def png_bytes(width: int, height: int, raw: bytes) -> bytes:
+    """A truecolour PNG around `raw` (rows, each led by its filter byte)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+def generated_png(k: int) -> bytes:
+    """Source photo number `k`: 96-124 px wide, a gradient with noise of its own seed."""
+    width, height = 96 + 4 * k, 72 + 3 * k
+    rng = random.Random(k)
+    raw = bytearray()
+    for y in range(height):
+        raw.append(0)
+        for x in range(width):
+            raw += bytes(((x * 255 // width + rng.randrange(48)) & 255,
+                          (y * 255 // height + rng.randrange(48)) & 255,
+                          (k * 29 + rng.randrange(96)) & 255))
+    return png_bytes(width, height, bytes(raw))
+
+
+def sources() -> dict[str, bytes]:
+    out = {f"gen-{k}.png": generated_png(k) for k in range(GENERATED)}
+    out[JPEG] = (CORPUS / JPEG).read_bytes()
+    return out
+
+
+def plan(index: int, names: list[str]) -> tuple[str, str]:
+    """Upload `index`'s source and steps. Source, step kind and width all vary with the
+    index, so within a scenario (under 1,728 uploads) every image has a result of its own,
+    and two jobs that swapped results would show as corrupt."""
+    name = names[index % len(names)]
+    rest = index // len(names)
+    width = 16 + (rest // 3) % 64
+    kind = rest % 3
+    if kind == 0:
+        steps = f'[{{"op":"resize","width":{width}}}]'
+    elif kind == 1:
+        steps = f'[{{"op":"resize","width":{width},"height":{width},"fit":"cover"}}]'
+    else:
+        steps = f'[{{"op":"resize","width":{width}}},{{"op":"grayscale"}}]'
+    return name, steps
+
+
+def poison_png(seed: int, base: bytes) -> bytes:
+    """`base` (a PNG) with its IDAT data replaced by noise (CRCs fixed): the header probe at
     upload passes, the decoder in the worker fails."""
-    data = (CORPUS / "astronaut.png").read_bytes()
     rng = random.Random(seed)
-    out, i = bytearray(data[:8]), 8
-    while i < len(data):
-        (length,) = struct.unpack(">I", data[i:i + 4])
-        kind, body = data[i + 4:i + 8], data[i + 8:i + 8 + length]
+    out, i = bytearray(base[:8]), 8
+    while i < len(base):
+        (length,) = struct.unpack(">I", base[i:i + 4])
+        kind, body = base[i + 4:i + 8], base[i + 8:i + 8 + length]
         if kind == b"IDAT":
             body = rng.randbytes(length)
         out += struct.pack(">I", length) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
         i += 12 + length
     return bytes(out)
+
+
+def poison_indices(uploads: int, poison: int) -> set[int]:
+    """Exactly `poison` indices, spread evenly over the run."""
+    return {(2 * k + 1) * uploads // (2 * poison) for k in range(poison)} if poison else set()
 
 
 class Battery:
@@ -74,11 +123,12 @@ class Battery:
         self.proxy: CuttableProxy | None = None
         self.run_id = uuid.uuid4().hex[:8]
         self.expected: dict[tuple[str, str], str] = {}
-        self.fixtures = {name: (CORPUS / name).read_bytes() for name, _ in STEPS}
+        self.sources = sources()
+        self.names = sorted(self.sources)
         self.s3 = None
         self.fleet_running: Fleet | None = None
 
-    def start(self) -> None:
+    def start(self, uploads: int) -> None:
         started = time.monotonic()
         threads = [threading.Thread(target=s.start) for s in (self.pg, self.rabbit, self.moto)]
         for thread in threads:
@@ -94,11 +144,25 @@ class Battery:
         data = self.root / "data" / "issuer"
         data.mkdir(parents=True)
         shutil.copy(REPO / "tests" / "fixtures" / "issuer" / "private-key.pem", data / "private-key.pem")
-        for name, steps in STEPS:
-            out = subprocess.run([str(self.binary), "debug", "render", "--file", str(CORPUS / name), "--steps", steps],
-                                 env=self.env(), capture_output=True, text=True, check=True)
-            self.expected[(name, steps)] = out.stdout.split()[0]
+        self.render_expected(uploads)
         print(f"services up in {time.monotonic() - started:.1f} s (state in {self.root})", flush=True)
+
+    def render_expected(self, uploads: int) -> None:
+        """The reference result of every (source, steps) the run will send, rendered by the
+        same code outside the processes under test, in one `debug render-batch` process."""
+        folder = self.root / "sources"
+        folder.mkdir()
+        for name, body in self.sources.items():
+            (folder / name).write_bytes(body)
+        jobs = sorted({plan(i, self.names) for i in range(uploads)})
+        lines = "".join(json.dumps({"file": str(folder / name), "steps": json.loads(steps)}) + "\n"
+                        for name, steps in jobs)
+        out = subprocess.run([str(self.binary), "debug", "render-batch"], input=lines, env=self.env(),
+                             capture_output=True, text=True, check=True)
+        sums = out.stdout.split()
+        if len(sums) != len(jobs):
+            raise RuntimeError(f"render-batch gave {len(sums)} results for {len(jobs)} jobs: {out.stderr}")
+        self.expected = dict(zip(jobs, sums))
 
     def stop(self) -> None:
         if self.fleet_running:
@@ -139,6 +203,8 @@ class Battery:
             "PIXMILL_ENGINE__LEASE": "10s",
             "PIXMILL_ENGINE__RELAY_INTERVAL": "500ms",
             "PIXMILL_ENGINE__SHUTDOWN_GRACE": "10s",
+            # Every scenario ends with a SIGTERM; a short drain still shows its 503s.
+            "PIXMILL_SERVER__SHUTDOWN_DRAIN": "1s",
             # The sweeper's age must exceed the longest upload, which the request timeout
             # bounds: an upload between its two writes is never swept.
             "PIXMILL_SERVER__REQUEST_TIMEOUT": "10s",
@@ -197,13 +263,14 @@ def run_scenario(battery: Battery, scenario: Scenario) -> Report:
     ctx = Context(fleet, battery)
 
     uploads = []
-    poison_every = scenario.uploads // scenario.poison if scenario.poison else 0
+    poisoned = poison_indices(scenario.uploads, scenario.poison)
     for i in range(scenario.uploads):
-        if poison_every and i % poison_every == poison_every // 2:
-            uploads.append(Upload(i, f"poison-{i}.png", poison_png(i), STEPS[0][1], poison=True))
+        name, steps = plan(i, battery.names)
+        if i in poisoned:
+            body = poison_png(i, battery.sources[battery.names[0]])
+            uploads.append(Upload(i, f"poison-{i}.png", body, steps, poison=True))
         else:
-            name, steps = STEPS[i % len(STEPS)]
-            uploads.append(Upload(i, name, battery.fixtures[name], steps, poison=False))
+            uploads.append(Upload(i, name, battery.sources[name], steps, poison=False))
 
     def answered() -> float:
         return sum(1 for u in uploads if u.id or u.refused) / len(uploads)
@@ -221,7 +288,7 @@ def run_scenario(battery: Battery, scenario: Scenario) -> Report:
     uploaded = time.monotonic()
 
     accepted = [u for u in uploads if u.id]
-    deadline = time.monotonic() + FINAL_PATIENCE
+    deadline = time.monotonic() + scenario.patience
     while time.monotonic() < deadline and any(observer.last_status(u.id) not in FINAL for u in accepted):
         time.sleep(0.2)
     settled = time.monotonic()
@@ -241,15 +308,34 @@ def run_scenario(battery: Battery, scenario: Scenario) -> Report:
         report.counts.update(counts)
         report.problems.extend(problems)
     report.counts.update(ctx.notes)
+    wanted = [battery.expected[(u.name, u.steps)] for u in uploads if u.id and not u.poison]
+    report.counts["distinct_results"] = f"{len(set(wanted))}/{len(wanted)}"
     exits = fleet.stop()
     battery.fleet_running = None
     bad = [e for e in exits if not e.ok]
     report.problems.extend(f"{e.name} exited {e.code} after {e.seconds:.1f} s on SIGTERM" for e in bad)
     report.counts["bad_exits"] = len(bad)
     report.counts["seconds"] = f"{time.monotonic() - started:.0f}"
+    if scenario.expect_fail:
+        report = judged_faulty(report)
     print(f"  {scenario.name}: uploads took {uploaded - started:.1f} s, all final after "
           f"{settled - uploaded:.1f} s more", flush=True)
     return report
+
+
+def judged_faulty(report: Report) -> Report:
+    """A known-wrong variant's report: it passes when the battery caught the fault (an
+    accepted image lost), and fails when every count came out clean."""
+    lost = int(report.counts.get("lost", 0))
+    got = "fail" if lost > 0 else "pass"
+    judged = Report(report.name, {"expected": "fail", "got": got, **report.counts})
+    if got == "pass":
+        judged.problems = ["the known-wrong variant passed: the battery did not catch it",
+                           *report.problems]
+    else:
+        print(f"  {report.name}: caught, as it must be ({len(report.problems)} problems, e.g. "
+              f"{report.problems[0]})", flush=True)
+    return judged
 
 
 def main() -> int:
@@ -270,7 +356,7 @@ def main() -> int:
     atexit.register(battery.stop)
     reports: list[Report] = []
     try:
-        battery.start()
+        battery.start(max(s.uploads for s in scenarios))
         for scenario in scenarios:
             report = run_scenario(battery, scenario)
             for problem in report.problems[:20]:

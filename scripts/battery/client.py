@@ -1,5 +1,5 @@
 """The client side: uploads the way a careful client does (an Idempotency-Key per image,
-retried on connection errors, 429 and 5xx), records every action, and watches every status
+retried on connection errors, 408, 429 and 5xx), records every action, and watches every status
 the owner's listing shows."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import requests
 
 #: How long one image's upload is retried before the client gives up on it.
 UPLOAD_PATIENCE = 120.0
-RETRYABLE = {429, 500, 502, 503, 504}
+#: 408: the gateway's request timeout cut a slow upload short (a busy machine); nothing
+#: was stored under the Idempotency-Key, or the retry finds what was.
+RETRYABLE = {408, 429, 500, 502, 503, 504}
 
 
 @dataclass

@@ -36,6 +36,11 @@ class Scenario:
     actions: list[tuple[float, Action]] = field(default_factory=list)
     #: Checks that the fault took place; returns counts for the report line and problems.
     evidence: Callable[[Context], tuple[dict, list[str]]] | None = None
+    #: True for a run of a known-wrong variant (PIXMILL_FAULTY in `env`): the battery must
+    #: catch it (lost > 0), and the scenario passes only then.
+    expect_fail: bool = False
+    #: How long after the last upload every accepted image has to reach its final status.
+    patience: float = 120.0
 
 
 def kill_worker(index: int) -> Action:
@@ -111,11 +116,22 @@ def sigterm_exits(ctx: Context) -> tuple[dict, list[str]]:
     bad = [e for e in ctx.exits if not e.ok]
     problems = [f"{e.name} exited {e.code} after {e.seconds:.1f} s on SIGTERM mid-run" for e in bad]
     slowest = max((e.seconds for e in ctx.exits), default=0.0)
-    # Seen only by uploads that reached the gateway between the signal and the listener
-    # closing: a count, not a requirement.
+    # The gateway keeps its listener open for its drain period after the signal, so uploads
+    # in that window must hear 503 shutting_down (retried) rather than a refused connection.
     refused = sum(u.shutting_down_503 for u in ctx.uploads)
+    if not refused:
+        problems.append("no upload got 503 shutting_down while the gateway drained")
     counts = {"midrun_sigterms": len(ctx.exits), "slowest_exit_s": f"{slowest:.1f}", "shutting_down_503": refused}
     return counts, problems
+
+
+def poison_ended_failed(ctx: Context) -> tuple[dict, list[str]]:
+    """At least one poison file was accepted (202); the checker already requires each
+    accepted one to end FAILED with exactly one dead letter."""
+    poison = [u for u in ctx.uploads if u.poison]
+    accepted = sum(1 for u in poison if u.id)
+    problems = [] if accepted else ["no poison upload was accepted: the scenario tested nothing"]
+    return {"poison_accepted": f"{accepted}/{len(poison)}"}, problems
 
 
 def all_scenarios() -> list[Scenario]:
@@ -130,11 +146,16 @@ def all_scenarios() -> list[Scenario]:
         Scenario("rabbitmq_restart", 150, actions=[(0.3, restart_rabbitmq)]),
         Scenario("postgres_restart", 150, actions=[(0.3, restart_postgres)]),
         Scenario("s3_outage", 150, actions=[(0.3, cut_s3(10.0))]),
-        Scenario("poison", 170, poison=20),
+        Scenario("poison", 170, poison=20, evidence=poison_ended_failed),
         Scenario("duplicate_delivery", 150, env={"PIXMILL_FAILPOINT": "publish_twice:1"},
                  evidence=duplicates_published),
         Scenario("stalled_worker", 150, env={"PIXMILL_ENGINE__LEASE": "3s"}, actions=[(0.3, stall_worker(8.0))],
                  evidence=stale_write_refused),
         Scenario("sigterm_midrun", 150, actions=[(0.3, sigterm("worker")), (0.6, sigterm("gateway"))],
                  evidence=sigterm_exits),
+        # Known-wrong variants, last: each must make the battery report loss. Nothing
+        # republishes a job these variants drop, so a short patience (well past the
+        # relay's publish grace and the lease) decides.
+        Scenario("faulty_publish_before_commit", 40, env={"PIXMILL_FAULTY": "publish_before_commit"},
+                 expect_fail=True, patience=15.0),
     ]

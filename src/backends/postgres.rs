@@ -228,11 +228,13 @@ async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecor
             return Ok(Err(existing));
         }
     }
+    // Every try inserted nothing (the conflict), so this row was certainly not written.
     Err(BackendError::new(
         BACKEND,
         ErrorKind::Internal,
         "idempotency key kept conflicting with a row that was deleted",
-    ))
+    )
+    .not_applied())
 }
 
 async fn list(client: &Object, owner: &Owner, query: &ListQuery) -> PgResult<Page> {

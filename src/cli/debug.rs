@@ -1,13 +1,14 @@
 //! `pixmill debug ...`: tools the fault battery uses to check results from outside the
 //! processes under test. Compiled only with the `failpoints` feature.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use pixmill_actors::pipeline::OutputSpec;
 use pixmill_actors::transform::render_all;
 use pixmill_actors::{JobSpec, Pipeline, Rendition, Step, VariantName};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::backends::rabbitmq::{drain_dead_letters, RabbitConfig};
@@ -24,6 +25,10 @@ pub enum DebugCommand {
         #[arg(long)]
         steps: String,
     },
+    /// Like `render`, for many jobs in one process: reads one JSON object per line from
+    /// standard input, `{"file": PATH, "steps": [...]}`, and prints one SHA-256 per line,
+    /// in order.
+    RenderBatch,
     /// Take every message off the dead-letter queue (`<queue>.dead`) of the configured
     /// broker and print one image id per line.
     DeadLetters,
@@ -31,12 +36,36 @@ pub enum DebugCommand {
 
 pub async fn run(config: &Config, command: DebugCommand) -> Result<ExitCode, String> {
     match command {
-        DebugCommand::Render { file, steps } => render(config, &file, &steps),
+        DebugCommand::Render { file, steps } => {
+            println!("{}", render_one(config, &file, &steps)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        DebugCommand::RenderBatch => render_batch(config),
         DebugCommand::DeadLetters => dead_letters(config).await,
     }
 }
 
-fn render(config: &Config, file: &PathBuf, steps: &str) -> Result<ExitCode, String> {
+/// One line of `render-batch`'s input.
+#[derive(Deserialize)]
+struct BatchJob {
+    file: PathBuf,
+    steps: serde_json::Value,
+}
+
+fn render_batch(config: &Config) -> Result<ExitCode, String> {
+    for line in std::io::stdin().lines() {
+        let line = line.map_err(|e| format!("stdin: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let job: BatchJob = serde_json::from_str(&line).map_err(|e| format!("{line}: {e}"))?;
+        println!("{}", render_one(config, &job.file, &job.steps.to_string())?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Renders FILE with STEPS as a worker would; returns the result's SHA-256 in hex.
+fn render_one(config: &Config, file: &Path, steps: &str) -> Result<String, String> {
     let input = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let steps: Vec<Step> = serde_json::from_str(steps).map_err(|e| format!("steps: {e}"))?;
     let pipeline = Pipeline::new(steps).map_err(|e| format!("steps: {e}"))?;
@@ -48,10 +77,10 @@ fn render(config: &Config, file: &PathBuf, steps: &str) -> Result<ExitCode, Stri
         }],
     };
     let rendered = render_all(&input, &spec, &config.limits).map_err(|e| e.to_string())?;
-    for output in rendered {
-        println!("{}", hex::encode(Sha256::digest(&output.bytes)));
-    }
-    Ok(ExitCode::SUCCESS)
+    let output = rendered
+        .first()
+        .ok_or_else(|| format!("{}: nothing rendered", file.display()))?;
+    Ok(hex::encode(Sha256::digest(&output.bytes)))
 }
 
 async fn dead_letters(config: &Config) -> Result<ExitCode, String> {

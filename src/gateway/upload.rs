@@ -9,7 +9,7 @@
 
 use chrono::Utc;
 use pixmill_actors::pipeline::OutputSpec;
-use pixmill_actors::ports::{Bucket, JobMessage, ObjectKey};
+use pixmill_actors::ports::{BackendError, Bucket, JobMessage, ObjectKey};
 use pixmill_actors::record::NewImage;
 use pixmill_actors::transform::{probe, Probe};
 use pixmill_actors::{ImageId, ImageRecord, JobSpec, StoredImage};
@@ -122,8 +122,9 @@ impl Gateway {
             trace_id: request.trace_id,
         };
         #[cfg(feature = "failpoints")]
-        let published_early =
-            failpoints::faulty(Faulty::PublishBeforeCommit) && self.publish(&job).await;
+        let published_early = failpoints::faulty(Faulty::PublishBeforeCommit)
+            && self.publish(&job).await
+            && failpoints::slow_commit().await;
 
         let record = match self.metadata.insert(&new).await {
             Ok(Ok(record)) => record,
@@ -133,7 +134,7 @@ impl Gateway {
                 return Ok((existing, false));
             }
             Err(error) => {
-                self.remove_orphan(&key).await;
+                self.after_failed_insert(id, &key, &error).await;
                 return Err(ApiError::backend(&error));
             }
         };
@@ -204,6 +205,20 @@ impl Gateway {
                 tracing::error!(error = %error, "probing an upload panicked");
                 Err(ApiError::internal())
             }
+        }
+    }
+
+    /// Removes the original of an upload whose row was certainly not written. When the
+    /// outcome is unknown (the connection was cut, or the call timed out, after the insert
+    /// was sent), the row may have committed: a client retrying with the same
+    /// Idempotency-Key would then get a `202` for an image whose original is gone. So the
+    /// original stays, and the orphan sweeper removes it later if no row refers to it.
+    async fn after_failed_insert(&self, id: ImageId, key: &ObjectKey, error: &BackendError) {
+        if error.certainly_not_applied() {
+            self.remove_orphan(key).await;
+        } else {
+            tracing::warn!(image_id = %id, key = %key, error = %error,
+                "the insert's outcome is unknown; leaving the original to the orphan sweeper");
         }
     }
 

@@ -14,5 +14,6 @@ mod queue_contract;
 mod rabbitmq_outage;
 mod redis_fastpath;
 mod service_env;
+mod shutdown;
 mod standalone;
 mod support;

@@ -32,6 +32,8 @@ pub fn standalone_config(data_dir: &Path) -> Config {
     config.engine.retry.base_delay = Duration::from_millis(50);
     config.engine.retry.max_delay = Duration::from_millis(200);
     config.engine.shutdown_grace = Duration::from_secs(5);
+    // Tests stop apps often; the drain has a test of its own (shutdown.rs).
+    config.server.shutdown_drain = Duration::ZERO;
     config
 }
 

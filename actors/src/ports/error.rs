@@ -25,6 +25,11 @@ pub struct BackendError {
     pub kind: ErrorKind,
     pub message: String,
     pub source: Option<Box<dyn StdError + Send + Sync>>,
+    /// Set by an adapter that knows the call changed nothing: it failed before a request
+    /// left this process, or the backend answered with an error that rolled it back. Unset,
+    /// the outcome is unknown: a connection cut or a timeout after the request was sent may
+    /// hide a write that did commit, so a caller must not undo what depends on it.
+    pub not_applied: bool,
 }
 
 impl BackendError {
@@ -34,7 +39,19 @@ impl BackendError {
             kind,
             message: message.into(),
             source: None,
+            not_applied: false,
         }
+    }
+
+    /// Marks the call as certainly without effect (see [`Self::not_applied`]).
+    pub fn not_applied(mut self) -> Self {
+        self.not_applied = true;
+        self
+    }
+
+    /// Whether it is certain that the failed call wrote nothing. False means unknown.
+    pub fn certainly_not_applied(&self) -> bool {
+        self.not_applied
     }
 
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {

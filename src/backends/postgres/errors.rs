@@ -9,22 +9,35 @@ use super::BACKEND;
 
 /// Maps a driver error: a lost connection or a server that is shutting down is
 /// `Unavailable`, a cancelled statement (our `statement_timeout`) is `Timeout`, a violated
-/// constraint is `Rejected`.
+/// constraint is `Rejected`. Only an error the server reported about the statement itself
+/// (see [`statement_rolled_back`]) is marked as having changed nothing; a lost connection
+/// may have lost the reply to a commit.
 pub fn pg_error(error: tokio_postgres::Error) -> BackendError {
-    let kind = if error.is_closed() || has_io_source(&error) {
+    let closed = error.is_closed() || has_io_source(&error);
+    let kind = if closed {
         ErrorKind::Unavailable
     } else {
         error
             .code()
             .map_or(ErrorKind::Internal, |code| kind_of_sqlstate(code.code()))
     };
-    BackendError::new(BACKEND, kind, error.to_string()).with_source(error)
+    let rolled_back = !closed
+        && error
+            .code()
+            .is_some_and(|c| statement_rolled_back(c.code()));
+    let mapped = BackendError::new(BACKEND, kind, error.to_string()).with_source(error);
+    if rolled_back {
+        mapped.not_applied()
+    } else {
+        mapped
+    }
 }
 
 /// Maps a pool error. Waiting for a free connection past the bound is `Timeout`; failing
-/// to open one is `Unavailable`.
+/// to open one is `Unavailable`. Either way no statement of ours reached the server, so the
+/// call changed nothing.
 pub fn pool_error(error: PoolError) -> BackendError {
-    match error {
+    let mapped = match error {
         PoolError::Backend(error) => pg_error(error),
         PoolError::Timeout(TimeoutType::Wait) => {
             BackendError::timeout(BACKEND, "timed out waiting for a pooled connection")
@@ -41,7 +54,19 @@ pub fn pool_error(error: PoolError) -> BackendError {
             BackendError::new(BACKEND, ErrorKind::Unavailable, "connection pool closed")
         }
         other => BackendError::new(BACKEND, ErrorKind::Internal, other.to_string()),
-    }
+    };
+    mapped.not_applied()
+}
+
+/// Whether a SQLSTATE the server answered a statement with means that statement (an
+/// autocommit one: every write here is) was rolled back. Connection exceptions (08),
+/// operator intervention (57: a shutdown or a cancel), resource (53), system (58) and
+/// internal (XX) errors can arrive after a commit whose reply they cut off, so they leave
+/// the outcome unknown.
+fn statement_rolled_back(code: &str) -> bool {
+    !["08", "57", "53", "58", "XX"]
+        .iter()
+        .any(|class| code.starts_with(class))
 }
 
 fn has_io_source(error: &tokio_postgres::Error) -> bool {
@@ -80,5 +105,22 @@ mod tests {
         assert_eq!(kind_of_sqlstate("57014"), ErrorKind::Timeout);
         assert_eq!(kind_of_sqlstate("23505"), ErrorKind::Rejected);
         assert_eq!(kind_of_sqlstate("40001"), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn only_statement_errors_are_certain_to_have_changed_nothing() {
+        // A unique violation or a serialization failure rolled the insert back.
+        assert!(statement_rolled_back("23505"));
+        assert!(statement_rolled_back("40001"));
+        // A server shutting down or a cut connection may follow a commit.
+        assert!(!statement_rolled_back("57P01"));
+        assert!(!statement_rolled_back("08006"));
+        assert!(!statement_rolled_back("XX000"));
+    }
+
+    #[test]
+    fn a_pool_failure_changed_nothing() {
+        assert!(pool_error(PoolError::Closed).certainly_not_applied());
+        assert!(pool_error(PoolError::Timeout(TimeoutType::Wait)).certainly_not_applied());
     }
 }

@@ -4,8 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use pixmill::backends::postgres::{PostgresConfig, PostgresStore};
 use pixmill_actors::ports::{ErrorKind, MetadataStore};
+use pixmill_actors::record::NewImage;
+use pixmill_actors::{ImageFormat, ImageId, JobSpec, OutputSpec, Owner, Pipeline, StoredImage};
 
 use crate::service_env::{postgres_url, unavailable, unique_name};
 
@@ -129,4 +132,88 @@ async fn no_server_is_unavailable() {
 
     assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");
     assert!(error.is_transient());
+}
+
+/// An upload's row, as the gateway would insert it.
+fn new_image() -> NewImage {
+    let id = ImageId::new();
+    NewImage {
+        id,
+        owner: Owner::parse("cut-off").unwrap(),
+        spec: JobSpec::single(Pipeline::default_thumbnail(), OutputSpec::default()),
+        original: StoredImage {
+            key: format!("{id}.png"),
+            format: ImageFormat::Png,
+            width: 64,
+            height: 48,
+            bytes: 1_000,
+            sha256: "ab".repeat(32),
+            frames: 1,
+        },
+        idempotency_key: Some(format!("key-{id}")),
+        callback_url: None,
+        dispatch_at: Utc::now(),
+        created_at: Utc::now(),
+    }
+}
+
+/// An insert whose session the server ends mid-call (a restart, a failover, a cut
+/// connection) may have committed for all the client knows: its error must not claim that
+/// nothing was written, or the gateway would delete the original of a row that may exist.
+#[tokio::test]
+async fn an_insert_cut_off_mid_call_has_an_unknown_outcome() {
+    let Some((store, fixture)) = open().await else {
+        return;
+    };
+    store.ping().await.unwrap();
+    let (admin, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    // Holding the table's lock keeps the store's insert waiting inside the server.
+    let lock = format!(
+        "BEGIN; LOCK TABLE {}.images IN ACCESS EXCLUSIVE MODE",
+        fixture.schema
+    );
+    admin.batch_execute(&lock).await.unwrap();
+    let inserting = {
+        let store = store.clone();
+        tokio::spawn(async move { store.insert(&new_image()).await })
+    };
+    let application = format!("pixmill:{}", fixture.schema);
+    let waiting = "SELECT pid FROM pg_stat_activity \
+                   WHERE application_name = $1 AND wait_event_type = 'Lock'";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while admin
+        .query(waiting, &[&application])
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the insert never waited on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let ended = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&application],
+        )
+        .await
+        .unwrap();
+    assert!(!ended.is_empty(), "the store had no session to end");
+    let error = inserting
+        .await
+        .unwrap()
+        .expect_err("the insert's session was ended");
+
+    assert!(!error.certainly_not_applied(), "{error:?}");
+    assert!(error.is_transient(), "{error:?}");
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    drop(admin);
+    let _ = connection.await;
+    close(fixture).await;
 }

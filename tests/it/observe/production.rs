@@ -116,6 +116,7 @@ fn config(services: &Services, data_dir: &std::path::Path, prefix: &str) -> Conf
     config.auth.trust_local_issuer_unsafe = true;
     config.engine.relay_interval = Duration::from_millis(100);
     config.engine.shutdown_grace = Duration::from_secs(5);
+    config.server.shutdown_drain = Duration::ZERO;
     config
 }
 

@@ -158,6 +158,8 @@ fn config(
     config.engine.retry.max_delay = Duration::from_millis(200);
     config.engine.shutdown_grace = Duration::from_secs(2);
     config.server.shutdown_grace = Duration::from_secs(2);
+    // Tests stop apps often; the drain has a test of its own (shutdown.rs).
+    config.server.shutdown_drain = Duration::ZERO;
     config
 }
 
