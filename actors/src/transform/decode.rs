@@ -52,9 +52,7 @@ pub(crate) fn decode_still(
     let shrunk = match probe.format {
         ImageFormat::Jpeg => match fast_jpeg(bytes, limits, needs)? {
             Some(raw) => Some(raw),
-            None if shrinking_pays(probe) => jpeg::decode_shrunk(bytes, limits, needs.size)?,
-            None if needs.luma_only => jpeg_luma::decode(bytes, limits)?,
-            None => None,
+            None => pure_rust_jpeg(bytes, probe, limits, needs)?,
         },
         _ => None,
     };
@@ -63,6 +61,26 @@ pub(crate) fn decode_still(
         None => generic::decode(bytes, probe.format, limits)?,
     };
     Ok(finish(raw))
+}
+
+/// The pure-Rust decoders' answer for a JPEG: shrunk on load when that saves memory that
+/// matters, else luma when that is all the steps need (a large file that must be decoded at
+/// full size still gets luma), else `None` for the generic decoder.
+fn pure_rust_jpeg(
+    bytes: &[u8],
+    probe: &Probe,
+    limits: &InputLimits,
+    needs: Needs,
+) -> Result<Option<Raw>, TransformError> {
+    if shrinking_pays(probe) {
+        if let Some(raw) = jpeg::decode_shrunk(bytes, limits, needs.size)? {
+            return Ok(Some(raw));
+        }
+    }
+    if needs.luma_only {
+        return jpeg_luma::decode(bytes, limits);
+    }
+    Ok(None)
 }
 
 /// libjpeg-turbo's decode of a JPEG, with the `turbo` feature; `None` leaves the file to the
@@ -246,6 +264,22 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_large_jpeg_turned_grey_at_full_size_is_decoded_to_luma() {
+        // Bridge is 4352x2448, large enough for shrink-on-load, which a full-size greyscale
+        // declines; the luma decoder must still take it rather than the RGB one.
+        let limits = InputLimits::default();
+        let bytes = fixture("corpus", "Bridge_by_Sander_Klootwijk.jpg");
+        let probed = crate::transform::probe(&bytes, &limits).unwrap();
+        let needs = Needs {
+            size: &|_| None,
+            luma_only: true,
+        };
+        let canvas = decode_still(&bytes, &probed, &limits, needs).unwrap();
+        assert_eq!(canvas.image.color(), image::ColorType::L8);
+        assert_eq!(canvas.size(), (4352, 2448));
     }
 
     #[test]
