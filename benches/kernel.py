@@ -544,6 +544,8 @@ def main():
         print(f"info: floor {op:9} decode alone {row['floor_cpu_s']:.3f}s, pixmill "
               f"{med['pixmill']:.3f}s = {row['pixmill_over_floor']:.2f}x floor, libvips "
               f"{med['libvips']:.3f}s = {med['libvips'] / row['floor_cpu_s']:.2f}x floor")
+    print("info: floors decode with jpeg-decoder (DCT-scaled) and zune-jpeg (full), the "
+          "default build's decoders, in every build (see benches/kernel/src/floor.rs)")
     for op, by_tool in checks.items():
         shown = "  ".join(
             f"{tool} {','.join(sorted({v['sampling'] for v in files.values()}))}"

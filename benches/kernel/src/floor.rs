@@ -7,8 +7,9 @@
 //! - grayscale: a full-size luma decode (zune-jpeg), as the kernel decodes it.
 //!
 //! The kernel exposes no decoder, so these are the default build's decoders called
-//! directly. A build with other codecs (`turbo`) should add its decoders to
-//! [`candidates`]; every candidate is timed and the cheapest is the floor.
+//! directly, in every build. The `turbo` build decodes JPEG with libjpeg-turbo, which is
+//! faster than both, so its pixmill / floor ratios can fall below 1 until a turbo decoder
+//! is added to [`candidates`] (every candidate is timed; the cheapest is the floor).
 
 use jpeg_decoder::Decoder;
 use zune_core::bytestream::ZCursor;
