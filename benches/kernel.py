@@ -10,8 +10,8 @@ pins everything to one core. What it does:
 - Per round, per op, per file, the tools run one after the other in an order that rotates,
   so drift on the machine falls on every tool alike. A warm-up pass is not counted.
 - An op's figure is its total over the corpus per round, then the median over rounds.
-- Floors (`pixmill-bench floor`: the decode alone at the scale the op needs) are timed in
-  the same rotation.
+- Floors (`pixmill-bench floor`: the kernel's own decode step alone, as the op's render
+  decodes) are timed in the same rotation.
 - Peak memory comes from `pixmill-bench mem`, a fresh process per op.
 """
 
@@ -544,8 +544,8 @@ def main():
         print(f"info: floor {op:9} decode alone {row['floor_cpu_s']:.3f}s, pixmill "
               f"{med['pixmill']:.3f}s = {row['pixmill_over_floor']:.2f}x floor, libvips "
               f"{med['libvips']:.3f}s = {med['libvips'] / row['floor_cpu_s']:.2f}x floor")
-    print("info: floors decode with jpeg-decoder (DCT-scaled) and zune-jpeg (full), the "
-          "default build's decoders, in every build (see benches/kernel/src/floor.rs)")
+    print("info: floors are the kernel's own decode step for each op, run alone "
+          "(pixmill_actors::transform::decode_only; see benches/kernel/src/floor.rs)")
     for op, by_tool in checks.items():
         shown = "  ".join(
             f"{tool} {','.join(sorted({v['sampling'] for v in files.values()}))}"

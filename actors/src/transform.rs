@@ -48,4 +48,4 @@ pub use error::{InputError, TransformError};
 pub use limits::InputLimits;
 pub use probe::{probe, Probe};
 pub use probe_check::probe_violation;
-pub use render::{render_all, render_all_with, RenderOptions, Rendered};
+pub use render::{decode_only, render_all, render_all_with, RenderOptions, Rendered};

@@ -83,6 +83,30 @@ fn render_unguarded(
     render_decoded(input, &probed, spec, limits, options)
 }
 
+/// Decodes `input` exactly as [`render_all_with`] would for `spec` (the same decoder, scale
+/// and pixel layout) and stops there, returning the decoded buffer's size. This is a
+/// rendering's floor: the benchmark (`benches/kernel/`) reports each operation against it.
+pub fn decode_only(
+    input: &[u8],
+    spec: &JobSpec,
+    limits: &InputLimits,
+    options: RenderOptions,
+) -> Result<(u32, u32), TransformError> {
+    panics::contain(
+        || {
+            let probed = probe(input, limits)?;
+            #[cfg(feature = "turbo")]
+            if let Some(size) =
+                super::turbo::planar::decode_only(input, &probed, spec, limits, options)?
+            {
+                return Ok(size);
+            }
+            Ok(first_canvas(input, &probed, spec, limits, options)?.size())
+        },
+        TransformError::Internal,
+    )
+}
+
 /// The general path: one decoded canvas (RGB, luma, with or without alpha), every rendition
 /// run on it step by step.
 pub(crate) fn render_decoded(

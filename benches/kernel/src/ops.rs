@@ -80,9 +80,9 @@ fn thumbnail_step() -> Step {
 
 /// A job built once and run many times.
 pub struct Job {
-    spec: JobSpec,
-    limits: InputLimits,
-    options: RenderOptions,
+    pub spec: JobSpec,
+    pub limits: InputLimits,
+    pub options: RenderOptions,
 }
 
 impl Job {

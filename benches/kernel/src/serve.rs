@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::floor::{self, Need};
+use crate::floor;
 use crate::ops::Op;
 use crate::{cpu, BoxError};
 
@@ -59,8 +59,8 @@ fn answer(mode: Mode, line: &str) -> Result<serde_json::Value, BoxError> {
     if request.reps == 0 || request.reps > MAX_REPS {
         return Err(format!("reps must be 1 to {MAX_REPS}").into());
     }
-    let input = std::fs::read(&request.file)
-        .map_err(|e| format!("reading {}: {e}", request.file))?;
+    let input =
+        std::fs::read(&request.file).map_err(|e| format!("reading {}: {e}", request.file))?;
     match mode {
         Mode::Kernel => kernel(op, &input, &request),
         Mode::Floor => floor(op, &input, request.reps),
@@ -89,19 +89,18 @@ fn kernel(op: Op, input: &[u8], request: &Request) -> Result<serde_json::Value, 
 }
 
 fn floor(op: Op, input: &[u8], reps: u32) -> Result<serde_json::Value, BoxError> {
-    let need = Need::of(op);
+    let job = op.job()?;
     let mut seconds = Vec::new();
-    let mut last = None;
+    let mut size = None;
     for _ in 0..reps {
-        let (decoded, s) = floor::measure(input, need)?;
+        let (decoded, s) = floor::measure(&job, input)?;
         seconds.push(s);
-        last = Some(decoded);
+        size = Some(decoded);
     }
-    let decoded = last.ok_or("no rep ran")?;
+    let (width, height) = size.ok_or("no rep ran")?;
     Ok(json!({
         "cpu_s": seconds,
-        "bytes": decoded.bytes,
-        "width": decoded.width,
-        "height": decoded.height,
+        "width": width,
+        "height": height,
     }))
 }

@@ -58,6 +58,25 @@ pub(crate) fn try_render(
     Ok(Some(out))
 }
 
+/// The planes [`try_render`] would start from, decoded and dropped: their size, or `None`
+/// when the job goes the RGB way.
+pub(crate) fn decode_only(
+    input: &[u8],
+    probed: &Probe,
+    spec: &JobSpec,
+    limits: &InputLimits,
+    options: RenderOptions,
+) -> Result<Option<(u32, u32)>, TransformError> {
+    if probed.format != ImageFormat::Jpeg || spec.renditions.is_empty() {
+        return Ok(None);
+    }
+    if !spec.renditions.iter().all(planar_rendition) {
+        return Ok(None);
+    }
+    let planes = decode(input, spec, limits, options)?;
+    Ok(planes.map(|p| (p.y.width, p.y.height)))
+}
+
 /// True when `rendition` is something the planes render exactly.
 fn planar_rendition(rendition: &Rendition) -> bool {
     let steps_ok = rendition.pipeline.steps().iter().all(|step| match step {
