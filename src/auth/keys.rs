@@ -113,8 +113,10 @@ impl Fetches {
     /// Whole seconds until the next fetch may start, at least one: the `Retry-After` of an
     /// `issuer_unavailable` refusal.
     fn retry_after(&self, policy: &CachePolicy) -> u64 {
-        let waited = self.last_attempt.map_or(Duration::ZERO, |at| at.elapsed());
-        let left = policy.min_refetch.saturating_sub(waited);
+        let Some(at) = self.last_attempt else {
+            return 1;
+        };
+        let left = policy.min_refetch.saturating_sub(at.elapsed());
         let rounded_up = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         rounded_up.max(1)
     }
