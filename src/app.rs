@@ -151,7 +151,7 @@ impl App {
             verifier,
             limits: config.limits.clone(),
             presets: config.presets.clone(),
-            upload_role: config.auth.upload_role.clone().filter(|r| !r.is_empty()),
+            upload_role: config.auth.upload_role.clone(),
             admin_role: config.auth.admin_role.clone(),
             publish_grace: config.server.publish_grace,
             upload_slots,

@@ -17,6 +17,8 @@ use pixmill_actors::EngineConfig;
 use pixmill_actors::Step;
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::policy::{AudienceClaim, SigningAlgorithm};
+pub use crate::auth::roles::RoleRequirement;
 pub use crate::gateway::PresetConfig;
 pub use secret::{redact_url, Secret};
 
@@ -225,20 +227,40 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     /// Where to fetch keys; default: `jwks_uri` of the issuer's discovery document.
     pub jwks_url: Option<String>,
-    /// Accepted in `aud`, or in `azp` when a token has no `aud`.
+    /// The name tokens must be addressed to, in the claim `audience_claim` names.
     pub audience: String,
-    /// Realm role required to upload; empty means none.
-    pub upload_role: Option<String>,
-    /// Realm role that may read `/v1/system/*`.
-    pub admin_role: String,
+    /// Which claim must name `audience`: `aud`, `azp`, or `aud_or_azp` (`aud` when the token
+    /// has one, else `azp`).
+    pub audience_claim: AudienceClaim,
+    /// Signature algorithms accepted; asymmetric ones only (HMAC is refused at load).
+    #[serde(deserialize_with = "crate::auth::policy::non_empty_algorithms")]
+    pub algorithms: Vec<SigningAlgorithm>,
+    /// Role required to upload: `uploader` or `realm:uploader` (realm role),
+    /// `client:<client id>:uploader` (client role); unset or empty means none.
+    #[serde(with = "crate::auth::roles::optional")]
+    pub upload_role: Option<RoleRequirement>,
+    /// Role that may read `/v1/system/*`, in the same forms as `upload_role`.
+    pub admin_role: RoleRequirement,
     /// Clock skew allowed on `exp` and `nbf`.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
-    /// Shortest time between two JWKS fetches caused by tokens naming a `kid` the cached set
-    /// lacks. It bounds what a flood of forged `kid`s costs the issuer, and it is also how
-    /// long a key the issuer has just rotated in may still be refused.
+    /// How long a fetched key set is used before it is refreshed. A stale set keeps serving
+    /// while the refresh runs in the background (see `jwks_max_stale`).
+    #[serde(with = "humantime_serde")]
+    pub jwks_max_age: Duration,
+    /// Shortest time between two key-set fetches, whatever causes them (a stale set, a
+    /// token naming a `kid` the set lacks, an issuer that did not answer). It bounds what a
+    /// flood of forged `kid`s costs the issuer, and it is also how long a key the issuer has
+    /// just rotated in may still be refused.
     #[serde(with = "humantime_serde")]
     pub jwks_min_refetch: Duration,
+    /// How long past `jwks_max_age` a key set still serves while the issuer cannot be
+    /// reached; after that tokens are refused with `503 issuer_unavailable`.
+    #[serde(with = "humantime_serde")]
+    pub jwks_max_stale: Duration,
+    /// Longest a key fetch (discovery document and key set together) may take.
+    #[serde(with = "humantime_serde")]
+    pub jwks_fetch_timeout: Duration,
     /// Also trust tokens from `pixmill token` (the data dir's key) in gateway mode. For trying
     /// pixmill without Keycloak; never in production.
     pub trust_local_issuer_unsafe: bool,
@@ -250,10 +272,15 @@ impl Default for AuthConfig {
             issuer: None,
             jwks_url: None,
             audience: "pixmill-api".to_owned(),
+            audience_claim: AudienceClaim::default(),
+            algorithms: vec![SigningAlgorithm::RS256],
             upload_role: None,
-            admin_role: "pixmill-admin".to_owned(),
+            admin_role: RoleRequirement::realm("pixmill-admin"),
             leeway: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(600),
             jwks_min_refetch: Duration::from_secs(10),
+            jwks_max_stale: Duration::from_secs(3600),
+            jwks_fetch_timeout: Duration::from_secs(5),
             trust_local_issuer_unsafe: false,
         }
     }
@@ -327,6 +354,64 @@ mod tests {
             assert_eq!(config.auth.jwks_min_refetch, Duration::from_millis(250));
             assert_eq!(config.server.addr.port(), 9999);
             assert_eq!(config.engine.lease, Duration::from_secs(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn hmac_and_empty_algorithm_lists_are_refused_at_load() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PIXMILL_AUTH__ALGORITHMS", "[\"RS256\", \"HS256\"]");
+            let error = Config::load(None)
+                .expect_err("HS256 is refused")
+                .to_string();
+            assert!(
+                error.contains("HS256") && error.contains("shared-secret"),
+                "{error}"
+            );
+            jail.set_env("PIXMILL_AUTH__ALGORITHMS", "[]");
+            let error = Config::load(None)
+                .expect_err("an empty list is refused")
+                .to_string();
+            assert!(error.contains("empty"), "{error}");
+            jail.set_env("PIXMILL_AUTH__ALGORITHMS", "[\"PS256\", \"ES256\"]");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            let names: Vec<String> = config
+                .auth
+                .algorithms
+                .into_iter()
+                .map(String::from)
+                .collect();
+            assert_eq!(names, ["PS256", "ES256"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn upload_roles_parse_in_every_form() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PIXMILL_AUTH__UPLOAD_ROLE", "client:pixmill-api:uploader");
+            jail.set_env("PIXMILL_AUTH__AUDIENCE_CLAIM", "azp");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.auth.upload_role,
+                Some(RoleRequirement::parse("client:pixmill-api:uploader")?)
+            );
+            assert_eq!(config.auth.audience_claim, AudienceClaim::Azp);
+            // An empty variable switches the requirement off.
+            jail.set_env("PIXMILL_AUTH__UPLOAD_ROLE", "");
+            assert_eq!(
+                Config::load(None)
+                    .map_err(|e| e.to_string())?
+                    .auth
+                    .upload_role,
+                None
+            );
+            jail.set_env("PIXMILL_AUTH__UPLOAD_ROLE", "client:pixmill-api");
+            assert!(
+                Config::load(None).is_err(),
+                "a client role without a client id"
+            );
             Ok(())
         });
     }

@@ -27,6 +27,7 @@ pub use upload::{PresetConfig, UploadRequest};
 pub use wait::{RecordStream, WaitLimits};
 
 use crate::api::errors::ApiError;
+use crate::auth::roles::RoleRequirement;
 use crate::auth::{Principal, TokenVerifier};
 use crate::fastpath::{RateLimiter, StatusCache, StatusFeed};
 use crate::metrics::Metrics;
@@ -45,8 +46,8 @@ pub struct Gateway {
     pub verifier: TokenVerifier,
     pub limits: InputLimits,
     pub presets: BTreeMap<String, PresetConfig>,
-    pub upload_role: Option<String>,
-    pub admin_role: String,
+    pub upload_role: Option<RoleRequirement>,
+    pub admin_role: RoleRequirement,
     pub publish_grace: Duration,
     /// Uploads in progress at most; each holds a permit from the moment its token is
     /// accepted, while its body is received, checked and stored, so a burst of large
@@ -174,11 +175,11 @@ impl Gateway {
         }
     }
 
-    pub fn require_role(&self, who: &Principal, role: &str) -> Result<(), ApiError> {
+    pub fn require_role(&self, who: &Principal, role: &RoleRequirement) -> Result<(), ApiError> {
         if who.has_role(role) {
             return Ok(());
         }
-        Err(crate::auth::AuthError::MissingRole(role.to_owned()).into())
+        Err(crate::auth::AuthError::MissingRole(role.to_string()).into())
     }
 }
 

@@ -122,8 +122,10 @@ impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let mut api = Self::new(status, error.code(), error.to_string());
-        if status != StatusCode::SERVICE_UNAVAILABLE {
-            api.www_authenticate = Some(error.challenge());
+        // A 503 is no challenge to the client's credentials: it says when to come back.
+        match error.retry_after() {
+            Some(seconds) => api.retry_after = Some(seconds),
+            None => api.www_authenticate = Some(error.challenge()),
         }
         api
     }

@@ -98,7 +98,7 @@ error_responses!(
         Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`).",
         Unprocessable = 422: "Dimensions over the limits, or a corrupt header (`image_dimensions_exceed_limit`, `corrupt_image`).",
         TooMany = 429: "Over the per-owner upload rate (`rate_limited`), or the owner already has as many uploads in progress as allowed (`too_many_concurrent_uploads`); see Retry-After. Both are checked before the body is read.",
-        Unavailable = 503: "A backend is down, or this gateway is shutting down; see Retry-After.",
+        Unavailable = 503: "A backend is down, or this gateway is shutting down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
 
@@ -115,7 +115,7 @@ error_responses!(
         BadRequest = 400: "`wait` is not a duration of at most 60 s (`invalid_wait`).",
         Unauthorized = 401: "Missing, invalid or expired token.",
         NotFound = 404: "No such image for this caller (another owner's image looks the same).",
-        Unavailable = 503: "A backend is down; see Retry-After.",
+        Unavailable = 503: "A backend is down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
 
@@ -133,7 +133,7 @@ error_responses!(
     ReadError {
         Unauthorized = 401: "Missing, invalid or expired token.",
         NotFound = 404: "No such image for this caller (another owner's image looks the same).",
-        Unavailable = 503: "A backend is down; see Retry-After.",
+        Unavailable = 503: "A backend is down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
 
@@ -149,7 +149,7 @@ error_responses!(
     ListError {
         BadRequest = 400: "Invalid cursor or parameters (`invalid_cursor`).",
         Unauthorized = 401: "Missing, invalid or expired token.",
-        Unavailable = 503: "A backend is down; see Retry-After.",
+        Unavailable = 503: "A backend is down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
 

@@ -55,6 +55,7 @@ error_responses!(
         Unauthorized = 401: "Missing, invalid or expired token.",
         Forbidden = 403: "The token lacks the admin role (`missing_role`).",
         NotFound = 404: "This process runs no engine (a gateway-only process).",
+        Unavailable = 503: "The token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
 

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::auth::issuer::{IssuerError, LocalIssuer, LOCAL_ISSUER};
-use crate::auth::keys::{AnyOf, KeySource, LocalKeys, RemoteJwks};
+use crate::auth::keys::{CachePolicy, HttpClientError, LocalKeys, RemoteJwks};
+use crate::auth::verifier::{TokenRules, TrustedIssuer};
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 
@@ -13,6 +14,8 @@ use super::Mode;
 pub enum AuthSetupError {
     #[error(transparent)]
     Issuer(#[from] IssuerError),
+    #[error(transparent)]
+    HttpClient(#[from] HttpClientError),
     #[error(
         "no token issuer configured: set PIXMILL_AUTH__ISSUER to the Keycloak realm URL \
          (e.g. http://localhost:8081/realms/pixmill), or, only for trying pixmill without \
@@ -25,18 +28,25 @@ pub enum AuthSetupError {
 /// trusts Keycloak, and the local issuer only when told to, loudly. A worker serves no
 /// authenticated endpoint and trusts nothing.
 pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupError> {
+    let auth = &config.auth;
     let mut issuers = Vec::new();
-    let mut sources: Vec<Arc<dyn KeySource>> = Vec::new();
     let trust_local = match mode {
         Mode::Standalone => true,
         Mode::Gateway => config.auth.trust_local_issuer_unsafe,
         Mode::Worker => false,
     };
-    if let Some(issuer) = &config.auth.issuer {
-        issuers.push(issuer.clone());
-        let jwks = RemoteJwks::new(issuer.clone(), config.auth.jwks_url.clone())
-            .with_min_refetch(config.auth.jwks_min_refetch);
-        sources.push(Arc::new(jwks));
+    if let Some(issuer) = &auth.issuer {
+        let policy = CachePolicy {
+            max_age: auth.jwks_max_age,
+            min_refetch: auth.jwks_min_refetch,
+            max_stale: auth.jwks_max_stale,
+            fetch_timeout: auth.jwks_fetch_timeout,
+        };
+        let jwks = RemoteJwks::new(issuer.clone(), auth.jwks_url.clone(), policy)?;
+        issuers.push(TrustedIssuer {
+            iss: issuer.clone(),
+            keys: Arc::new(jwks),
+        });
     }
     if trust_local {
         if mode == Mode::Gateway {
@@ -46,16 +56,19 @@ pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupE
             );
         }
         let local = LocalIssuer::open_or_create(&config.issuer_dir())?;
-        issuers.push(LOCAL_ISSUER.to_owned());
-        sources.push(Arc::new(LocalKeys::new(local.jwks())));
+        issuers.push(TrustedIssuer {
+            iss: LOCAL_ISSUER.to_owned(),
+            keys: Arc::new(LocalKeys::new(local.jwks())),
+        });
     }
     if issuers.is_empty() && mode == Mode::Gateway {
         return Err(AuthSetupError::NoIssuer);
     }
-    Ok(TokenVerifier::new(
-        issuers,
-        config.auth.audience.clone(),
-        config.auth.leeway.as_secs(),
-        Arc::new(AnyOf(sources)),
-    ))
+    let rules = TokenRules::new(
+        auth.audience.clone(),
+        auth.audience_claim,
+        &auth.algorithms,
+        auth.leeway,
+    );
+    Ok(TokenVerifier::new(issuers, rules))
 }

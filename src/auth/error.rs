@@ -1,5 +1,6 @@
 /// Why a request was not let in. Each has a stable code; all are `401` except a missing
-/// role (`403`) and an unreachable key server (`503`, the client did nothing wrong).
+/// role (`403`) and an issuer whose keys cannot be fetched (`503` with `Retry-After`: the
+/// client did nothing wrong).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("this endpoint needs an Authorization: Bearer token")]
@@ -24,10 +25,13 @@ pub enum AuthError {
     WrongAudience,
     #[error("the token lacks a required claim: {0}")]
     MissingClaim(String),
-    #[error("this action needs the role {0}")]
+    #[error("this action needs the {0}")]
     MissingRole(String),
-    #[error("the issuer's keys could not be fetched; try again shortly")]
-    KeysUnavailable,
+    #[error("the token issuer's keys could not be fetched; try again shortly")]
+    IssuerUnavailable {
+        /// Seconds until pixmill asks the issuer again.
+        retry_after: u64,
+    },
 }
 
 impl AuthError {
@@ -45,15 +49,23 @@ impl AuthError {
             Self::WrongAudience => "wrong_audience",
             Self::MissingClaim(_) => "missing_claim",
             Self::MissingRole(_) => "missing_role",
-            Self::KeysUnavailable => "auth_keys_unavailable",
+            Self::IssuerUnavailable { .. } => "issuer_unavailable",
         }
     }
 
     pub fn status(&self) -> u16 {
         match self {
             Self::MissingRole(_) => 403,
-            Self::KeysUnavailable => 503,
+            Self::IssuerUnavailable { .. } => 503,
             _ => 401,
+        }
+    }
+
+    /// Seconds the client should wait before retrying, for the `Retry-After` header.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::IssuerUnavailable { retry_after } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -68,6 +80,17 @@ impl AuthError {
                 "Bearer realm=\"pixmill\", error=\"invalid_token\", error_description=\"{}\"",
                 other.code()
             ),
+        }
+    }
+}
+
+impl From<super::header::HeaderRefusal> for AuthError {
+    fn from(refusal: super::header::HeaderRefusal) -> Self {
+        use super::header::HeaderRefusal;
+        match refusal {
+            HeaderRefusal::Malformed => Self::Malformed,
+            HeaderRefusal::AlgorithmNotAllowed(alg) => Self::AlgorithmNotAllowed(alg),
+            HeaderRefusal::ForbiddenHeader(name) => Self::ForbiddenHeader(name),
         }
     }
 }

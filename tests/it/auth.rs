@@ -1,13 +1,32 @@
-//! Who gets in: every refusal is a 401 (403 for a missing role) with a challenge and a
-//! stable code, and an owner only ever sees their own images.
+//! Who gets in: every refusal is a 401 (403 for a missing role, 503 while the issuer's keys
+//! cannot be fetched) with a challenge or a `Retry-After` and a stable code, and an owner
+//! only ever sees their own images.
+//!
+//! - [`rules`]: the configurable checks (algorithms, audience claim, upload role, leeway).
+//! - [`issuer_keys`]: keys bound to their issuer, the JWKS cache through rotation and outage.
 
+mod issuer_keys;
+mod rules;
+
+use std::sync::Arc;
+
+use pixmill::config::Config;
+use pixmill_actors::faults::NoFaults;
 use serde_json::json;
 
 use crate::support::tokens::{
     claims, issuer_jwk, sign, sign_hs256_with_public_key, sign_with_header, token_for, unsigned,
 };
-use crate::support::{corpus, Standalone};
+use crate::support::{corpus, standalone_config, Standalone};
 
+/// A standalone app in `dir` with its configuration adjusted by `tune`.
+async fn app_with(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Standalone {
+    let mut config = standalone_config(dir);
+    tune(&mut config);
+    Standalone::start_with(config, Arc::new(NoFaults)).await
+}
+
+/// `GET /v1/images` with `token`: the status, the `WWW-Authenticate` challenge and the body.
 async fn status_of(
     app: &Standalone,
     token: Option<&str>,

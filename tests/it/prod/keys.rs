@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use pixmill::config::RoleRequirement;
 use serde_json::{json, Value};
 
 use super::{header, list_with, post_upload, UPLOADER};
@@ -15,7 +16,7 @@ use crate::support::production::{within, Cluster};
 async fn keycloak_tokens_need_the_audience_and_the_upload_role() {
     let issuer = Keycloak::start().await;
     let Some(cluster) = Cluster::start(&issuer, 0, |c| {
-        c.auth.upload_role = Some(UPLOADER.to_owned())
+        c.auth.upload_role = Some(RoleRequirement::realm(UPLOADER))
     })
     .await
     else {
@@ -141,6 +142,11 @@ async fn a_rotated_key_is_trusted_without_restarting_the_gateway() {
     )
     .await;
     assert_eq!(issuer.jwks_fetches(), 2, "one refetch for the new kid");
+    assert_eq!(
+        issuer.discovery_fetches(),
+        1,
+        "a refetch reuses the discovered address"
+    );
     // The old key is still published (Keycloak keeps it until it is removed).
     assert_eq!(list_with(app, &before).await.0, 200);
     assert_eq!(issuer.jwks_fetches(), 2);

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pixmill::config::RoleRequirement;
 use serde_json::Value;
 
 use super::{download_processed, id_of, is_grayscale, list_with, PATIENCE, UPLOADER};
@@ -14,7 +15,7 @@ use crate::support::production::Cluster;
 async fn photos_go_through_a_gateway_and_two_workers() {
     let issuer = Keycloak::start().await;
     let Some(cluster) = Cluster::start(&issuer, 2, |c| {
-        c.auth.upload_role = Some(UPLOADER.to_owned())
+        c.auth.upload_role = Some(RoleRequirement::realm(UPLOADER))
     })
     .await
     else {

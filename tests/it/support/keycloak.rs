@@ -6,13 +6,13 @@
 //! `token_endpoint`) and `/realms/{realm}/protocol/openid-connect/certs` (RS256 keys), and
 //! mints access tokens with Keycloak's claims. Its keys are fixture PEMs, so no test waits
 //! for RSA key generation. A test can rotate to a new key while a gateway runs, slow the
-//! key endpoint down, and count how often the key set was fetched.
+//! key endpoint down, take the realm down, and count how often the key set was fetched.
 //!
 //! Known limit: the token endpoint is only named in the discovery document, not served;
 //! tests mint tokens directly.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -82,6 +82,8 @@ struct RealmState {
     /// Published keys, the active (signing) one first.
     published: Mutex<Vec<RealmKey>>,
     jwks_delay: Mutex<Duration>,
+    /// Set: every request is answered `503`, as a realm behind a proxy during an outage.
+    down: AtomicBool,
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
 }
@@ -121,6 +123,7 @@ impl Keycloak {
             base: format!("http://127.0.0.1:{port}"),
             published: Mutex::new(vec![RealmKey::load(FIRST_KEY)]),
             jwks_delay: Mutex::new(Duration::ZERO),
+            down: AtomicBool::new(false),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
         });
@@ -212,6 +215,12 @@ impl Keycloak {
             .unwrap_or_else(PoisonError::into_inner) = delay;
     }
 
+    /// Takes the realm down (`true`: every request answered `503`, still counted) or brings
+    /// it back.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
     /// How many times the key set was requested.
     pub fn jwks_fetches(&self) -> usize {
         self.state.jwks_fetches.load(Ordering::SeqCst)
@@ -258,6 +267,7 @@ fn discovery(
 ) -> poem::Result<Json<Value>> {
     known_realm(&realm)?;
     state.discovery_fetches.fetch_add(1, Ordering::SeqCst);
+    answering(&state)?;
     let issuer = state.issuer();
     Ok(Json(json!({
         "issuer": issuer,
@@ -276,6 +286,7 @@ async fn certs(
 ) -> poem::Result<Json<Value>> {
     known_realm(&realm)?;
     state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    answering(&state)?;
     let delay = *state
         .jwks_delay
         .lock()
@@ -285,6 +296,16 @@ async fn certs(
     }
     let keys: Vec<Value> = state.published().iter().map(|k| k.jwk.clone()).collect();
     Ok(Json(json!({ "keys": keys })))
+}
+
+/// A realm taken down with [`Keycloak::set_down`] answers `503`.
+fn answering(state: &RealmState) -> poem::Result<()> {
+    if state.down.load(Ordering::SeqCst) {
+        return Err(poem::Error::from_status(
+            poem::http::StatusCode::SERVICE_UNAVAILABLE,
+        ));
+    }
+    Ok(())
 }
 
 /// Keycloak answers `404` for a realm it does not have.

@@ -76,6 +76,19 @@ pub fn sign(claims: &Value, other_key: bool) -> String {
     .expect("sign")
 }
 
+/// Signs `claims` with the fixture key (an RSA key) under `alg`, e.g. PS256 or RS384.
+pub fn sign_with_alg(claims: &Value, alg: Algorithm) -> String {
+    let pem = std::fs::read(fixture_key_path()).expect("key");
+    let mut header = Header::new(alg);
+    header.kid = Some(kid());
+    encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(&pem).expect("pem"),
+    )
+    .expect("sign")
+}
+
 /// An RS256 token from the fixture key whose header also carries `extra` (e.g. `jku`), as
 /// an attacker pointing the verifier at keys of their own would send it.
 pub fn sign_with_header(claims: &Value, extra: Value) -> String {
