@@ -194,3 +194,25 @@ fn a_planar_thumbnail_is_decoded_at_a_reduced_scale_yet_sized_from_the_full_imag
     let (planar, _, _) = both_paths(&bytes, &spec, RenderOptions::default());
     assert_eq!((planar.width, planar.height), (800, 450));
 }
+
+#[test]
+fn halving_averages_blocks_and_keeps_odd_edges() {
+    use super::planes::{Plane, Planes};
+    let plane = |data: Vec<u8>, width, height| Plane {
+        data,
+        width,
+        height,
+    };
+    // 3x3 luma, 4:4:4 chroma: into_420 halves chroma to 2x2 by averaging.
+    let chroma = plane(vec![0, 100, 50, 200, 60, 90, 10, 20, 250], 3, 3);
+    let planes = Planes {
+        y: plane(vec![0; 9], 3, 3),
+        cb: chroma.clone(),
+        cr: chroma,
+        logical: (3, 3),
+    };
+    let halved = planes.into_420().unwrap();
+    assert_eq!((halved.cb.width, halved.cb.height), (2, 2));
+    // (0+100+200+60)/4 = 90; (50+90)/2 = 70; (10+20)/2 = 15; 250 alone.
+    assert_eq!(halved.cb.data, vec![90, 70, 15, 250]);
+}
