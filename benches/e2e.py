@@ -50,7 +50,7 @@ LATENCY_PHOTO_BYTES = (1_000_000, 2_000_000)
 BIG_PHOTO = "Kleiber_by_Lukas_Baubkus.jpg"
 
 # Throughput uploads when there is no kernel figure to size them from.
-FALLBACK_IMAGES = 80
+FALLBACK_IMAGES = 200
 
 GOAL_THROUGHPUT_RATIO = 0.90
 GOAL_UPLOAD_P99_MS = 50.0
@@ -233,6 +233,9 @@ class CpuMeter:
                 "cores": round(sum(deltas.values()) / wall, 2),
                 "threads": {k: round(v / wall, 2) for k, v in top if v > 0},
             }
+        ours = sum(p["cores"] for p in result["processes"].values()) + result["loadgen_cores"]
+        # Services (PostgreSQL, RabbitMQ, Redis, S3), the kernel and anyone else on the box.
+        result["other_cores"] = round(result["machine_busy_cores"] - ours, 2)
         return result
 
 
@@ -244,10 +247,10 @@ class RssSampler(threading.Thread):
         self.servers = servers
         self.phase = "start"
         self.peaks = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self):
-        while not self._stop.wait(0.05):
+        while not self._halt.wait(0.05):
             for server in self.servers:
                 rss = proc_status(server.pid, "VmRSS")
                 if rss is not None:
@@ -255,7 +258,7 @@ class RssSampler(threading.Thread):
                     self.peaks[key] = max(self.peaks.get(key, 0.0), rss)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join(2)
 
     def peak(self, name, phase):
@@ -795,9 +798,11 @@ def run_mode(name, args, photos, big, kernel, results):
         if isinstance(error, Stop):
             raise
     finally:
-        if sampler:
-            sampler.stop()
-        cleanup.run()
+        try:
+            if sampler:
+                sampler.stop()
+        finally:
+            cleanup.run()
 
 
 def goal_lines(results):
@@ -834,7 +839,8 @@ def write_reports(results, lines, out_dir):
         f"- date: {results['date']}",
         f"- command: `{results['command']}`",
         f"- build: {results['build']}",
-        f"- machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_gb']} GB, {m['kernel']}",
+        f"- machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_gb']} GB, {m['kernel']}, "
+        f"load average {m['loadavg_at_start']:.1f} at the start",
         f"- corpus: {results['corpus']} ({results['photos']} photos of 1-2 MB; RSS: {BIG_PHOTO})",
         f"- kernel baseline: {results['kernel']}",
         f"- bench config: per-owner upload limit raised to "
@@ -857,7 +863,7 @@ def machine():
                 break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"cpus": os.cpu_count(), "cpu_model": model, "mem_gb": round(mem, 1),
-            "kernel": platform.release()}
+            "kernel": platform.release(), "loadavg_at_start": os.getloadavg()[0]}
 
 
 def parse_args():
@@ -887,6 +893,9 @@ def main():
     corpus = corpus_dir()
     photos, big = pick_photos(corpus)
     files = [os.path.join(corpus, name) for name, _ in photos]
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        log(f"warning: load average {load:.1f} before the run; figures share the cores with it")
     log(f"corpus {corpus}: {len(photos)} photos of 1-2 MB ({', '.join(n for n, _ in photos)})")
 
     results = {
