@@ -750,6 +750,32 @@ def pick_photos(corpus):
         return photos, (BIG_PHOTO, f.read())
 
 
+def measure_throughput(mode, args, photos, count, kernel, sampler, meter, out):
+    tp = out["throughput"] = throughput_phase(mode, photos, count, args.concurrency, sampler, meter)
+    if kernel:
+        tp["kernel_images_per_s"] = kernel["images_per_s"]
+        tp["kernel_source"] = "pixmill-bench"
+    else:
+        # No kernel bench: the engine's own transform time, two at a time. It runs under
+        # the plumbing's load, so this flatters the ratio; the goal line says so.
+        transform_ms = tp["phase_mean_ms"]["transform"]
+        tp["kernel_images_per_s"] = round(2 * 1000 / transform_ms, 3)
+        tp["kernel_source"] = "estimate: 2 / mean transform phase"
+    tp["ratio"] = round(tp["images_per_s"] / tp["kernel_images_per_s"], 3)
+    log(f"throughput: {tp['images_per_s']} images/s e2e, ratio {tp['ratio']}; "
+        f"cpu {json.dumps(tp['cpu'])}")
+
+
+def measure_rss(mode, args, big, sampler, meter, out):
+    rss = out["rss"] = rss_phase(mode, big, args.rss_uploads, sampler, meter)
+    rss["peak_rss_mb_by_phase"] = {
+        phase: round(peak, 1) for (proc, phase), peak in sampler.peaks.items()
+        if proc == mode.worker.name
+    }
+    log(f"rss: sampled peak {rss['peak_rss_mb_sampled']} MB, VmHWM {rss['vm_hwm_mb']} MB, "
+        f"by phase {rss['peak_rss_mb_by_phase']}")
+
+
 def run_mode(name, args, photos, big, kernel, results):
     work = tempfile.mkdtemp(prefix=f"pixmill-e2e-{name}-")
     cleanup = Cleanup()
@@ -765,30 +791,14 @@ def run_mode(name, args, photos, big, kernel, results):
             max(40, round(kernel["images_per_s"] * args.seconds)) if kernel else FALLBACK_IMAGES
         )
         out = {"servers": {s.name: s.pid for s in mode.servers}}
-        tp = out["throughput"] = throughput_phase(
-            mode, photos, count, args.concurrency, sampler, meter
-        )
-        if kernel:
-            tp["kernel_images_per_s"] = kernel["images_per_s"]
-            tp["kernel_source"] = "pixmill-bench"
-        else:
-            # No kernel bench: the engine's own transform time, two at a time. It runs under
-            # the plumbing's load, so this flatters the ratio; the goal line says so.
-            transform_ms = tp["phase_mean_ms"]["transform"]
-            tp["kernel_images_per_s"] = round(2 * 1000 / transform_ms, 3)
-            tp["kernel_source"] = "estimate: 2 / mean transform phase"
-        tp["ratio"] = round(tp["images_per_s"] / tp["kernel_images_per_s"], 3)
-        log(f"throughput: {out['throughput']['images_per_s']} images/s e2e, "
-            f"ratio {out['throughput']['ratio']}; cpu {json.dumps(out['throughput']['cpu'])}")
-        out["latency"] = latency_phase(mode, photos, args.clients, args.per_client, sampler, meter)
-        log(f"latency: p50 {out['latency']['p50_ms']} ms, p99 {out['latency']['p99_ms']} ms; "
-            f"cpu {json.dumps(out['latency']['cpu'])}")
-        out["rss"] = rss_phase(mode, big, args.rss_uploads, sampler, meter)
-        out["rss"]["peak_rss_mb_by_phase"] = {
-            phase: round(peak, 1) for (proc, phase), peak in sampler.peaks.items()
-            if proc == mode.worker.name
-        }
-        log(f"rss: sampled peak {out['rss']['peak_rss_mb_sampled']} MB, VmHWM {out['rss']['vm_hwm_mb']} MB")
+        if "throughput" in args.phases:
+            measure_throughput(mode, args, photos, count, kernel, sampler, meter, out)
+        if "latency" in args.phases:
+            out["latency"] = latency_phase(mode, photos, args.clients, args.per_client, sampler, meter)
+            log(f"latency: p50 {out['latency']['p50_ms']} ms, p99 {out['latency']['p99_ms']} ms; "
+                f"cpu {json.dumps(out['latency']['cpu'])}")
+        if "rss" in args.phases:
+            measure_rss(mode, args, big, sampler, meter, out)
         results[name] = out
     except (Exception, Stop) as error:
         results[name] = {"error": str(error)}
@@ -816,15 +826,19 @@ def goal_lines(results):
         if "error" in out:
             lines.append(f"goal=e2e_{mode} measured=error target=- short ({out['error'][:80]})")
             continue
-        ratio = out["throughput"]["ratio"]
-        line(f"e2e_throughput_{mode}", f"{ratio:.2f}", f"{GOAL_THROUGHPUT_RATIO:.2f}",
-             ratio >= GOAL_THROUGHPUT_RATIO)
-        if out["throughput"]["kernel_source"] != "pixmill-bench":
-            lines[-1] += " (kernel estimated from the engine's transform phase: no pixmill-bench)"
-        p99 = out["latency"]["p99_ms"]
-        line(f"upload_p99_ms_{mode}", f"{p99:.1f}", f"{GOAL_UPLOAD_P99_MS:g}", p99 < GOAL_UPLOAD_P99_MS)
-        rss = max(out["rss"]["vm_hwm_mb"], out["rss"]["peak_rss_mb_sampled"])
-        line(f"worker_rss_mb_{mode}", f"{rss:.0f}", f"{GOAL_RSS_MB:g}", rss < GOAL_RSS_MB)
+        if "throughput" in out:
+            tp = out["throughput"]
+            line(f"e2e_throughput_{mode}", f"{tp['ratio']:.2f}", f"{GOAL_THROUGHPUT_RATIO:.2f}",
+                 tp["ratio"] >= GOAL_THROUGHPUT_RATIO)
+            if tp["kernel_source"] != "pixmill-bench":
+                lines[-1] += " (kernel estimated from the engine's transform phase: no pixmill-bench)"
+        if "latency" in out:
+            p99 = out["latency"]["p99_ms"]
+            line(f"upload_p99_ms_{mode}", f"{p99:.1f}", f"{GOAL_UPLOAD_P99_MS:g}",
+                 p99 < GOAL_UPLOAD_P99_MS)
+        if "rss" in out:
+            rss = max(out["rss"]["vm_hwm_mb"], out["rss"]["peak_rss_mb_sampled"])
+            line(f"worker_rss_mb_{mode}", f"{rss:.0f}", f"{GOAL_RSS_MB:g}", rss < GOAL_RSS_MB)
     return lines
 
 
@@ -872,6 +886,7 @@ def parse_args():
     p.add_argument("--bench", help="the pixmill-bench binary (kernel baseline)")
     p.add_argument("--build", default="?", help="how the binaries were built, for the report")
     p.add_argument("--modes", default="standalone,production")
+    p.add_argument("--phases", default="throughput,latency,rss")
     p.add_argument("--seconds", type=float, default=25, help="e2e work to queue, in kernel-seconds")
     p.add_argument("--kernel-seconds", type=int, default=20)
     p.add_argument("--images", type=int, default=0, help="throughput uploads (0: from --seconds)")
