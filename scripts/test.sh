@@ -18,6 +18,10 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 bash scripts/test-services.sh cargo test --workspace --locked 2>&1 | tee "$log"
 
+echo "== the image kernel with libjpeg-turbo (the turbo feature: what the Docker image and benchmarks run)"
+bash scripts/build-deps.sh
+cargo test -p pixmill-actors --locked --features turbo 2>&1 | tee -a "$log"
+
 echo "== a client generated from openapi/ (upload, poll, download through it)"
 bash scripts/client-test.sh
 

@@ -17,6 +17,8 @@
 //! - `ops`: one file per operation.
 //! - `animation`: composited frames of GIF/WebP/APNG, one at a time.
 //! - `encode`: pixels only, so no input metadata reaches an output.
+//! - `turbo` (the `turbo` feature): libjpeg-turbo for JPEG decoding and encoding, and the
+//!   planar path that resizes and blurs JPEGs as Y, Cb and Cr planes, never as RGB.
 //! - [`render_all`]: probe, decode once, every rendition in order.
 //! - [`probe_violation`]: the contract every probe answer keeps, for the fuzz target
 //!   (`fuzz/`, `scripts/fuzz.sh`) and the replay of its findings.
@@ -39,6 +41,8 @@ mod probe;
 mod probe_check;
 mod render;
 mod sniff;
+#[cfg(feature = "turbo")]
+mod turbo;
 
 pub use error::{InputError, TransformError};
 pub use limits::InputLimits;

@@ -165,10 +165,22 @@ async fn clock_skew_within_the_leeway_is_forgiven() {
     let mut app = Standalone::start(dir.path()).await;
     let now = chrono::Utc::now().timestamp();
     let cases = [
-        ("expired 5 s ago", json!({"exp": now - 5, "iat": now - 600, "nbf": now - 600}), 200),
+        (
+            "expired 5 s ago",
+            json!({"exp": now - 5, "iat": now - 600, "nbf": now - 600}),
+            200,
+        ),
         ("valid in 5 s", json!({"nbf": now + 5, "iat": now + 5}), 200),
-        ("expired 90 s ago", json!({"exp": now - 90, "iat": now - 600, "nbf": now - 600}), 401),
-        ("valid in 90 s", json!({"nbf": now + 90, "iat": now + 90}), 401),
+        (
+            "expired 90 s ago",
+            json!({"exp": now - 90, "iat": now - 600, "nbf": now - 600}),
+            401,
+        ),
+        (
+            "valid in 90 s",
+            json!({"nbf": now + 90, "iat": now + 90}),
+            401,
+        ),
     ];
     for (what, changes, expected) in cases {
         let token = sign(&claims("alice", changes), false);

@@ -5,6 +5,11 @@
 pub(crate) mod generic;
 mod jpeg;
 mod jpeg_luma;
+#[cfg(feature = "turbo")]
+mod turbo;
+
+#[cfg(feature = "turbo")]
+pub(crate) use jpeg::{dct_scale, scaled as dct_scaled};
 
 use image::metadata::Orientation;
 use image::DynamicImage;
@@ -45,10 +50,12 @@ pub(crate) fn decode_still(
     needs: Needs,
 ) -> Result<Canvas, TransformError> {
     let shrunk = match probe.format {
-        ImageFormat::Jpeg if shrinking_pays(probe) => {
-            jpeg::decode_shrunk(bytes, limits, needs.size)?
-        }
-        ImageFormat::Jpeg if needs.luma_only => jpeg_luma::decode(bytes, limits)?,
+        ImageFormat::Jpeg => match fast_jpeg(bytes, limits, needs)? {
+            Some(raw) => Some(raw),
+            None if shrinking_pays(probe) => jpeg::decode_shrunk(bytes, limits, needs.size)?,
+            None if needs.luma_only => jpeg_luma::decode(bytes, limits)?,
+            None => None,
+        },
         _ => None,
     };
     let raw = match shrunk {
@@ -56,6 +63,45 @@ pub(crate) fn decode_still(
         None => generic::decode(bytes, probe.format, limits)?,
     };
     Ok(finish(raw))
+}
+
+/// libjpeg-turbo's decode of a JPEG, with the `turbo` feature; `None` leaves the file to the
+/// pure-Rust decoders.
+#[cfg(feature = "turbo")]
+fn fast_jpeg(
+    bytes: &[u8],
+    limits: &InputLimits,
+    needs: Needs,
+) -> Result<Option<Raw>, TransformError> {
+    turbo::decode(bytes, limits, needs)
+}
+
+#[cfg(not(feature = "turbo"))]
+fn fast_jpeg(_: &[u8], _: &InputLimits, _: Needs) -> Result<Option<Raw>, TransformError> {
+    Ok(None)
+}
+
+/// What a JPEG's markers say, read without decoding a pixel.
+#[cfg(feature = "turbo")]
+pub(crate) struct JpegMarkers {
+    /// The stored size.
+    pub full: (u32, u32),
+    pub orientation: Orientation,
+    pub icc: Option<Vec<u8>>,
+}
+
+/// Reads a JPEG's size, EXIF orientation and ICC profile, and checks the size limits.
+#[cfg(feature = "turbo")]
+pub(crate) fn jpeg_markers(
+    bytes: &[u8],
+    limits: &InputLimits,
+) -> Result<JpegMarkers, TransformError> {
+    let (decoder, full, orientation) = jpeg::open(bytes, limits)?;
+    Ok(JpegMarkers {
+        full,
+        orientation,
+        icc: decoder.icc_profile(),
+    })
 }
 
 /// Full-size RGB up to this size is decoded whole by zune-jpeg even when a smaller decode

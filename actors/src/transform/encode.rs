@@ -11,6 +11,9 @@ mod jpeg;
 mod png;
 mod webp;
 
+#[cfg(feature = "turbo")]
+pub(crate) use webp::config as webp_config;
+
 use image::DynamicImage;
 
 use super::TransformError;

@@ -75,13 +75,30 @@ fn render_unguarded(
     options: RenderOptions,
 ) -> Result<Vec<Rendered>, TransformError> {
     let probed = probe(input, limits)?;
+    #[cfg(feature = "turbo")]
+    if let Some(rendered) = super::turbo::planar::try_render(input, &probed, spec, limits, options)?
+    {
+        return Ok(rendered);
+    }
+    render_decoded(input, &probed, spec, limits, options)
+}
+
+/// The general path: one decoded canvas (RGB, luma, with or without alpha), every rendition
+/// run on it step by step.
+pub(crate) fn render_decoded(
+    input: &[u8],
+    probed: &Probe,
+    spec: &JobSpec,
+    limits: &InputLimits,
+    options: RenderOptions,
+) -> Result<Vec<Rendered>, TransformError> {
     let animate = |r: &Rendition| {
         r.output.animated && encode::can_animate(r.output.resolve_format(probed.format))
     };
     if probed.is_animated() && spec.renditions.iter().any(animate) {
-        return render_animated(input, &probed, spec, limits, animate);
+        return render_animated(input, probed, spec, limits, animate);
     }
-    let first = first_canvas(input, &probed, spec, limits, options)?;
+    let first = first_canvas(input, probed, spec, limits, options)?;
     // Every rendition but the last works on a copy; the last takes the decoded canvas, so a
     // single rendition never holds the decoded image twice.
     let mut first = Some(first);
@@ -96,7 +113,7 @@ fn render_unguarded(
                 first.clone()
             };
             let canvas = canvas.ok_or_else(|| TransformError::Decode("no canvas".into()))?;
-            render_still(canvas, &probed, r)
+            render_still(canvas, probed, r)
         })
         .collect()
 }

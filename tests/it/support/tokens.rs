@@ -86,7 +86,12 @@ pub fn sign_with_header(claims: &Value, extra: Value) -> String {
     }
     let header: Header = serde_json::from_value(header).expect("header fields");
     let pem = std::fs::read(fixture_key_path()).expect("key");
-    encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).expect("pem")).expect("sign")
+    encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(&pem).expect("pem"),
+    )
+    .expect("sign")
 }
 
 /// The fixture issuer's public key as it appears in its JWKS: what an attacker has.

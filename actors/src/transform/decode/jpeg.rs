@@ -60,7 +60,10 @@ pub(super) fn decode_full(bytes: &[u8], limits: &InputLimits) -> Result<Raw, Tra
 type Opened<'a> = (Decoder<&'a [u8]>, (u32, u32), image::metadata::Orientation);
 
 /// Reads the headers up to the frame, checks the size and finds the orientation.
-fn open<'a>(bytes: &'a [u8], limits: &InputLimits) -> Result<Opened<'a>, TransformError> {
+pub(super) fn open<'a>(
+    bytes: &'a [u8],
+    limits: &InputLimits,
+) -> Result<Opened<'a>, TransformError> {
     let mut decoder = Decoder::new(bytes);
     decoder.read_info().map_err(TransformError::decode)?;
     let info = decoder

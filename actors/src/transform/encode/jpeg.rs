@@ -11,6 +11,38 @@ use crate::transform::TransformError;
 /// 0.5.15, the decoder inside `image`, decodes them with wrong colours (its table-index bug,
 /// etemesi254/zune-image#430), and outputs must read correctly in every decoder.
 pub(super) fn encode(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
+    #[cfg(feature = "turbo")]
+    return turbo(image, quality);
+    #[cfg(not(feature = "turbo"))]
+    return pure_rust(image, quality);
+}
+
+/// The same JPEG through libjpeg-turbo's SIMD encoder (the `turbo` feature).
+#[cfg(feature = "turbo")]
+fn turbo(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
+    use turbojpeg_sys as tj;
+    let (pixels, channels, format, subsamp) = match image {
+        DynamicImage::ImageLuma8(b) => (b.as_raw(), 1, tj::TJPF_TJPF_GRAY, tj::TJSAMP_TJSAMP_GRAY),
+        DynamicImage::ImageRgb8(b) if quality < 90 => {
+            (b.as_raw(), 3, tj::TJPF_TJPF_RGB, tj::TJSAMP_TJSAMP_420)
+        }
+        DynamicImage::ImageRgb8(b) => (b.as_raw(), 3, tj::TJPF_TJPF_RGB, tj::TJSAMP_TJSAMP_444),
+        _ => {
+            return Err(TransformError::encode(
+                ImageFormat::Jpeg,
+                "alpha must be flattened first",
+            ))
+        }
+    };
+    let size = (image.width(), image.height());
+    side(size.0)?;
+    side(size.1)?;
+    crate::transform::turbo::ffi::Handle::compressor()?
+        .encode_packed(pixels, size, channels, format, quality, subsamp)
+}
+
+#[cfg_attr(feature = "turbo", allow(dead_code))]
+fn pure_rust(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
     let fail = |e: jpeg_encoder::EncodingError| TransformError::encode(ImageFormat::Jpeg, e);
     let (w, h) = (side(image.width())?, side(image.height())?);
     let (samples, colour) = match image {

@@ -56,7 +56,7 @@ pub(super) fn encode_animation(
     Ok(memory.to_vec())
 }
 
-fn config(quality: u8) -> Result<WebPConfig, TransformError> {
+pub(crate) fn config(quality: u8) -> Result<WebPConfig, TransformError> {
     let mut config = WebPConfig::new().map_err(|()| fail("libwebp config init failed"))?;
     config.lossless = 0;
     config.alpha_compression = 1;
