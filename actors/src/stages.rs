@@ -7,6 +7,7 @@
 
 pub mod consumer;
 pub mod downloader;
+mod niceness;
 pub mod outcome;
 pub mod persister;
 pub mod transformer;

@@ -1,6 +1,8 @@
 //! The transformer: renders a job on the blocking thread pool, one image per actor at a
 //! time, with as many actors as CPU cores, so CPU work never runs on the async executor and
-//! never oversubscribes the cores.
+//! never oversubscribes the cores. It renders at background CPU priority (see
+//! [`super::niceness`]), so request handling in the same process or on the same host goes
+//! first.
 //!
 //! A panic inside a codec is not caught and forgotten: the job's lease is released for a
 //! retry, then the panic is resumed so this actor dies and the supervisor restarts it and
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use ractor::ActorProcessingErr;
 
+use super::niceness::BackgroundPriority;
 use super::outcome::{finished, settle};
 use super::{PersistJob, StageArgs, StageHandler, TransformJob};
 use crate::metrics::{JobOutcome, Phase};
@@ -44,6 +47,7 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
 
     let rendered = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
+        let _background = BackgroundPriority::enter();
         faults.before_transform(&record, attempt);
         render_all(&original, &record.spec, &limits)
     })
