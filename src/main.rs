@@ -4,7 +4,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("pixmill: could not start the async runtime: {error}");

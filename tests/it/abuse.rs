@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use pixmill::config::RoleRequirement;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -171,7 +172,7 @@ async fn start(data: &Path, tune: impl FnOnce(&mut pixmill::config::Config)) -> 
 async fn a_caller_without_the_upload_role_is_refused_before_sending_its_body() {
     let data = tempfile::tempdir().expect("temp dir");
     let mut app = start(data.path(), |c| {
-        c.auth.upload_role = Some("uploader".to_owned());
+        c.auth.upload_role = Some(RoleRequirement::realm("uploader"));
     })
     .await;
 
