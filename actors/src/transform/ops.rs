@@ -1,7 +1,7 @@
 //! The steps of a pipeline, one file per kind of operation. Each takes the canvas by value
 //! and returns the next one, so at most the input and the output buffer are alive at once.
 
-mod blur;
+pub(crate) mod blur;
 mod crop;
 mod entropy;
 mod orient;

@@ -89,9 +89,23 @@ fn gaussian(image: &DynamicImage, sigma: f32) -> Result<DynamicImage, TransformE
         _ => FastBlurChannels::Channels4,
     };
     let mut out = DynamicImage::new(w, h, image.color());
-    let src = BlurImage::borrow(image.as_bytes(), w, h, channels);
     let (out_samples, _) = samples_mut(&mut out);
-    let mut dst = BlurImageMut::borrow(out_samples, w, h, channels);
+    gaussian_samples(image.as_bytes(), out_samples, (w, h), channels, sigma)?;
+    Ok(out)
+}
+
+/// Blurs `src` (interleaved samples of `channels`, `w` x `h`) into `dst` with a Gaussian of
+/// `sigma` pixels; edges repeat the border pixels. Shared with the planar path, which blurs
+/// single planes.
+pub(crate) fn gaussian_samples(
+    src: &[u8],
+    dst: &mut [u8],
+    (w, h): (u32, u32),
+    channels: FastBlurChannels,
+    sigma: f32,
+) -> Result<(), TransformError> {
+    let src = BlurImage::borrow(src, w, h, channels);
+    let mut dst = BlurImageMut::borrow(dst, w, h, channels);
     // The kernel reaches 3 sigma each side: the rest of a Gaussian is below 0.3%.
     let kernel = 2 * (3.0 * sigma).ceil() as u32 + 1;
     gaussian_blur(
@@ -102,6 +116,5 @@ fn gaussian(image: &DynamicImage, sigma: f32) -> Result<DynamicImage, TransformE
         ThreadingPolicy::Single,
         ConvolutionMode::FixedPoint,
     )
-    .map_err(|e| TransformError::Unsupported(format!("blur failed: {e}")))?;
-    Ok(out)
+    .map_err(|e| TransformError::Unsupported(format!("blur failed: {e}")))
 }

@@ -8,11 +8,9 @@
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use libblur::{
-    gaussian_blur, BlurImage, BlurImageMut, ConvolutionMode, EdgeMode, EdgeMode2D,
-    FastBlurChannels, GaussianBlurParams, ThreadingPolicy,
-};
+use libblur::FastBlurChannels;
 
+use crate::transform::ops::blur::gaussian_samples;
 use crate::transform::TransformError;
 
 /// One plane of 8-bit samples, `width` to a row with no padding.
@@ -202,20 +200,7 @@ impl Plane {
     fn blurred(&self, sigma: f32) -> Result<Self, TransformError> {
         let (w, h) = (self.width, self.height);
         let mut out = vec![0u8; self.data.len()];
-        let src = BlurImage::borrow(&self.data, w, h, FastBlurChannels::Plane);
-        let mut dst = BlurImageMut::borrow(&mut out, w, h, FastBlurChannels::Plane);
-        // As in `ops::blur`: the kernel reaches 3 sigma each side.
-        let kernel = 2 * (3.0 * sigma).ceil() as u32 + 1;
-        gaussian_blur(
-            &src,
-            &mut dst,
-            GaussianBlurParams::new(kernel, f64::from(sigma)),
-            EdgeMode2D::new(EdgeMode::Clamp),
-            ThreadingPolicy::Single,
-            ConvolutionMode::FixedPoint,
-        )
-        .map_err(|e| TransformError::Unsupported(format!("blur failed: {e}")))?;
-        drop(dst);
+        gaussian_samples(&self.data, &mut out, (w, h), FastBlurChannels::Plane, sigma)?;
         Ok(Self {
             data: out,
             width: w,
