@@ -79,7 +79,7 @@ impl Gateway {
         }
         let callback_url = self.check_callback(request.callback_url.as_deref()).await?;
 
-        let (bytes, probed) = self.probe(request.bytes).await?;
+        let (bytes, probed, sha256) = self.probe(request.bytes).await?;
         let request = UploadRequest { bytes, ..request };
         let id = ImageId::new();
         let key = ObjectKey::original(id, probed.format);
@@ -89,7 +89,7 @@ impl Gateway {
             width: probed.width,
             height: probed.height,
             bytes: request.bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&request.bytes)),
+            sha256,
             frames: 1,
         };
         self.objects
@@ -190,17 +190,24 @@ impl Gateway {
         }
     }
 
-    /// Reads the file's header on the blocking pool: it is quick for honest files, but a
-    /// hostile one may cost real CPU in a decoder's header parsing, which must not stall the
-    /// executor that serves every other request.
-    async fn probe(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, Probe), ApiError> {
+    /// Reads the file's header, and hashes an accepted file, on the blocking pool: quick for
+    /// honest files (a millisecond or two for a few MB), but a hostile one may cost real CPU
+    /// in a decoder's header parsing, which must not stall the executor that serves every
+    /// other request.
+    async fn probe(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, Probe, String), ApiError> {
         let limits = self.limits.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let probed = probe(&bytes, &limits);
+            let probed = probe(&bytes, &limits).map(|probed| {
+                let sha256 = hex::encode(Sha256::digest(&bytes));
+                (probed, sha256)
+            });
             (bytes, probed)
         });
         match task.await {
-            Ok((bytes, probed)) => Ok((bytes, probed?)),
+            Ok((bytes, probed)) => {
+                let (probed, sha256) = probed?;
+                Ok((bytes, probed, sha256))
+            }
             Err(error) => {
                 tracing::error!(error = %error, "probing an upload panicked");
                 Err(ApiError::internal())
