@@ -80,7 +80,7 @@ fn jpeg(b: &[u8]) -> Result<(), InputError> {
 /// The next marker code at or after `pos` and the position just past it.
 fn next_marker(b: &[u8], mut pos: usize) -> Option<(u8, usize)> {
     loop {
-        pos += b.get(pos..)?.iter().position(|&x| x == 0xFF)?;
+        pos += memchr::memchr(0xFF, b.get(pos..)?)?;
         while b.get(pos) == Some(&0xFF) {
             pos += 1;
         }
@@ -96,7 +96,7 @@ fn next_marker(b: &[u8], mut pos: usize) -> Option<(u8, usize)> {
 /// the scan.
 fn skip_entropy_data(b: &[u8], mut pos: usize) -> Option<usize> {
     loop {
-        let ff = pos + b.get(pos..)?.iter().position(|&x| x == 0xFF)?;
+        let ff = pos + memchr::memchr(0xFF, b.get(pos..)?)?;
         match *b.get(ff + 1)? {
             0x00 | 0xD0..=0xD7 => pos = ff + 2,
             0xFF => pos = ff + 1,
