@@ -17,7 +17,8 @@ fresh server:
 3. rss: the 20 MP photo uploaded repeatedly (thumbnail and grayscale at full size), with the
    worker's VmRSS sampled every 50 ms; VmHWM (the process's lifetime peak) at the end.
 
-Every phase uses an owner of its own, so listings and rate limits never mix. The per-owner
+Every phase uses owners of its own (the latency phase one per client), so listings and rate
+limits never mix. The per-owner
 upload rate limit is raised for the bench (PIXMILL_CACHE__UPLOADS_PER_WINDOW); the report
 says so. Everything started here is stopped by PID, and its temp dirs, PostgreSQL schema,
 queues, exchange and Redis keys are removed, on success, failure, Ctrl-C or SIGTERM.
@@ -399,16 +400,18 @@ class Completions:
         for t in self._threads:
             t.start()
 
-    def add(self, image_id, uploaded_at):
-        self.ids.put((image_id, uploaded_at))
+    def add(self, image_id, uploaded_at, token=None):
+        """Watches an image; `token` is its owner's when that is not the watcher's own."""
+        self.ids.put((image_id, uploaded_at, token or self._token))
 
     def _loop(self):
-        client = Client(self._base, self._token)
+        clients = {}  # one connection per owner: an owner sees only their own images
         while not (self._closed.is_set() and self.ids.empty()):
             try:
-                image_id, uploaded_at = self.ids.get(timeout=0.2)
+                image_id, uploaded_at, token = self.ids.get(timeout=0.2)
             except queue.Empty:
                 continue
+            client = clients.setdefault(token, Client(self._base, token))
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
             try:
                 doc = client.image(image_id)
@@ -549,23 +552,25 @@ def throughput_phase(mode, photos, count, concurrency, sampler, meter):
 
 
 def latency_phase(mode, photos, clients_n, per_client, sampler, meter):
-    token = mode.token_for("lat")
+    # One owner per client: 16 clients are 16 users, each with one upload in flight, as the
+    # per-owner cap on concurrent uploads (server.max_concurrent_uploads_per_owner) expects.
+    tokens = [mode.token_for(f"lat{c}") for c in range(clients_n)]
     uploads = [Upload(name, data, THUMBNAIL_STEPS, [("format", "jpeg"), ("quality", "80")])
                for name, data in photos]
     total = clients_n * per_client
     log(f"latency: {clients_n} clients x {per_client} uploads of 1-2 MB")
     sampler.phase = "latency"
     meter.start()
-    completions = Completions(mode.base, token)
+    completions = Completions(mode.base, tokens[0])
     latencies = []
 
     def client_loop(c):
-        client = Client(mode.base, token)
+        client = Client(mode.base, tokens[c])
         mine = []
         for k in range(per_client):
             uploaded_at = time.time()
             image_id, elapsed = client.upload(uploads[(c + k) % len(uploads)])
-            completions.add(image_id, uploaded_at)
+            completions.add(image_id, uploaded_at, tokens[c])
             mine.append(elapsed)
         latencies.extend(mine)
         return mine
