@@ -1,4 +1,4 @@
-//! A hard bound on request bodies, before any of it is parsed or spooled to disk.
+//! A hard bound on request bodies, before any of it is parsed or buffered.
 //!
 //! A declared `Content-Length` over the limit is refused at once with `413`; a body without
 //! one (chunked) is cut off with an error as soon as it passes the limit, so a client cannot
