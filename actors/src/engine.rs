@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
+use crate::cpu_pool::CpuPool;
 use crate::faults::FaultPlan;
 use crate::mailbox::{Envelope, StagePool};
 use crate::ports::BackendError;
@@ -31,6 +32,8 @@ use crate::sweeper::Sweeper;
 pub enum EngineError {
     #[error("could not re-dispatch unfinished jobs: {0}")]
     Redispatch(#[source] BackendError),
+    #[error("could not start the CPU pool's threads: {0}")]
+    CpuPool(#[source] std::io::Error),
     #[error("could not start the supervisor: {0}")]
     Spawn(#[from] SpawnErr),
 }
@@ -66,8 +69,10 @@ impl Engine {
                 );
             }
         }
+        let cpu = CpuPool::start(config.transform_slots()).map_err(EngineError::CpuPool)?;
         let ctx = Arc::new(StageContext {
             ports,
+            cpu,
             downloaders: StagePool::new("downloader", config.download_workers),
             transformers: StagePool::new("transformer", config.transform_slots()),
             persisters: StagePool::new("persister", config.persist_workers),

@@ -16,7 +16,8 @@
 //!   metadata store, the job queue), with one error type that says whether to retry.
 //! - [`transform`]: decoding with limits, the image operations and encoding; pure CPU work.
 //! - [`mailbox`]: credits that bound every stage's mailbox.
-//! - [`stages`]: the actors, and [`supervisor`] which restarts them and counts restarts.
+//! - [`stages`]: the actors, and [`supervisor`] which restarts them and counts restarts;
+//!   [`cpu_pool`]: the threads the transformers render on, at background priority.
 //! - [`relay`]: publishes jobs that are due (new uploads the gateway could not confirm,
 //!   retries whose back-off ran out, expired leases).
 //! - [`sweeper`]: removes stored originals that no image refers to (uploads that died
@@ -38,6 +39,7 @@ pub use pipeline::{JobSpec, OutputSpec, Pipeline, Rendition, Step};
 pub use record::{ImageRecord, JobError, Status, StoredImage, StoredVariant};
 
 pub mod config;
+pub mod cpu_pool;
 pub mod engine;
 pub mod events;
 pub mod faults;

@@ -7,7 +7,7 @@
 
 pub mod consumer;
 pub mod downloader;
-mod niceness;
+pub(crate) mod niceness;
 pub mod outcome;
 pub mod persister;
 pub mod transformer;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::EngineConfig;
+use crate::cpu_pool::CpuPool;
 use crate::events::StatusEvents;
 use crate::faults::FaultPlan;
 use crate::mailbox::{Envelope, StagePool};
@@ -61,6 +62,8 @@ pub struct StageContext {
     pub downloaders: Arc<StagePool<Delivery>>,
     pub transformers: Arc<StagePool<TransformJob>>,
     pub persisters: Arc<StagePool<PersistJob>>,
+    /// The threads the transformers render on, one per transformer slot.
+    pub cpu: CpuPool,
     pub faults: Arc<dyn FaultPlan>,
     /// Cancelled when the engine shuts down: the consumer stops taking deliveries.
     pub shutdown: CancellationToken,

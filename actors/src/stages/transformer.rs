@@ -1,8 +1,8 @@
-//! The transformer: renders a job on the blocking thread pool, one image per actor at a
-//! time, with as many actors as CPU cores, so CPU work never runs on the async executor and
-//! never oversubscribes the cores. It renders at background CPU priority (see
-//! [`super::niceness`]), so request handling in the same process or on the same host goes
-//! first.
+//! The transformer: renders a job on the [`CpuPool`](crate::cpu_pool::CpuPool), one image
+//! per actor at a time, with as many actors (and pool threads) as CPU cores, so CPU work
+//! never runs on the async executor and never oversubscribes the cores. The pool's threads
+//! run at background CPU priority, so request handling in the same process or on the same
+//! host goes first.
 //!
 //! A panic inside a codec is not caught and forgotten: the job's lease is released for a
 //! retry, then the panic is resumed so this actor dies and the supervisor restarts it and
@@ -13,9 +13,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use ractor::ActorProcessingErr;
 
-use super::niceness::BackgroundPriority;
 use super::outcome::{finished, settle};
 use super::{PersistJob, StageArgs, StageHandler, TransformJob};
+use crate::cpu_pool::CpuPoolError;
 use crate::metrics::{JobOutcome, Phase};
 use crate::ports::Settlement;
 use crate::record::JobError;
@@ -45,13 +45,14 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
     let span = tracing::Span::current();
     let started = std::time::Instant::now();
 
-    let rendered = tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        let _background = BackgroundPriority::enter();
-        faults.before_transform(&record, attempt);
-        render_all(&original, &record.spec, &limits)
-    })
-    .await;
+    let rendered = ctx
+        .cpu
+        .run(move || {
+            let _entered = span.enter();
+            faults.before_transform(&record, attempt);
+            render_all(&original, &record.spec, &limits)
+        })
+        .await;
 
     match rendered {
         Ok(outcome) => {
@@ -78,7 +79,13 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
             }
             Ok(())
         }
-        Err(join_error) => {
+        Err(CpuPoolError::Closed) => {
+            // Only while the engine stops: hand the job back, as a shutdown does; its lease
+            // runs out and the relay or the next consumer takes it up.
+            settle(delivery, Settlement::Requeue).await;
+            Err("the CPU pool is gone: the engine is stopping".into())
+        }
+        Err(CpuPoolError::Panicked(panic)) => {
             let reason = JobError::new(
                 "transform_crashed",
                 "the image crashed the transformer; it will be retried, and fails for good if it keeps crashing",
@@ -103,10 +110,7 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
                 Some(&reason),
             )
             .await;
-            match join_error.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(error) => Err(Box::new(error)),
-            }
+            std::panic::resume_unwind(panic)
         }
     }
 }
