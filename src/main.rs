@@ -18,10 +18,11 @@ fn main() -> ExitCode {
 }
 
 /// glibc's malloc gives each thread that contends for the heap an arena of its own, up to
-/// eight per core, and rarely returns their freed pages. A worker's transform threads
-/// allocate and free tens of megabytes per photo on whichever thread of the blocking pool
-/// runs it, so the arenas fill with freed image buffers: the bench (benches/e2e.sh) saw
-/// standalone's RSS reach 1.2 GB, against 0.44 GB with two arenas and no slower throughput.
+/// eight per core, and rarely returns their freed pages. A process allocates and frees tens
+/// of megabytes per photo (image buffers on the CPU pool's threads, upload bodies and
+/// originals on the runtime's), so the arenas fill with freed buffers: the bench
+/// (benches/e2e.sh) saw standalone's RSS reach 1.2 GB, against 0.44 GB with two arenas and
+/// no slower throughput.
 /// Set before the runtime starts any thread; `MALLOC_ARENA_MAX` in the environment wins.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
