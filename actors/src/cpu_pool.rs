@@ -21,7 +21,9 @@ use crate::stages::niceness;
 
 type Task = Box<dyn FnOnce() + Send>;
 
-/// A handle on the pool; the threads end when the last handle is dropped.
+/// A handle on the pool; the threads end when the last handle is dropped, after the task
+/// each is running. They are not joined: a render still running when the engine has
+/// stopped ends on its own, or with the process.
 #[derive(Clone)]
 pub struct CpuPool {
     tasks: mpsc::Sender<Task>,
@@ -31,7 +33,8 @@ pub struct CpuPool {
 pub enum CpuPoolError {
     /// The task panicked; the payload, to resume the panic in the caller.
     Panicked(Box<dyn Any + Send>),
-    /// The pool's threads are gone (the engine is stopping).
+    /// The pool's threads are gone. Not expected while the pool has a handle (its threads
+    /// catch every panic); reported rather than assumed away.
     Closed,
 }
 

@@ -427,13 +427,13 @@ async fn download_variant(
     })
 }
 
-/// Reads the uploaded file, refusing it past `max_bytes` before reading it whole.
-/// The file's bytes, refused when above the limit. The body limit has already capped what was
-/// read, so the file is received in memory, as the gateway needs it anyway: poem-openapi's
-/// `Upload` would spool it to a temporary file through tokio's blocking pool, a thread
-/// hand-off per chunk written and read back, which cost more than the rest of an upload.
+/// The file's bytes, refused when above the limit. The body limit (`limits.max_bytes` plus
+/// a small allowance for the form) has already capped what was read, so the file is
+/// received in memory, as the gateway needs it anyway: poem-openapi's `Upload` would spool
+/// it to a temporary file through tokio's blocking pool, a thread hand-off per chunk written
+/// and read back, which cost more than the rest of an upload.
 fn read_file(file: Binary<Vec<u8>>, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
-    let bytes = file.0;
+    let mut bytes = file.0;
     if bytes.len() as u64 > max_bytes {
         return Err(pixmill_actors::transform::InputError::TooManyBytes {
             bytes: bytes.len() as u64,
@@ -441,6 +441,9 @@ fn read_file(file: Binary<Vec<u8>>, max_bytes: u64) -> Result<Vec<u8>, ApiError>
         }
         .into());
     }
+    // The buffer grew by doubling while the file arrived; keep only what it holds for the
+    // rest of the upload (a large buffer is shrunk in place by the allocator, not copied).
+    bytes.shrink_to_fit();
     Ok(bytes)
 }
 

@@ -6,7 +6,8 @@
 //! a slot, and a caller with one is admitted (upload role `403`, its owner's share of the
 //! slots and its upload rate `429`, see `gateway::admission`) and then waits for a slot,
 //! all before a byte of its body is read. That bounds, per gateway, the uploads being
-//! held in memory at once (each at most the body limit) to `server.max_concurrent_uploads`,
+//! held in memory at once (each at most the body limit, and up to twice that while it
+//! arrives and its buffer grows) to `server.max_concurrent_uploads`,
 //! and one owner's to `server.max_concurrent_uploads_per_owner`.
 //!
 //! A slow client holds its slot until its request ends, and `server.request_timeout` ends it

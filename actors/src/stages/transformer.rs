@@ -79,17 +79,22 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
             }
             Ok(())
         }
-        Err(CpuPoolError::Closed) => {
-            // Only while the engine stops: hand the job back, as a shutdown does; its lease
-            // runs out and the relay or the next consumer takes it up.
-            settle(delivery, Settlement::Requeue).await;
-            Err("the CPU pool is gone: the engine is stopping".into())
-        }
-        Err(CpuPoolError::Panicked(panic)) => {
-            let reason = JobError::new(
-                "transform_crashed",
-                "the image crashed the transformer; it will be retried, and fails for good if it keeps crashing",
-            );
+        Err(pool_error) => {
+            let reason = match &pool_error {
+                CpuPoolError::Panicked(_) => JobError::new(
+                    "transform_crashed",
+                    "the image crashed the transformer; it will be retried, and fails for good if it keeps crashing",
+                ),
+                CpuPoolError::Closed => {
+                    tracing::error!("the CPU pool's threads are gone; releasing the job for a retry");
+                    JobError::new(
+                        "transform_unavailable",
+                        "the worker could not render the image; it will be retried",
+                    )
+                }
+            };
+            // Released with the retry policy's back-off, not requeued at once: a job that
+            // crashes its renderer must not come straight back to the restarted actor.
             let retry_at = Utc::now()
                 + chrono::Duration::from_std(ctx.config.retry.backoff(attempt)).unwrap_or_default();
             if let Err(error) = ctx
@@ -98,7 +103,7 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
                 .retry_later(job.record.id, attempt, &reason, retry_at)
                 .await
             {
-                tracing::warn!(error = %error, "could not release the crashed job; its lease will expire");
+                tracing::warn!(error = %error, "could not release the job; its lease will expire");
             }
             settle(delivery, Settlement::Ack).await;
             args.stats.job_failed();
@@ -110,7 +115,10 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
                 Some(&reason),
             )
             .await;
-            std::panic::resume_unwind(panic)
+            match pool_error {
+                CpuPoolError::Panicked(panic) => std::panic::resume_unwind(panic),
+                CpuPoolError::Closed => Err("the CPU pool's threads are gone".into()),
+            }
         }
     }
 }
