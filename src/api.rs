@@ -15,6 +15,7 @@ pub mod download;
 pub mod errors;
 pub mod health;
 pub mod images;
+mod linger;
 mod metrics_endpoint;
 pub mod models;
 pub mod request_log;
@@ -85,6 +86,9 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
         .around(move |endpoint, request| async move {
             body_limit::limit_body(&*endpoint, request, body_limit).await
         })
+        .around(
+            |endpoint, request| async move { linger::linger_on_refusal(&*endpoint, request).await },
+        )
         .around(move |endpoint, request| async move {
             match tokio::time::timeout(request_timeout, endpoint.call(request)).await {
                 Ok(result) => result,

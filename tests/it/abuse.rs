@@ -194,6 +194,25 @@ async fn a_caller_without_the_upload_role_is_refused_before_sending_its_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_sending_its_body_when_refused_gets_the_answer() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut app = start(data.path(), |_| {}).await;
+
+    // An expired or broken token is refused before the body is read. A client that keeps
+    // sending (as HTTP clients do) must be able to finish and read the 401, not meet a
+    // connection reset halfway: that is what tells it to refresh its token.
+    let body = multipart(&vec![0x55; 400 * 1024]);
+    let mut upload = RawUpload::open(&app, "not-a-token", Some(body.len())).await;
+    for part in body.chunks(body.len() / 16 + 1) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        upload.send(part).await;
+    }
+    let answer = upload.answer().await;
+    assert_eq!(answer.status, 401, "{answer:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_body_ends_in_408_and_counts_against_the_rate_checked_before_the_body() {
     let data = tempfile::tempdir().expect("temp dir");
     let mut app = start(data.path(), |c| {
