@@ -37,16 +37,7 @@ pub async fn send(
         .mime_str(mime)
         .expect("mime");
     let form = reqwest::multipart::Form::new().part("file", part);
-    let response = app
-        .http
-        .post(app.url("/v1/images"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.upload_form(token, form).await
 }
 
 /// Every object key in the data dir's buckets, as `<bucket>/<key>`, staging files left out.

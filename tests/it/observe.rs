@@ -523,16 +523,8 @@ async fn steps_may_come_one_part_per_step() {
         .part("file", part)
         .text("steps", r#"{"op":"resize","height":30}"#)
         .text("steps", r#"{"op":"resize","width":100,"upscale":true}"#);
-    let response = app
-        .http
-        .post(app.url("/v1/images"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(response.status().as_u16(), 202);
-    let doc: Value = response.json().await.expect("status document");
+    let (status, doc) = app.upload_form(&token, form).await;
+    assert_eq!(status, 202, "{doc}");
     assert!(
         doc.get("processed").is_none(),
         "absent fields are left out, not null: {doc}"

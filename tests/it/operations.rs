@@ -249,16 +249,8 @@ async fn problem_files_get_the_documented_outcome() {
         .mime_str("image/jpeg")
         .expect("mime");
     let form = reqwest::multipart::Form::new().part("file", part);
-    let response = app
-        .http
-        .post(app.url("/v1/images"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(response.status().as_u16(), 202);
-    let doc: Value = response.json().await.expect("json");
+    let (status, doc) = app.upload_form(&token, form).await;
+    assert_eq!(status, 202, "{doc}");
     assert_eq!(doc["original"]["format"], "png");
     let done = completed(&app, &token, &doc).await;
     assert_eq!(

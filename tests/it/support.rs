@@ -117,6 +117,12 @@ impl Standalone {
         for (key, value) in fields {
             form = form.text(key.to_string(), value.to_string());
         }
+        self.upload_form(token, form).await
+    }
+
+    /// `POST /v1/images` with a form the test built: the status and the JSON body (`Null`
+    /// when the body is not JSON).
+    pub async fn upload_form(&self, token: &str, form: reqwest::multipart::Form) -> (u16, Value) {
         let response = self
             .http
             .post(self.url("/v1/images"))

@@ -39,18 +39,7 @@ async fn outputs_carry_no_exif_or_gps() {
                 reqwest::multipart::Part::bytes(photo.clone()).file_name("trip.jpg"),
             )
             .text("format", format);
-        let response = app
-            .http
-            .post(app.url("/v1/images"))
-            .bearer_auth(&token)
-            .multipart(form)
-            .send()
-            .await
-            .expect("upload");
-        let accepted = (
-            response.status().as_u16(),
-            response.json().await.unwrap_or_default(),
-        );
+        let accepted = app.upload_form(&token, form).await;
         let done = finished(&app, &token, &accepted).await;
         assert_eq!(done["status"], "COMPLETED", "{format}: {done}");
         assert_eq!(done["processed"]["format"], format);

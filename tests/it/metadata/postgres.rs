@@ -89,19 +89,22 @@ async fn a_second_start_finds_the_schema_migrated() {
     close(fixture).await;
 }
 
-#[tokio::test]
-async fn calls_succeed_after_the_server_dropped_every_connection() {
-    let Some((store, fixture)) = open().await else {
-        return;
-    };
-    store.ping().await.unwrap();
-    // What a PostgreSQL restart looks like to the pool: the server ends every session of
-    // this store (and only this store's, told apart by its application name).
+/// A plain connection of the test's own, to act on the store's sessions from outside; the
+/// task driving it ends once the client is dropped.
+async fn admin_connection() -> (
+    tokio_postgres::Client,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
     let (admin, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
-    let connection = tokio::spawn(connection);
-    let application = format!("pixmill:{}", fixture.schema);
+    (admin, tokio::spawn(connection))
+}
+
+/// Ends every session of the store on `schema` (and only its own, told apart by its
+/// application name), as a server restart would.
+async fn end_store_sessions(admin: &tokio_postgres::Client, schema: &str) {
+    let application = format!("pixmill:{schema}");
     let ended = admin
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
@@ -110,6 +113,18 @@ async fn calls_succeed_after_the_server_dropped_every_connection() {
         .await
         .unwrap();
     assert!(!ended.is_empty(), "the store had no session to end");
+}
+
+#[tokio::test]
+async fn calls_succeed_after_the_server_dropped_every_connection() {
+    let Some((store, fixture)) = open().await else {
+        return;
+    };
+    store.ping().await.unwrap();
+    // What a PostgreSQL restart looks like to the pool: the server ends every session of
+    // this store (and only this store's, told apart by its application name).
+    let (admin, connection) = admin_connection().await;
+    end_store_sessions(&admin, &fixture.schema).await;
     drop(admin);
     let _ = connection.await;
 
@@ -166,10 +181,7 @@ async fn an_insert_cut_off_mid_call_has_an_unknown_outcome() {
         return;
     };
     store.ping().await.unwrap();
-    let (admin, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
+    let (admin, connection) = admin_connection().await;
     // Holding the table's lock keeps the store's insert waiting inside the server.
     let lock = format!(
         "BEGIN; LOCK TABLE {}.images IN ACCESS EXCLUSIVE MODE",
@@ -197,14 +209,7 @@ async fn an_insert_cut_off_mid_call_has_an_unknown_outcome() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let ended = admin
-        .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            &[&application],
-        )
-        .await
-        .unwrap();
-    assert!(!ended.is_empty(), "the store had no session to end");
+    end_store_sessions(&admin, &fixture.schema).await;
     let error = inserting
         .await
         .unwrap()
