@@ -5,8 +5,8 @@
 //! the same priority. Its threads come and go, so each render landed on a different thread
 //! (cold caches, another malloc arena) and had to lower and restore its priority per job.
 //! And it is sized for waiting, not for cores. Here each thread lowers its own priority
-//! once, for life, so request handling in the same process or on the
-//! same host always goes first, and the gateway's blocking work never runs in the background.
+//! once, for life (see `niceness`), so request handling in the same process or on the same
+//! host always goes first, and the gateway's blocking work never runs in the background.
 //!
 //! The pool queues at most one task per thread: the transformer actors, one per slot, each
 //! wait for their render, so the bound is never what holds a caller back.
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::stages::niceness;
+mod niceness;
 
 type Task = Box<dyn FnOnce() + Send>;
 

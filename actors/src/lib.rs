@@ -24,7 +24,7 @@
 //!   between storing the original and committing the row).
 //! - [`events`], [`metrics`]: what the engine tells the outside world as it works (status
 //!   changes for waiting clients, timings and outcomes for operators), through traits.
-//! - [`engine`]: starts and stops all of the above from an [`engine::EngineConfig`].
+//! - [`engine`]: starts and stops all of the above from an [`EngineConfig`].
 
 pub mod format;
 pub mod ids;

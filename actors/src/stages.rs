@@ -7,7 +7,6 @@
 
 pub mod consumer;
 pub mod downloader;
-pub(crate) mod niceness;
 pub mod outcome;
 pub mod persister;
 pub mod transformer;

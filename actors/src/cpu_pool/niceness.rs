@@ -1,4 +1,4 @@
-//! Background CPU priority for the threads of the [`CpuPool`](crate::cpu_pool::CpuPool).
+//! Background CPU priority for the threads of the [`CpuPool`](super::CpuPool).
 //!
 //! Transforms keep every core busy for as long as the queue holds jobs; at the same OS
 //! priority, a standalone process's (or a co-located gateway's) request handling waits its
