@@ -65,28 +65,16 @@ pub fn sign(claims: &Value, other_key: bool) -> String {
     } else {
         fixture_key_path()
     };
-    let pem = std::fs::read(path).expect("key");
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid());
-    encode(
-        &header,
-        claims,
-        &EncodingKey::from_rsa_pem(&pem).expect("pem"),
-    )
-    .expect("sign")
+    sign_header(&header, claims, &path)
 }
 
 /// Signs `claims` with the fixture key (an RSA key) under `alg`, e.g. PS256 or RS384.
 pub fn sign_with_alg(claims: &Value, alg: Algorithm) -> String {
-    let pem = std::fs::read(fixture_key_path()).expect("key");
     let mut header = Header::new(alg);
     header.kid = Some(kid());
-    encode(
-        &header,
-        claims,
-        &EncodingKey::from_rsa_pem(&pem).expect("pem"),
-    )
-    .expect("sign")
+    sign_header(&header, claims, &fixture_key_path())
 }
 
 /// An RS256 token from the fixture key whose header also carries `extra` (e.g. `jku`), as
@@ -98,9 +86,14 @@ pub fn sign_with_header(claims: &Value, extra: Value) -> String {
         target.extend(extra.clone());
     }
     let header: Header = serde_json::from_value(header).expect("header fields");
-    let pem = std::fs::read(fixture_key_path()).expect("key");
+    sign_header(&header, claims, &fixture_key_path())
+}
+
+/// Signs `claims` under `header` with the RSA private key in the PEM file at `key`.
+fn sign_header(header: &Header, claims: &Value, key: &Path) -> String {
+    let pem = std::fs::read(key).expect("key");
     encode(
-        &header,
+        header,
         claims,
         &EncodingKey::from_rsa_pem(&pem).expect("pem"),
     )
