@@ -89,12 +89,15 @@ def judge(upload: Upload, client: Client, observer: Observer, results: int,
         verdict.problems.append(f"corrupt original of {upload.id}")
     if upload.poison:
         return verdict
-    body = client.download(f"/v1/images/{upload.id}/processed")
+    body, answer = client.download(f"/v1/images/{upload.id}/processed")
     want = expected[(upload.name, upload.steps)]
-    if body is None or sha256(body) != want or document["processed"]["sha256"] != want:
+    recorded = document["processed"]["sha256"]
+    if body is None or sha256(body) != want or recorded != want:
         verdict.corrupt = True
-        verdict.problems.append(f"corrupt result of {upload.id}: {sha256(body or b'')} != {want}")
-    elif upload.index % 10 == 0 and client.download(f"/v1/images/{upload.id}/original") != upload.body:
+        got = sha256(body) if body is not None else "no body"
+        verdict.problems.append(f"corrupt result of {upload.id}: download ({answer}) {got}, "
+                                f"recorded {recorded}, wanted {want}")
+    elif upload.index % 10 == 0 and client.download(f"/v1/images/{upload.id}/original")[0] != upload.body:
         verdict.corrupt = True
         verdict.problems.append(f"corrupt original download of {upload.id}")
     return verdict

@@ -96,9 +96,12 @@ class Client:
         response = self.session().get(f"{self.base}/v1/images/{image_id}", timeout=30)
         return response.json() if response.status_code == 200 else None
 
-    def download(self, path: str) -> bytes | None:
+    def download(self, path: str) -> tuple[bytes | None, str]:
+        """The body of a 200, else None; and how the answer went, for a problem report."""
         response = self.session().get(f"{self.base}{path}", timeout=60)
-        return response.content if response.status_code == 200 else None
+        if response.status_code == 200:
+            return response.content, f"200, {len(response.content)} bytes"
+        return None, f"{response.status_code} {_code(response)}: {response.text[:200]}"
 
     def listing(self) -> list[dict]:
         """Every image of the owner, through the paged listing."""
