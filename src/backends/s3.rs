@@ -1,7 +1,8 @@
 //! Object storage on MinIO or any S3-compatible store, through the `minio` crate.
 //!
-//! Only plain S3 calls are used (create bucket, put, get, delete, bucket exists), each a
-//! single request bounded by [`S3Config::request_timeout`]. Objects are written in one PUT
+//! Only plain S3 calls are used (create bucket, put, get, delete, bucket exists), each
+//! bounded by [`S3Config::request_timeout`] and sent again, twice at most, after a failure
+//! that may pass (see `S3ObjectStore::call`). Objects are written in one PUT
 //! with their content type and an `x-amz-checksum-sha256`, which the store verifies before
 //! keeping the object; reads ask for the stored checksum back and verify it.
 
@@ -37,6 +38,11 @@ const CHECKSUM_MODE: (&str, &str) = ("x-amz-checksum-mode", "ENABLED");
 /// Codes (lower-cased, as the crate reports codes it has no variant for) meaning the bucket
 /// exists already; both count as success for `ensure_buckets`.
 const BUCKET_EXISTS_CODE: &str = "bucketalreadyexists";
+
+/// How many times a call that failed with `Unavailable` is sent in all, and the pause before
+/// the second (each later pause is four times longer): 50 ms, then 200 ms.
+const ATTEMPTS: u32 = 3;
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Codes after which the same request may succeed later.
 const TRANSIENT_CODES: [&str; 5] = [
@@ -154,18 +160,37 @@ impl S3ObjectStore {
         }
     }
 
-    /// Runs one request under the timeout, mapping the crate's errors.
-    async fn call<T>(
-        &self,
-        what: &str,
-        request: impl Future<Output = Result<T, S3Error>>,
-    ) -> Result<T, BackendError> {
-        match tokio::time::timeout(self.timeout, request).await {
-            Ok(result) => result.map_err(map_error),
-            Err(_) => Err(BackendError::timeout(
-                BACKEND,
-                format!("{what} took longer than {:?}", self.timeout),
-            )),
+    /// Runs a request under the timeout, mapping the crate's errors. A request that fails
+    /// with `Unavailable` (connection refused or reset, a 5xx, a throttling code) is sent again
+    /// after a short pause, up to [`ATTEMPTS`] times in all, as the AWS SDKs do: a pooled
+    /// connection the store closed just as it was reused fails once and works the next time,
+    /// and every call made here is idempotent (a PUT of the same key and bytes included).
+    /// Timeouts are not repeated: the request already had its whole budget.
+    async fn call<T, F, Fut>(&self, what: &str, request: F) -> Result<T, BackendError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, S3Error>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let error = match tokio::time::timeout(self.timeout, request()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) => map_error(error),
+                Err(_) => {
+                    return Err(BackendError::timeout(
+                        BACKEND,
+                        format!("{what} took longer than {:?}", self.timeout),
+                    ))
+                }
+            };
+            if error.kind != ErrorKind::Unavailable || attempt >= ATTEMPTS {
+                return Err(error);
+            }
+            let pause = RETRY_PAUSE * 4u32.pow(attempt - 1);
+            tracing::debug!(call = what, attempt, error = %error, pause_ms = pause.as_millis() as u64,
+                "object store call failed; sending it again");
+            tokio::time::sleep(pause).await;
+            attempt += 1;
         }
     }
 
@@ -250,21 +275,24 @@ impl ObjectStore for S3ObjectStore {
         body: Bytes,
         content_type: &str,
     ) -> Result<(), BackendError> {
-        let upload = UploadPart::builder()
-            .client(self.client.clone())
-            .bucket(self.bucket(bucket).clone())
-            .object(object_key(key).map_err(map_error)?)
-            .data(Arc::new(SegmentedBytes::from(body)))
-            .content_type(content_type.to_owned())
-            .checksum_algorithm(ChecksumAlgorithm::SHA256)
-            .build();
-        let request = PutObject::builder().inner(upload).build().send();
+        let object = object_key(key).map_err(map_error)?;
+        let request = || {
+            let upload = UploadPart::builder()
+                .client(self.client.clone())
+                .bucket(self.bucket(bucket).clone())
+                .object(object.clone())
+                .data(Arc::new(SegmentedBytes::from(body.clone())))
+                .content_type(content_type.to_owned())
+                .checksum_algorithm(ChecksumAlgorithm::SHA256)
+                .build();
+            PutObject::builder().inner(upload).build().send()
+        };
         self.call("put object", request).await?;
         Ok(())
     }
 
     async fn get(&self, bucket: Bucket, key: &ObjectKey) -> Result<Bytes, BackendError> {
-        let request = async {
+        let request = || async {
             self.client
                 .get_object(self.bucket(bucket).clone(), object_key(key)?)
                 .map_err(S3Error::from)?
@@ -283,7 +311,7 @@ impl ObjectStore for S3ObjectStore {
         bucket: Bucket,
         key: &ObjectKey,
     ) -> Result<ObjectStream, BackendError> {
-        let request = async {
+        let request = || async {
             let response = self
                 .client
                 .get_object(self.bucket(bucket).clone(), object_key(key)?)
@@ -315,7 +343,7 @@ impl ObjectStore for S3ObjectStore {
         after: Option<&ObjectKey>,
         limit: u16,
     ) -> Result<Vec<ListedObject>, BackendError> {
-        let request = async {
+        let request = || async {
             let mut pages = self
                 .client
                 .list_objects(self.bucket(bucket).clone())
@@ -344,7 +372,7 @@ impl ObjectStore for S3ObjectStore {
     }
 
     async fn delete(&self, bucket: Bucket, key: &ObjectKey) -> Result<(), BackendError> {
-        let request = async {
+        let request = || async {
             self.client
                 .delete_object(self.bucket(bucket).clone(), key.as_str())?
                 .build()
@@ -360,7 +388,7 @@ impl ObjectStore for S3ObjectStore {
     }
 
     async fn ping(&self) -> Result<(), BackendError> {
-        let request = async {
+        let request = || async {
             self.client
                 .bucket_exists(self.raw.clone())?
                 .build()

@@ -350,6 +350,63 @@ mod s3 {
         }
     }
 
+    /// A loopback proxy to the test S3 server that reads the first request sent through it
+    /// and closes that connection without an answer, as a store does when it drops a pooled
+    /// connection just as a client reuses it; later connections go through.
+    async fn proxy_dropping_first_connection(endpoint: &str) -> String {
+        use tokio::io::AsyncReadExt;
+        let upstream = endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((mut client, _)) = listener.accept().await {
+                if std::mem::take(&mut first) {
+                    let mut request = [0u8; 1024];
+                    let _ = client.read(&mut request).await;
+                    continue; // dropped: closed with no answer
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// Reads and writes survive one dropped connection: the store sends the call again
+    /// instead of failing a download (a 503 to the client) or a job attempt.
+    #[tokio::test]
+    async fn a_dropped_connection_is_sent_again() {
+        let Some(config) = s3_config() else { return };
+        let direct = S3ObjectStore::connect(&config).unwrap();
+        if let Err(e) = direct.ensure_buckets().await {
+            return unavailable("S3", e);
+        }
+        let object = key("0190c1/main.jpg");
+        let body = photo_bytes(40_000);
+        let mut proxied = config.clone();
+
+        proxied.endpoint = proxy_dropping_first_connection(&config.endpoint).await;
+        let store = S3ObjectStore::connect(&proxied).unwrap();
+        store
+            .put(Bucket::Processed, &object, body.clone(), "image/jpeg")
+            .await
+            .expect("the put is sent again after the dropped connection");
+        proxied.endpoint = proxy_dropping_first_connection(&config.endpoint).await;
+        let store = S3ObjectStore::connect(&proxied).unwrap();
+        let (_, streamed) = read_stream(&store, Bucket::Processed, &object).await;
+
+        assert_eq!(streamed, body);
+        assert_eq!(direct.get(Bucket::Processed, &object).await.unwrap(), body);
+    }
+
     #[tokio::test]
     async fn unreachable_store_is_unavailable_not_missing() {
         // A loopback port with nothing behind it: bind, note the port, close.
