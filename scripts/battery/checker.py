@@ -65,6 +65,7 @@ class Verdict:
     completed: bool = False
     duplicated: bool = False
     corrupt: bool = False
+    download_retries: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -89,7 +90,7 @@ def judge(upload: Upload, client: Client, observer: Observer, results: int,
         verdict.problems.append(f"corrupt original of {upload.id}")
     if upload.poison:
         return verdict
-    body, answer = client.download(f"/v1/images/{upload.id}/processed")
+    body, answer, verdict.download_retries = client.download(f"/v1/images/{upload.id}/processed")
     want = expected[(upload.name, upload.steps)]
     recorded = document["processed"]["sha256"]
     if body is None or sha256(body) != want or recorded != want:
@@ -154,5 +155,7 @@ def check(name: str, owner: str, uploads: list[Upload], observer: Observer, clie
         "unacknowledged_rows": len(unknown),
         "dead_letters": f"{one_each}/{len(poison_ids)}",
         "stray_dead_letters": stray,
+        # Downloads that were answered 503/429 before they worked: not a loss, but seen.
+        "download_retries": sum(v.download_retries for v in verdicts),
     }
     return report
