@@ -3,6 +3,7 @@
 //! nests: `PIXMILL_QUEUE__URL`), then command-line flags. `pixmill.example.toml` at the repo
 //! root names every key with its variable and default.
 
+mod keys;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -305,6 +306,45 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// `PIXMILL_SECTION__KEY` variables; `PIXMILL_CONFIG` names the file instead.
+fn env() -> Env {
+    Env::prefixed("PIXMILL_").ignore(&["CONFIG"]).split("__")
+}
+
+/// Fails on a key of the file, or a variable under a known section, that no setting reads
+/// (see `keys`). Variables outside the known sections (`PIXMILL_TEST_S3_URL`, the benches'
+/// `PIXMILL_CORPUS`) share the prefix without being settings, so they are left alone.
+fn refuse_unknown_keys(file: Option<&Path>) -> Result<(), ConfigError> {
+    let known = serde_json::to_value(Config::default()).unwrap_or_default();
+    let fail = |message: String| ConfigError(Box::new(figment::Error::from(message)));
+    let explain = |key: &str, source: &str| {
+        let section = key.rsplit_once('.').map_or("the top level", |(s, _)| s);
+        format!(
+            "unknown key `{key}` {source}; {section} has: {}",
+            keys::section_keys(&known, key).join(", ")
+        )
+    };
+    if let Some(file) = file {
+        let given: serde_json::Value = Figment::from(Toml::file_exact(file))
+            .extract()
+            .map_err(|e| ConfigError(Box::new(e)))?;
+        if let Some(key) = keys::unknown_keys(&known, &given).first() {
+            return Err(fail(explain(key, &format!("in {}", file.display()))));
+        }
+    }
+    let mut given: serde_json::Value = Figment::from(env())
+        .extract()
+        .map_err(|e| ConfigError(Box::new(e)))?;
+    if let (Some(given), Some(known)) = (given.as_object_mut(), known.as_object()) {
+        given.retain(|section, _| known.get(section).is_some_and(|v| v.is_object()));
+    }
+    if let Some(key) = keys::unknown_keys(&known, &given).first() {
+        let variable = format!("PIXMILL_{}", key.replace('.', "__").to_uppercase());
+        return Err(fail(explain(key, &format!("from {variable}"))));
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(#[from] Box<figment::Error>);
@@ -316,11 +356,13 @@ impl Config {
         let file = file
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("PIXMILL_CONFIG").map(PathBuf::from));
-        if let Some(file) = file {
+        if let Some(file) = &file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed("PIXMILL_").ignore(&["CONFIG"]).split("__"));
-        figment.extract().map_err(|e| ConfigError(Box::new(e)))
+        figment = figment.merge(env());
+        let config = figment.extract().map_err(|e| ConfigError(Box::new(e)))?;
+        refuse_unknown_keys(file.as_deref())?;
+        Ok(config)
     }
 
     pub fn sqlite_path(&self) -> PathBuf {
@@ -354,6 +396,48 @@ mod tests {
             assert_eq!(config.auth.jwks_min_refetch, Duration::from_millis(250));
             assert_eq!(config.server.addr.port(), 9999);
             assert_eq!(config.engine.lease, Duration::from_secs(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_misspelt_key_in_the_file_is_refused_with_its_section() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pixmill.toml", "[server]\nadr = \"0.0.0.0:80\"\n")?;
+            let error = Config::load(Some(Path::new("pixmill.toml")))
+                .expect_err("server.adr is not a setting")
+                .to_string();
+            assert!(error.contains("`server.adr` in pixmill.toml"), "{error}");
+            assert!(error.contains("server has: addr"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn engine_limits_is_not_a_setting_of_its_own() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pixmill.toml", "[engine.limits]\nmax_pixels = 5\n")?;
+            let error = Config::load(Some(Path::new("pixmill.toml")))
+                .expect_err("[limits] is where input limits are set")
+                .to_string();
+            assert!(error.contains("`engine.limits`"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_misspelt_variable_under_a_section_is_refused_and_others_are_not_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PIXMILL_TEST_S3_URL", "http://127.0.0.1:9");
+            jail.set_env("PIXMILL_CORPUS", "/tmp/corpus");
+            Config::load(None).map_err(|e| e.to_string())?;
+
+            jail.set_env("PIXMILL_ENGINE__LEASES", "5s");
+            let error = Config::load(None)
+                .expect_err("engine.leases is not a setting")
+                .to_string();
+            assert!(error.contains("from PIXMILL_ENGINE__LEASES"), "{error}");
+            assert!(error.contains("lease"), "{error}");
             Ok(())
         });
     }
@@ -439,11 +523,7 @@ mod tests {
         let defaults = serde_json::to_value(Config::default()).expect("serialises");
         let mut keys = Vec::new();
         leaf_keys("", &defaults, &mut keys);
-        // `engine.limits` is copied from `limits` at start (see `app`); not a key of its own.
-        let missing: Vec<_> = keys
-            .iter()
-            .filter(|k| !k.starts_with("engine.limits.") && !named.contains(*k))
-            .collect();
+        let missing: Vec<_> = keys.iter().filter(|k| !named.contains(*k)).collect();
         assert!(
             missing.is_empty(),
             "not in pixmill.example.toml: {missing:?}"

@@ -75,6 +75,9 @@ pub struct EngineConfig {
     /// storing its original and committing its row could lose the original.
     #[serde(with = "humantime_serde")]
     pub orphan_age: Duration,
+    /// What an input may be; not a setting of its own: the app copies its `[limits]` here,
+    /// so the gateway's checks and the engine's are the same.
+    #[serde(skip)]
     pub limits: InputLimits,
 }
 
