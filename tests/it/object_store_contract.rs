@@ -35,13 +35,20 @@ fn s3_config() -> Option<S3Config> {
     Some(config)
 }
 
-async fn s3() -> Option<Fixture> {
+/// A store on the test S3 server with its buckets made, and its configuration; None (after
+/// `unavailable`, which fails the run under CI) when there is no server.
+async fn s3_store() -> Option<(S3Config, S3ObjectStore)> {
     let config = s3_config()?;
     let store = S3ObjectStore::connect(&config).unwrap();
     if let Err(e) = store.ensure_buckets().await {
         unavailable("S3", e);
         return None;
     }
+    Some((config, store))
+}
+
+async fn s3() -> Option<Fixture> {
+    let (_, store) = s3_store().await?;
     Some(Fixture {
         store: Arc::new(store),
         _dir: None,
@@ -297,11 +304,9 @@ mod s3 {
     /// it, read back with a plain client.
     #[tokio::test]
     async fn objects_keep_content_type_and_checksum() {
-        let Some(config) = s3_config() else { return };
-        let store = S3ObjectStore::connect(&config).unwrap();
-        if let Err(e) = store.ensure_buckets().await {
-            return unavailable("S3", e);
-        }
+        let Some((config, store)) = s3_store().await else {
+            return;
+        };
         let key = key("0190c0/main.webp");
         store
             .put(Bucket::Processed, &key, photo_bytes(2_000), "image/webp")
@@ -384,11 +389,9 @@ mod s3 {
     /// instead of failing a download (a 503 to the client) or a job attempt.
     #[tokio::test]
     async fn a_dropped_connection_is_sent_again() {
-        let Some(config) = s3_config() else { return };
-        let direct = S3ObjectStore::connect(&config).unwrap();
-        if let Err(e) = direct.ensure_buckets().await {
-            return unavailable("S3", e);
-        }
+        let Some((config, direct)) = s3_store().await else {
+            return;
+        };
         let object = key("0190c1/main.jpg");
         let body = photo_bytes(40_000);
         let mut proxied = config.clone();
