@@ -17,8 +17,6 @@ UPLOAD_PATIENCE = 120.0
 #: 408: the gateway's request timeout cut a slow upload short (a busy machine); nothing
 #: was stored under the Idempotency-Key, or the retry finds what was.
 RETRYABLE = {408, 429, 500, 502, 503, 504}
-#: How many "try again" answers a download waits out before its image counts as corrupt.
-DOWNLOAD_RETRIES = 5
 
 
 @dataclass
@@ -98,20 +96,14 @@ class Client:
         response = self.session().get(f"{self.base}/v1/images/{image_id}", timeout=30)
         return response.json() if response.status_code == 200 else None
 
-    def download(self, path: str) -> tuple[bytes | None, str, int]:
-        """The body of a 200, else None; how the last answer went, for a problem report; and
-        how many times a 503 or 429 (the answers that say "try again", with Retry-After) was
-        waited out first, as a client does. Any other answer is final."""
-        retries = 0
-        while True:
-            response = self.session().get(f"{self.base}{path}", timeout=60)
-            if response.status_code == 200:
-                return response.content, f"200, {len(response.content)} bytes", retries
-            answer = f"{response.status_code} {_code(response)}: {response.text[:200]}"
-            if response.status_code not in (429, 503) or retries >= DOWNLOAD_RETRIES:
-                return None, answer, retries
-            retries += 1
-            time.sleep(min(float(response.headers.get("Retry-After", 1)), 2.0))
+    def download(self, path: str) -> tuple[bytes | None, str]:
+        """The body of a 200, else None; and how the answer went, for a problem report. Not
+        retried: downloads are checked after the fault has passed, when a healthy system
+        answers the first time."""
+        response = self.session().get(f"{self.base}{path}", timeout=60)
+        if response.status_code == 200:
+            return response.content, f"200, {len(response.content)} bytes"
+        return None, f"{response.status_code} {_code(response)}: {response.text[:200]}"
 
     def listing(self) -> list[dict]:
         """Every image of the owner, through the paged listing."""
