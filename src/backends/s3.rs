@@ -1,8 +1,8 @@
 //! Object storage on MinIO or any S3-compatible store, through the `minio` crate.
 //!
 //! Only plain S3 calls are used (create bucket, put, get, delete, bucket exists), each
-//! bounded by [`S3Config::request_timeout`] and sent again, twice at most, after a failure
-//! that may pass (see `S3ObjectStore::call`). Objects are written in one PUT
+//! bounded by [`S3Config::request_timeout`], within which a call that failed in a way that
+//! may pass is sent again, twice at most (see `S3ObjectStore::call`). Objects are written in one PUT
 //! with their content type and an `x-amz-checksum-sha256`, which the store verifies before
 //! keeping the object; reads ask for the stored checksum back and verify it.
 
@@ -160,37 +160,42 @@ impl S3ObjectStore {
         }
     }
 
-    /// Runs a request under the timeout, mapping the crate's errors. A request that fails
-    /// with `Unavailable` (connection refused or reset, a 5xx, a throttling code) is sent again
-    /// after a short pause, up to [`ATTEMPTS`] times in all, as the AWS SDKs do: a pooled
-    /// connection the store closed just as it was reused fails once and works the next time,
-    /// and every call made here is idempotent (a PUT of the same key and bytes included).
-    /// Timeouts are not repeated: the request already had its whole budget.
+    /// Runs a request, mapping the crate's errors. A request that fails with `Unavailable`
+    /// (connection refused or reset, a 5xx, a throttling code) is sent again after a short
+    /// pause, up to [`ATTEMPTS`] times in all, as the AWS SDKs do: a pooled connection the
+    /// store closed just as it was reused fails once and works the next time, and every call
+    /// made here is idempotent (a PUT of the same key and bytes included). All attempts share
+    /// one [`S3Config::request_timeout`], so a call never takes longer than without them:
+    /// the budgets built on it (the job lease, the gateway's request timeout, readiness
+    /// probes) hold.
     async fn call<T, F, Fut>(&self, what: &str, request: F) -> Result<T, BackendError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, S3Error>>,
     {
-        let mut attempt = 1;
-        loop {
-            let error = match tokio::time::timeout(self.timeout, request()).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(error)) => map_error(error),
-                Err(_) => {
-                    return Err(BackendError::timeout(
-                        BACKEND,
-                        format!("{what} took longer than {:?}", self.timeout),
-                    ))
+        let attempts = async {
+            let mut attempt = 1;
+            loop {
+                let error = match request().await {
+                    Ok(value) => return Ok(value),
+                    Err(error) => map_error(error),
+                };
+                if error.kind != ErrorKind::Unavailable || attempt >= ATTEMPTS {
+                    return Err(error);
                 }
-            };
-            if error.kind != ErrorKind::Unavailable || attempt >= ATTEMPTS {
-                return Err(error);
+                let pause = RETRY_PAUSE * 4u32.pow(attempt - 1);
+                tracing::debug!(call = what, attempt, error = %error, pause_ms = pause.as_millis() as u64,
+                    "object store call failed; sending it again");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
             }
-            let pause = RETRY_PAUSE * 4u32.pow(attempt - 1);
-            tracing::debug!(call = what, attempt, error = %error, pause_ms = pause.as_millis() as u64,
-                "object store call failed; sending it again");
-            tokio::time::sleep(pause).await;
-            attempt += 1;
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
+            Ok(result) => result,
+            Err(_) => Err(BackendError::timeout(
+                BACKEND,
+                format!("{what} took longer than {:?}", self.timeout),
+            )),
         }
     }
 
