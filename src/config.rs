@@ -315,7 +315,8 @@ fn env() -> Env {
 /// (see `keys`). Variables outside the known sections (`PIXMILL_TEST_S3_URL`, the benches'
 /// `PIXMILL_CORPUS`) share the prefix without being settings, so they are left alone.
 fn refuse_unknown_keys(file: Option<&Path>) -> Result<(), ConfigError> {
-    let known = serde_json::to_value(Config::default()).unwrap_or_default();
+    let known = serde_json::to_value(Config::default())
+        .map_err(|e| ConfigError(Box::new(figment::Error::from(e.to_string()))))?;
     let fail = |message: String| ConfigError(Box::new(figment::Error::from(message)));
     let explain = |key: &str, source: &str| {
         let section = key.rsplit_once('.').map_or("the top level", |(s, _)| s);
@@ -419,6 +420,23 @@ mod tests {
             // Input limits are set once, in [limits]; the engine's copy is not a key.
             let error = file_error(jail, "[engine.limits]\nmax_pixels = 5\n");
             assert!(error.contains("`engine.limits`"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_preset_of_the_users_own_loads() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "pixmill.toml",
+                "[presets.avatar]\nsteps = [{ op = \"grayscale\" }]\n",
+            )?;
+            let config =
+                Config::load(Some(Path::new("pixmill.toml"))).map_err(|e| e.to_string())?;
+            assert!(config.presets.contains_key("avatar"));
+            jail.set_env("PIXMILL_PRESETS__BANNER__STEPS", "[{op=\"grayscale\"}]");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(config.presets.contains_key("banner"));
             Ok(())
         });
     }

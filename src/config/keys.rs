@@ -2,13 +2,17 @@
 //! misspelt key (`server.adr`, `PIXMILL_ENGINE__LEASES`) would silently leave the default in
 //! force; the operator gets an error naming the key and the keys its section does have.
 //!
-//! The known keys are the leaves of `Config::default()` serialised. Where the defaults hold
-//! an empty map or nothing (`presets`, optional settings), any key below is accepted: the
-//! shape there is the user's or is checked by deserialisation itself.
+//! The known keys are the leaves of `Config::default()` serialised. The names in a map of
+//! the user's ([`NAMED_BY_USER`], e.g. `presets.avatar`) are the user's to choose; each entry
+//! is checked against the shape of a default entry. Where the defaults hold an empty map or
+//! nothing (optional settings), any key below is accepted: deserialisation checks the shape.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+
+/// Maps whose keys are names the user chooses (`[presets.avatar]`), not settings.
+pub const NAMED_BY_USER: [&str; 1] = ["presets"];
 
 /// The dotted paths of the keys `given` sets that `known` (the defaults) has no place for.
 pub fn unknown_keys(known: &Value, given: &Value) -> Vec<String> {
@@ -22,7 +26,16 @@ fn walk(path: &str, known: &Value, given: &Value, unknown: &mut Vec<String>) {
         return;
     };
     if known.is_empty() {
-        return; // an open map (`presets`, headers): its keys are the user's
+        return; // an open map with no entry to compare with: its keys are the user's
+    }
+    if NAMED_BY_USER.contains(&path) {
+        // Any name; each entry shaped like the default entries (all share one type).
+        if let Some(template) = known.values().next() {
+            for (name, value) in given {
+                walk(&join(path, name), template, value, unknown);
+            }
+        }
+        return;
     }
     for (name, value) in given {
         let child = join(path, name);
@@ -77,7 +90,8 @@ mod tests {
             "data_dir": "./data",
             "server": {"addr": "127.0.0.1:8080", "body_timeout": "30s"},
             "auth": {"issuer_url": null},
-            "presets": {},
+            "presets": {"thumbnail": {"steps": [], "format": null}},
+            "headers": {},
         })
     }
 
@@ -95,13 +109,14 @@ mod tests {
     }
 
     #[test]
-    fn open_maps_and_optional_settings_take_any_key() {
+    fn user_named_entries_take_any_name_and_the_entry_shape() {
         let given = json!({
-            "presets": {"avatar": {"steps": "resize:64"}},
+            "presets": {"avatar": {"steps": "resize:64"}, "banner": {"stesp": []}},
+            "headers": {"X-Anything": "1"},
             "auth": {"issuer_url": {"anything": 1}},
             "server": {"addr": "x"},
         });
 
-        assert!(unknown_keys(&known(), &given).is_empty());
+        assert_eq!(unknown_keys(&known(), &given), vec!["presets.banner.stesp"]);
     }
 }
