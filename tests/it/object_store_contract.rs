@@ -290,6 +290,7 @@ mod filesystem {
 
 mod s3 {
     use super::*;
+    use crate::support::proxy::Proxy;
     use minio::s3::creds::StaticProvider;
     use minio::s3::http::BaseUrl;
     use minio::s3::multimap_ext::{Multimap, MultimapExt};
@@ -355,34 +356,21 @@ mod s3 {
         }
     }
 
-    /// A loopback proxy to the test S3 server that reads the first request sent through it
-    /// and closes that connection without an answer, as a store does when it drops a pooled
-    /// connection just as a client reuses it; later connections go through.
-    async fn proxy_dropping_first_connection(endpoint: &str) -> String {
-        use tokio::io::AsyncReadExt;
-        let upstream = endpoint
+    /// The test S3 server's endpoint behind a proxy that drops the first connection
+    /// unanswered, and a store that goes through it.
+    async fn dropping_first_connection(config: &S3Config) -> (Proxy, S3ObjectStore) {
+        let upstream = config
+            .endpoint
             .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let mut first = true;
-            while let Ok((mut client, _)) = listener.accept().await {
-                if std::mem::take(&mut first) {
-                    let mut request = [0u8; 1024];
-                    let _ = client.read(&mut request).await;
-                    continue; // dropped: closed with no answer
-                }
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        format!("http://127.0.0.1:{port}")
+            .trim_end_matches('/');
+        let upstream = std::net::ToSocketAddrs::to_socket_addrs(upstream)
+            .unwrap()
+            .next()
+            .unwrap();
+        let proxy = Proxy::dropping_first(upstream).await;
+        let mut proxied = config.clone();
+        proxied.endpoint = format!("http://127.0.0.1:{}", proxy.port);
+        (proxy, S3ObjectStore::connect(&proxied).unwrap())
     }
 
     /// Reads and writes survive one dropped connection: the store sends the call again
@@ -394,16 +382,13 @@ mod s3 {
         };
         let object = key("0190c1/main.jpg");
         let body = photo_bytes(40_000);
-        let mut proxied = config.clone();
 
-        proxied.endpoint = proxy_dropping_first_connection(&config.endpoint).await;
-        let store = S3ObjectStore::connect(&proxied).unwrap();
+        let (_proxy, store) = dropping_first_connection(&config).await;
         store
             .put(Bucket::Processed, &object, body.clone(), "image/jpeg")
             .await
             .expect("the put is sent again after the dropped connection");
-        proxied.endpoint = proxy_dropping_first_connection(&config.endpoint).await;
-        let store = S3ObjectStore::connect(&proxied).unwrap();
+        let (_proxy, store) = dropping_first_connection(&config).await;
         let (_, streamed) = read_stream(&store, Bucket::Processed, &object).await;
 
         assert_eq!(streamed, body);

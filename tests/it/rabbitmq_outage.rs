@@ -1,5 +1,5 @@
 //! The RabbitMQ adapter through a broker outage, simulated with a TCP proxy of the test's
-//! own on loopback: cutting the proxy kills the adapter's connections and refuses new ones,
+//! own on loopback (`support::proxy`): cutting the proxy kills the adapter's connections and refuses new ones,
 //! as a broker restart would, without touching the shared broker.
 
 use std::net::SocketAddr;
@@ -7,56 +7,10 @@ use std::time::Duration;
 
 use pixmill::backends::rabbitmq::{RabbitConfig, RabbitQueue};
 use pixmill_actors::ports::{ErrorKind, JobQueue, Settlement};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
 
 use crate::queue_contract::rabbit::Scratch;
 use crate::queue_contract::{job, next_delivery, within};
-
-/// Forwards loopback connections to the broker until cut.
-struct Proxy {
-    port: u16,
-    upstream: SocketAddr,
-    serving: Option<JoinHandle<()>>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        Self {
-            port,
-            upstream,
-            serving: Some(tokio::spawn(serve(listener, upstream))),
-        }
-    }
-
-    /// Closes every forwarded connection and stops listening.
-    async fn cut(&mut self) {
-        if let Some(serving) = self.serving.take() {
-            serving.abort();
-            let _ = serving.await;
-        }
-    }
-
-    /// Listens again on the same port.
-    async fn restore(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        self.serving = Some(tokio::spawn(serve(listener, self.upstream)));
-    }
-}
-
-/// Accepts and forwards; aborting it drops the set, which aborts every connection's task and
-/// so closes both of its sockets.
-async fn serve(listener: TcpListener, upstream: SocketAddr) {
-    let mut connections = JoinSet::new();
-    while let Ok((mut inbound, _)) = listener.accept().await {
-        connections.spawn(async move {
-            let mut outbound = TcpStream::connect(upstream).await?;
-            tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await
-        });
-    }
-}
+use crate::support::proxy::Proxy;
 
 /// The broker's address and the same URL pointed at the proxy instead.
 fn via_proxy(url: &str, proxy_port: u16) -> (SocketAddr, String) {

@@ -2,6 +2,7 @@
 
 pub mod keycloak;
 pub mod production;
+pub mod proxy;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
