@@ -315,9 +315,8 @@ fn env() -> Env {
 /// (see `keys`). Variables outside the known sections (`PIXMILL_TEST_S3_URL`, the benches'
 /// `PIXMILL_CORPUS`) share the prefix without being settings, so they are left alone.
 fn refuse_unknown_keys(file: Option<&Path>) -> Result<(), ConfigError> {
-    let known = serde_json::to_value(Config::default())
-        .map_err(|e| ConfigError(Box::new(figment::Error::from(e.to_string()))))?;
-    let fail = |message: String| ConfigError(Box::new(figment::Error::from(message)));
+    let fail = |message: String| ConfigError::from(figment::Error::from(message));
+    let known = serde_json::to_value(Config::default()).map_err(|e| fail(e.to_string()))?;
     let explain = |key: &str, source: &str| {
         let section = key.rsplit_once('.').map_or("the top level", |(s, _)| s);
         format!(
@@ -326,16 +325,12 @@ fn refuse_unknown_keys(file: Option<&Path>) -> Result<(), ConfigError> {
         )
     };
     if let Some(file) = file {
-        let given: serde_json::Value = Figment::from(Toml::file_exact(file))
-            .extract()
-            .map_err(|e| ConfigError(Box::new(e)))?;
+        let given: serde_json::Value = Figment::from(Toml::file_exact(file)).extract()?;
         if let Some(key) = keys::unknown_keys(&known, &given).first() {
             return Err(fail(explain(key, &format!("in {}", file.display()))));
         }
     }
-    let mut given: serde_json::Value = Figment::from(env())
-        .extract()
-        .map_err(|e| ConfigError(Box::new(e)))?;
+    let mut given: serde_json::Value = Figment::from(env()).extract()?;
     if let (Some(given), Some(known)) = (given.as_object_mut(), known.as_object()) {
         given.retain(|section, _| known.get(section).is_some_and(|v| v.is_object()));
     }
@@ -350,6 +345,12 @@ fn refuse_unknown_keys(file: Option<&Path>) -> Result<(), ConfigError> {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(#[from] Box<figment::Error>);
 
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        Self(Box::new(error))
+    }
+}
+
 impl Config {
     /// Defaults, then the file (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -361,7 +362,7 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment.merge(env());
-        let config = figment.extract().map_err(|e| ConfigError(Box::new(e)))?;
+        let config = figment.extract()?;
         refuse_unknown_keys(file.as_deref())?;
         Ok(config)
     }
