@@ -7,8 +7,6 @@
 //! is checked against the shape of a default entry. Where the defaults hold an empty map or
 //! nothing (optional settings), any key below is accepted: deserialisation checks the shape.
 
-use std::collections::BTreeSet;
-
 use serde_json::Value;
 
 /// Maps whose keys are names the user chooses (`[presets.avatar]`), not settings.
@@ -60,14 +58,9 @@ pub fn section_keys(known: &Value, path: &str) -> Vec<String> {
             None => return Vec::new(),
         }
     }
+    // serde_json's map is ordered by key, so the list comes out sorted.
     node.as_object()
-        .map(|map| {
-            map.keys()
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        })
+        .map(|map| map.keys().cloned().collect())
         .unwrap_or_default()
 }
 
