@@ -25,6 +25,7 @@
 //! - [`events`], [`metrics`]: what the engine tells the outside world as it works (status
 //!   changes for waiting clients, timings and outcomes for operators), through traits.
 //! - [`engine`]: starts and stops all of the above from an [`EngineConfig`].
+//! - [`allocator`]: glibc's malloc set up for rendering, by every binary that renders.
 
 pub mod format;
 pub mod ids;
@@ -38,6 +39,7 @@ pub use ids::{ImageId, Owner, VariantName};
 pub use pipeline::{JobSpec, OutputSpec, Pipeline, Rendition, Step};
 pub use record::{ImageRecord, JobError, Status, StoredImage, StoredVariant};
 
+pub mod allocator;
 pub mod config;
 pub mod cpu_pool;
 pub mod engine;

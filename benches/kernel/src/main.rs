@@ -27,6 +27,8 @@ const USAGE: &str = "usage:
 ops: thumbnail, resize, grayscale, blur, webp";
 
 fn main() -> ExitCode {
+    // The allocator set up as the `pixmill` server sets it, so the figures are its own.
+    pixmill_actors::allocator::tune_for_rendering();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve::run(serve::Mode::Kernel),

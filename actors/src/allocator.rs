@@ -1,0 +1,89 @@
+//! glibc's malloc, set up for a process that renders images. Every binary that renders
+//! calls [`tune_for_rendering`] first, before it starts a thread: the `pixmill` server and
+//! the benchmark harness, so the figures in BENCHMARKS.md are those of the process users run.
+//!
+//! Two habits of glibc's defaults cost a renderer dearly:
+//! - Each thread that contends for the heap gets an arena of its own, up to eight per core,
+//!   and arenas rarely give their freed pages back. A process allocates and frees tens of
+//!   megabytes per photo, on the CPU pool's threads and on the runtime's, so the arenas
+//!   fill with freed buffers: `benches/e2e.sh` saw standalone's RSS reach 1.2 GB, against
+//!   0.44 GB with two arenas and no slower throughput.
+//! - Blocks above the mmap threshold (128 KiB, rising to 32 MiB as such blocks are freed)
+//!   are fresh mappings, unmapped again on free, and a heap's free top beyond the trim
+//!   threshold is handed back. A render's buffers (planes, the progressive decoder's
+//!   coefficients, whole images) are megabytes to tens of megabytes and live for
+//!   milliseconds, so every image paid the kernel to fault in and zero each of their pages
+//!   again: 3,000 page faults per image over the corpus on the grayscale op. With both
+//!   thresholds at 256 MiB the freed buffers stay in the heap for the next image: page faults
+//!   fell 3 to 5 times and CPU time per image 8 to 10% on blur and grayscale
+//!   (`pixmill-bench throughput`, two threads, two arenas), with the same peak RSS, since
+//!   what is kept is what the largest image already touched. Blocks larger than an arena's
+//!   heap (64 MiB, beyond about 20 megapixels) are still mapped on their own by glibc.
+//!
+//! A variable of glibc's own (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`,
+//! `MALLOC_TRIM_THRESHOLD_`, or the same under `GLIBC_TUNABLES`) wins over the setting
+//! here. Other C libraries and allocators are left as they are.
+
+/// Arenas for the whole process.
+const ARENAS: i32 = 2;
+/// The mmap and trim thresholds: 256 MiB.
+const KEEP_BYTES: i32 = 256 << 20;
+
+/// Applies the settings above. Call before any thread is started.
+pub fn tune_for_rendering() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let settings = [
+            (libc::M_ARENA_MAX, ARENAS, "MALLOC_ARENA_MAX", "arena_max"),
+            (
+                libc::M_MMAP_THRESHOLD,
+                KEEP_BYTES,
+                "MALLOC_MMAP_THRESHOLD_",
+                "mmap_threshold",
+            ),
+            (
+                libc::M_TRIM_THRESHOLD,
+                KEEP_BYTES,
+                "MALLOC_TRIM_THRESHOLD_",
+                "trim_threshold",
+            ),
+        ];
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        for (parameter, value, variable, tunable) in settings {
+            if std::env::var_os(variable).is_some() || names_tunable(&tunables, tunable) {
+                continue;
+            }
+            // SAFETY: mallopt only sets an allocator parameter; the caller starts no thread
+            // before this returns. A refusal (0) leaves glibc's default, which still works.
+            unsafe {
+                libc::mallopt(parameter, value);
+            }
+        }
+    }
+}
+
+/// True when `GLIBC_TUNABLES` (`name=value:name=value`) sets `glibc.malloc.<tunable>`.
+fn names_tunable(tunables: &str, tunable: &str) -> bool {
+    tunables
+        .split(':')
+        .filter_map(|setting| setting.split_once('='))
+        .any(|(name, _)| name.strip_prefix("glibc.malloc.") == Some(tunable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_tunable;
+
+    #[test]
+    fn a_tunable_set_by_the_user_is_recognised() {
+        let set = "glibc.malloc.arena_max=4:glibc.malloc.trim_threshold=0";
+        assert!(names_tunable(set, "arena_max"));
+        assert!(names_tunable(set, "trim_threshold"));
+        assert!(!names_tunable(set, "mmap_threshold"));
+        assert!(!names_tunable(
+            "glibc.pthread.mmap_threshold=1",
+            "mmap_threshold"
+        ));
+        assert!(!names_tunable("", "arena_max"));
+    }
+}
