@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: brings up the services the tests need
 # (PostgreSQL, Redis, RabbitMQ, an S3 server), runs every Rust test against them, checks
-# the deployment files, a generated client and the spec (schemathesis), and runs the fault
-# battery. `.ci/run` calls exactly this.
+# the deployment files, the kernel's instruction counts, a generated client and the spec
+# (schemathesis), and runs the fault battery. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,10 @@ bash scripts/test-services.sh cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== the image kernel with libjpeg-turbo (the turbo feature: what the Docker image and benchmarks run)"
 bash scripts/build-deps.sh
 cargo test -p pixmill-actors --locked --features turbo 2>&1 | tee -a "$log"
+
+# Instruction counts, not times: a regression in the kernel fails here on any machine load.
+echo "== the kernel's instruction counts against their recorded ratios (callgrind, benches/regression.sh)"
+bash benches/regression.sh
 
 echo "== a client generated from openapi/ (upload, poll, download through it)"
 bash scripts/client-test.sh

@@ -6,7 +6,10 @@
 //! - `throughput` runs the kernel on N threads for a while (images per second, the figure
 //!   the end-to-end load generator compares with).
 //! - `mem` runs one op in a fresh process and reports its peak RSS above the baseline.
+//! - `count` runs one op (or its floor) once, for callgrind to count its instructions
+//!   (`benches/regression.sh`, the cheap regression check CI runs).
 
+mod count;
 mod cpu;
 mod floor;
 mod mem;
@@ -24,6 +27,7 @@ const USAGE: &str = "usage:
   pixmill-bench floor                 the same, timing the decode the op needs
   pixmill-bench throughput --op OP --threads N --seconds S FILE...
   pixmill-bench mem --op OP FILE
+  pixmill-bench count (--op OP | --floor OP) FILE   one run, for callgrind to count
 ops: thumbnail, resize, grayscale, blur, webp";
 
 fn main() -> ExitCode {
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
         Some("floor") => serve::run(serve::Mode::Floor),
         Some("throughput") => throughput::run(&args[1..]),
         Some("mem") => mem::run(&args[1..]),
+        Some("count") => count::run(&args[1..]),
         _ => Err(USAGE.into()),
     };
     match result {
