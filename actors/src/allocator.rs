@@ -16,9 +16,11 @@
 //!   again: 3,000 page faults per image over the corpus on the grayscale op. With both
 //!   thresholds at 256 MiB the freed buffers stay in the heap for the next image: page faults
 //!   fell 3 to 5 times and CPU time per image 8 to 10% on blur and grayscale
-//!   (`pixmill-bench throughput`, two threads, two arenas), with the same peak RSS, since
-//!   what is kept is what the largest image already touched. Blocks larger than an arena's
-//!   heap (64 MiB, beyond about 20 megapixels) are still mapped on their own by glibc.
+//!   (`pixmill-bench throughput`, two threads, two arenas). The price is memory kept rather
+//!   than returned: a 20 MP blur peaked 5 MB higher (`pixmill-bench mem`), the e2e worker
+//!   13 MB (BENCHMARKS.md). A block larger than a second arena's heap (64 MiB, beyond about
+//!   20 megapixels of RGB) is still mapped on its own there; the main arena grows with brk
+//!   and keeps even those.
 //!
 //! A variable of glibc's own (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`,
 //! `MALLOC_TRIM_THRESHOLD_`, or the same under `GLIBC_TUNABLES`) wins over the setting
@@ -33,31 +35,26 @@ const KEEP_BYTES: i32 = 256 << 20;
 pub fn tune_for_rendering() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let settings = [
-            (libc::M_ARENA_MAX, ARENAS, "MALLOC_ARENA_MAX", "arena_max"),
-            (
-                libc::M_MMAP_THRESHOLD,
-                KEEP_BYTES,
-                "MALLOC_MMAP_THRESHOLD_",
-                "mmap_threshold",
-            ),
-            (
-                libc::M_TRIM_THRESHOLD,
-                KEEP_BYTES,
-                "MALLOC_TRIM_THRESHOLD_",
-                "trim_threshold",
-            ),
-        ];
         let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        for (parameter, value, variable, tunable) in settings {
-            if std::env::var_os(variable).is_some() || names_tunable(&tunables, tunable) {
-                continue;
-            }
-            // SAFETY: mallopt only sets an allocator parameter; the caller starts no thread
-            // before this returns. A refusal (0) leaves glibc's default, which still works.
-            unsafe {
-                libc::mallopt(parameter, value);
-            }
+        let user_set = |variable: &str, tunable: &str| {
+            std::env::var_os(variable).is_some() || names_tunable(&tunables, tunable)
+        };
+        // SAFETY (all three calls): mallopt only sets an allocator parameter; the caller
+        // starts no thread before this returns.
+        if !user_set("MALLOC_ARENA_MAX", "arena_max") {
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, ARENAS) };
+        }
+        // Setting either threshold turns off glibc's rising mmap threshold, so the trim
+        // threshold is set only once the mmap one has been taken: a glibc that refuses 256 MiB
+        // (older ones cap it at 32 MiB) keeps its defaults rather than a threshold stuck at
+        // 128 KiB.
+        let mmap_taken = if user_set("MALLOC_MMAP_THRESHOLD_", "mmap_threshold") {
+            true
+        } else {
+            unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, KEEP_BYTES) == 1 }
+        };
+        if mmap_taken && !user_set("MALLOC_TRIM_THRESHOLD_", "trim_threshold") {
+            unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP_BYTES) };
         }
     }
 }
