@@ -18,6 +18,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pixmill/target}"
 say() { printf '== %s\n' "$*"; }
 
 say "building pixmill (release, --features turbo)"
+bash scripts/build-deps.sh
 cargo build --release --quiet --features turbo --bin pixmill
 PIXMILL="$CARGO_TARGET_DIR/release/pixmill"
 BUILD="release --features turbo, $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo -dirty)"

@@ -38,20 +38,8 @@ if ! "$venv/bin/python" -c 'import pyvips, PIL, matplotlib' 2>/dev/null; then
 fi
 
 # 2. The harness, in release. libjpeg-turbo needs cmake and nasm to build.
-cargo_build() {
-    (cd "$repo" && cargo build --release -p pixmill-bench "${features[@]}")
-}
-if ! cargo_build; then
-    if [[ "$build" == turbo ]] && ! { command -v cmake && command -v nasm; } >/dev/null; then
-        echo "kernel.sh: the turbo build needs cmake and nasm; installing them" >&2
-        apt-get update -q
-        apt-get install -y -q cmake nasm
-        cargo_build
-    else
-        echo "kernel.sh: the build failed (see above)" >&2
-        exit 1
-    fi
-fi
+[[ "$build" == turbo ]] && bash "$repo/scripts/build-deps.sh"
+(cd "$repo" && cargo build --release -p pixmill-bench "${features[@]}")
 
 # 3. The corpus (fetched once, verified every time).
 corpus="$(PIXMILL_PIP="$venv/bin/python -m pip" "$repo/benches/corpus.sh" | tail -n 1)"

@@ -35,11 +35,7 @@ case "${1:-}" in
     *) echo "usage: benches/regression.sh [--update]" >&2; exit 2 ;;
 esac
 
-if ! command -v valgrind >/dev/null; then
-    echo "regression.sh: installing valgrind" >&2
-    apt-get update -q && apt-get install -y -q valgrind
-fi
-bash "$repo/scripts/build-deps.sh"
+bash "$repo/scripts/build-deps.sh" valgrind
 (cd "$repo" && cargo build --release --locked --quiet -p pixmill-bench --features turbo)
 bench="$CARGO_TARGET_DIR/release/pixmill-bench"
 

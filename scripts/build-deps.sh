@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the `turbo` feature needs to build libjpeg-turbo (cmake and nasm, from
-# Debian's packages) when it is missing. The default build needs neither.
+# Debian's packages) when it is missing, and any further tool named on the command line
+# whose Debian package has its name (`scripts/build-deps.sh valgrind`). The default build
+# needs none of them.
 set -euo pipefail
 
 missing=()
-command -v cmake >/dev/null || missing+=(cmake)
-command -v nasm >/dev/null || missing+=(nasm)
+for tool in cmake nasm "$@"; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "build-deps: the turbo feature needs ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
+    echo "build-deps: ${missing[*]} missing; install them (apt-get install ${missing[*]})" >&2
     exit 1
 fi
 echo "build-deps: installing ${missing[*]}"
