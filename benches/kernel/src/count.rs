@@ -5,8 +5,6 @@
 //! The op runs once before that, uncounted, so one-time set-up (libjpeg-turbo's CPU
 //! detection, lazily built tables) is not charged to it.
 
-use pixmill_actors::transform::decode_only;
-
 use crate::ops::{Job, Op};
 use crate::{flag, positional, BoxError};
 
@@ -38,7 +36,7 @@ fn counted_run(job: &Job, input: &[u8], floor: bool) -> Result<(u32, u32), BoxEr
 /// The op, or its floor; returns the output's size (the decoded size for a floor).
 fn work(job: &Job, input: &[u8], floor: bool) -> Result<(u32, u32), BoxError> {
     if floor {
-        decode_only(input, &job.spec, &job.limits, job.options).map_err(BoxError::from)
+        job.decode(input)
     } else {
         job.run(input).map(|output| (output.width, output.height))
     }

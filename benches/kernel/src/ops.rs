@@ -1,7 +1,7 @@
 //! The benchmark's operations, each a one-rendition job for the kernel's public API.
 
 use pixmill_actors::pipeline::{Fit, Gravity, Resize};
-use pixmill_actors::transform::{render_all_with, InputLimits, RenderOptions};
+use pixmill_actors::transform::{decode_only, render_all_with, InputLimits, RenderOptions};
 use pixmill_actors::{ImageFormat, JobSpec, OutputSpec, Pipeline, Step};
 
 use crate::BoxError;
@@ -97,5 +97,11 @@ impl Job {
             width: first.width,
             height: first.height,
         })
+    }
+
+    /// The op's floor: its decode alone, as a render of this job would decode (see
+    /// `floor`); returns the decoded size.
+    pub fn decode(&self, input: &[u8]) -> Result<(u32, u32), BoxError> {
+        decode_only(input, &self.spec, &self.limits, self.options).map_err(BoxError::from)
     }
 }
