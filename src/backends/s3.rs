@@ -2,9 +2,9 @@
 //!
 //! Only plain S3 calls are used (create bucket, put, get, delete, bucket exists), each
 //! bounded by [`S3Config::request_timeout`], within which a call that failed in a way that
-//! may pass is sent again, twice at most (see `S3ObjectStore::call`). Objects are written in one PUT
-//! with their content type and an `x-amz-checksum-sha256`, which the store verifies before
-//! keeping the object; reads ask for the stored checksum back and verify it.
+//! may pass is sent again, twice at most (see `S3ObjectStore::call`). Objects are written in
+//! one PUT with their content type and an `x-amz-checksum-sha256`, which the store verifies
+//! before keeping the object; reads ask for the stored checksum back and verify it.
 
 use std::fmt;
 use std::future::Future;

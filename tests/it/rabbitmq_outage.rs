@@ -1,6 +1,6 @@
 //! The RabbitMQ adapter through a broker outage, simulated with a TCP proxy of the test's
-//! own on loopback (`support::proxy`): cutting the proxy kills the adapter's connections and refuses new ones,
-//! as a broker restart would, without touching the shared broker.
+//! own on loopback (`support::proxy`): cutting the proxy kills the adapter's connections and
+//! refuses new ones, as a broker restart would, without touching the shared broker.
 
 use std::net::SocketAddr;
 use std::time::Duration;
