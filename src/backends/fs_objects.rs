@@ -7,7 +7,9 @@
 //! staging file, never a partial object under the real name. `~` cannot occur in an
 //! [`ObjectKey`], so the staging folder can never collide with an object.
 
-use std::io::{self, Write};
+mod direct;
+
+use std::io;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -186,8 +188,9 @@ impl ObjectStore for FsObjectStore {
     }
 }
 
-/// Writes `body` to a fresh staging file, flushes it, renames it to `target` and flushes the
-/// target's folder so the rename itself survives a crash.
+/// Writes `body` to a fresh staging file (past the page cache where the filesystem allows,
+/// see [`direct`]), flushes it, renames it to `target` and flushes the target's folder so the
+/// rename itself survives a crash.
 fn write_atomically(staging: &Path, target: &Path, body: &[u8]) -> io::Result<()> {
     let parent = target
         .parent()
@@ -196,9 +199,7 @@ fn write_atomically(staging: &Path, target: &Path, body: &[u8]) -> io::Result<()
 
     let temp = staging.join(format!("{}.part", uuid::Uuid::new_v4()));
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(body)?;
-        file.sync_all()?;
+        direct::write_new(&temp, body)?.sync_all()?;
         std::fs::rename(&temp, target)?;
         std::fs::File::open(parent)?.sync_all()
     })();
