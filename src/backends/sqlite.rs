@@ -4,6 +4,7 @@
 //! disk and survives a crash or power loss, not only a clean restart.
 
 mod codec;
+mod committer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,6 +21,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 
 use self::codec::{json_text, micros, read_row, StoredRow, COLUMNS};
+use self::committer::Committer;
 use super::metadata_rules::{decide_claim, now_micros, page_limit, to_micros, ClaimRow, ClaimStep};
 
 const BACKEND: &str = "sqlite";
@@ -36,13 +38,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A [`MetadataStore`] in one SQLite file.
 ///
-/// One connection behind a mutex serves every call, each on the blocking pool: SQLite
-/// allows a single writer anyway, and a standalone engine's load (a few claims and status
-/// writes per image) is far below what one connection sustains. Reads therefore queue behind
-/// writes; a deployment that outgrows this belongs on PostgreSQL.
+/// Two connections: writes go to one thread that commits whatever is waiting in one
+/// transaction (see [`committer`]), reads to a second connection behind a mutex on the
+/// blocking pool, so a status read never waits for a write's flush (WAL lets the reader see
+/// every committed write meanwhile). SQLite has one writer, and batching is how it keeps up
+/// with a standalone engine's uploads and status writes; a deployment that outgrows one
+/// writer thread belongs on PostgreSQL.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    writer: Committer,
+    reader: Arc<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -56,25 +61,40 @@ impl SqliteStore {
         let mut conn = Connection::open(path).map_err(sql_error)?;
         configure(&conn).map_err(sql_error)?;
         migrate(&mut conn).map_err(sql_error)?;
+        let reader = Connection::open(path).map_err(sql_error)?;
+        configure(&reader).map_err(sql_error)?;
+        reader
+            .pragma_update(None, "query_only", true)
+            .map_err(sql_error)?;
+        let writer = Committer::start(conn).map_err(|e| BackendError::unavailable(BACKEND, e))?;
         tracing::info!(path = %path.display(), "sqlite metadata store open");
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            writer,
+            reader: Arc::new(Mutex::new(reader)),
             path: path.to_owned(),
         })
     }
 
-    /// Runs `op` on the connection, off the async executor.
-    async fn run<T, F>(&self, op: F) -> Result<T, BackendError>
+    /// Runs the write `op` in the committer's next transaction (see [`committer`]).
+    async fn write<T, F>(&self, op: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
+        self.writer.write(op).await
+    }
+
+    /// Runs the read `op` on the reading connection, off the async executor.
+    async fn read<T, F>(&self, op: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.reader);
         let task = tokio::task::spawn_blocking(move || {
-            // A panic inside `op` rolled its transaction back while unwinding (rusqlite
-            // transactions roll back on drop), so the connection is safe to keep using.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            op(&mut conn)
+            // A read changes nothing, so a panic inside `op` leaves the connection usable.
+            let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            op(&conn)
         });
         match task.await {
             Ok(result) => result.map_err(sql_error),
@@ -155,15 +175,11 @@ fn reread(conn: &Connection, id: ImageId) -> rusqlite::Result<ImageRecord> {
         .ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-fn insert(
-    conn: &mut Connection,
-    image: &NewImage,
-) -> rusqlite::Result<Result<ImageRecord, ImageRecord>> {
-    // The single connection serialises writers, so check-then-insert cannot race; the
-    // unique index still backs it up against a second process on the same file.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn insert(tx: &Connection, image: &NewImage) -> rusqlite::Result<Result<ImageRecord, ImageRecord>> {
+    // The one writer serialises writes, so check-then-insert cannot race; the unique index
+    // still backs it up against a second process on the same file.
     if let Some(key) = &image.idempotency_key {
-        if let Some(existing) = by_key(&tx, &image.owner, key)? {
+        if let Some(existing) = by_key(tx, &image.owner, key)? {
             return Ok(Err(existing.record));
         }
     }
@@ -183,9 +199,7 @@ fn insert(
             image.callback_url,
         ],
     )?;
-    let record = reread(&tx, image.id)?;
-    tx.commit()?;
-    Ok(Ok(record))
+    Ok(Ok(reread(tx, image.id)?))
 }
 
 fn list(conn: &Connection, owner: &Owner, query: &ListQuery) -> rusqlite::Result<Page> {
@@ -225,28 +239,21 @@ fn list(conn: &Connection, owner: &Owner, query: &ListQuery) -> rusqlite::Result
     Ok(Page { items, next })
 }
 
-fn delete(
-    conn: &mut Connection,
-    owner: &Owner,
-    id: ImageId,
-) -> rusqlite::Result<Option<ImageRecord>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let Some(row) = by_owner(&tx, owner, id)? else {
+fn delete(tx: &Connection, owner: &Owner, id: ImageId) -> rusqlite::Result<Option<ImageRecord>> {
+    let Some(row) = by_owner(tx, owner, id)? else {
         return Ok(None);
     };
     tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
-    tx.commit()?;
     Ok(Some(row.record))
 }
 
 fn claim(
-    conn: &mut Connection,
+    tx: &Connection,
     id: ImageId,
     lease: Duration,
     max_attempts: u32,
 ) -> rusqlite::Result<Claim> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let Some(row) = by_id(&tx, id)? else {
+    let Some(row) = by_id(tx, id)? else {
         return Ok(Claim::Missing);
     };
     let now = now_micros();
@@ -268,7 +275,7 @@ fn claim(
                  WHERE id = ?1",
                 params![id.to_string(), error.code, error.message, micros(now)],
             )?;
-            Claim::Exhausted(reread(&tx, id)?)
+            Claim::Exhausted(reread(tx, id)?)
         }
         ClaimStep::Take {
             attempt,
@@ -280,11 +287,10 @@ fn claim(
                  WHERE id = ?1",
                 params![id.to_string(), attempt, micros(lease_until), micros(now)],
             )?;
-            let record = reread(&tx, id)?;
+            let record = reread(tx, id)?;
             Claim::Claimed(ClaimedJob { attempt, record })
         }
     };
-    tx.commit()?;
     Ok(claim)
 }
 
@@ -318,12 +324,11 @@ fn error_values(error: &JobError) -> [Value; 2] {
 }
 
 fn due_dispatches(
-    conn: &mut Connection,
+    tx: &Connection,
     now: DateTime<Utc>,
     limit: u32,
 ) -> rusqlite::Result<Vec<(JobMessage, DateTime<Utc>)>> {
     let now = micros(to_micros(now));
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // An expired lease means its worker died: mark the job due now so the relay's confirm
     // (`mark_dispatched`) has a mark to clear. Dropping the lease keeps the next scan from
     // finding the same job again once the confirm cleared the mark.
@@ -343,7 +348,6 @@ fn due_dispatches(
         rows.map(|row| row.map(dispatch_of))
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
-    tx.commit()?;
     Ok(due.into_iter().flatten().collect())
 }
 
@@ -360,7 +364,7 @@ fn dispatch_of(row: StoredRow) -> Option<(JobMessage, DateTime<Utc>)> {
 /// Ids per statement, well under SQLite's limit on bound parameters.
 const IDS_PER_QUERY: usize = 500;
 
-fn existing(conn: &mut Connection, ids: &[String]) -> rusqlite::Result<Vec<ImageId>> {
+fn existing(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<ImageId>> {
     let mut found = Vec::new();
     for chunk in ids.chunks(IDS_PER_QUERY) {
         let marks = vec!["?"; chunk.len()].join(", ");
@@ -384,12 +388,12 @@ impl MetadataStore for SqliteStore {
         image: &NewImage,
     ) -> Result<Result<ImageRecord, ImageRecord>, BackendError> {
         let image = image.clone();
-        self.run(move |conn| insert(conn, &image)).await
+        self.write(move |conn| insert(conn, &image)).await
     }
 
     async fn get(&self, owner: &Owner, id: ImageId) -> Result<Option<ImageRecord>, BackendError> {
         let owner = owner.clone();
-        self.run(move |conn| Ok(by_owner(conn, &owner, id)?.map(|row| row.record)))
+        self.read(move |conn| Ok(by_owner(conn, &owner, id)?.map(|row| row.record)))
             .await
     }
 
@@ -399,13 +403,13 @@ impl MetadataStore for SqliteStore {
         key: &str,
     ) -> Result<Option<ImageRecord>, BackendError> {
         let (owner, key) = (owner.clone(), key.to_owned());
-        self.run(move |conn| Ok(by_key(conn, &owner, &key)?.map(|row| row.record)))
+        self.read(move |conn| Ok(by_key(conn, &owner, &key)?.map(|row| row.record)))
             .await
     }
 
     async fn list(&self, owner: &Owner, query: &ListQuery) -> Result<Page, BackendError> {
         let (owner, query) = (owner.clone(), query.clone());
-        self.run(move |conn| list(conn, &owner, &query)).await
+        self.read(move |conn| list(conn, &owner, &query)).await
     }
 
     async fn delete(
@@ -414,7 +418,7 @@ impl MetadataStore for SqliteStore {
         id: ImageId,
     ) -> Result<Option<ImageRecord>, BackendError> {
         let owner = owner.clone();
-        self.run(move |conn| delete(conn, &owner, id)).await
+        self.write(move |conn| delete(conn, &owner, id)).await
     }
 
     async fn claim(
@@ -423,7 +427,7 @@ impl MetadataStore for SqliteStore {
         lease: Duration,
         max_attempts: u32,
     ) -> Result<Claim, BackendError> {
-        self.run(move |conn| claim(conn, id, lease, max_attempts))
+        self.write(move |conn| claim(conn, id, lease, max_attempts))
             .await
     }
 
@@ -434,7 +438,7 @@ impl MetadataStore for SqliteStore {
         done: &Completion,
     ) -> Result<bool, BackendError> {
         let variants = json_text(&done.variants).map_err(sql_error)?;
-        self.run(move |conn| {
+        self.write(move |conn| {
             let set = "status = 'COMPLETED', variants = ?, error_code = NULL, \
                        error_message = NULL, dispatch_at = NULL";
             guarded_update(conn, set, id, attempt, vec![Value::Text(variants)])
@@ -449,7 +453,7 @@ impl MetadataStore for SqliteStore {
         error: &JobError,
     ) -> Result<bool, BackendError> {
         let values = error_values(error).to_vec();
-        self.run(move |conn| {
+        self.write(move |conn| {
             let set = "status = 'FAILED', error_code = ?, error_message = ?, dispatch_at = NULL";
             guarded_update(conn, set, id, attempt, values)
         })
@@ -465,7 +469,7 @@ impl MetadataStore for SqliteStore {
     ) -> Result<bool, BackendError> {
         let mut values = error_values(error).to_vec();
         values.push(Value::Integer(micros(to_micros(retry_at))));
-        self.run(move |conn| {
+        self.write(move |conn| {
             let set = "status = 'PENDING', error_code = ?, error_message = ?, dispatch_at = ?";
             guarded_update(conn, set, id, attempt, values)
         })
@@ -474,7 +478,7 @@ impl MetadataStore for SqliteStore {
 
     async fn mark_dispatched(&self, id: ImageId, due: DateTime<Utc>) -> Result<(), BackendError> {
         let due = micros(to_micros(due));
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "UPDATE images SET dispatch_at = NULL WHERE id = ?1 AND dispatch_at = ?2",
                 params![id.to_string(), due],
@@ -489,12 +493,13 @@ impl MetadataStore for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(JobMessage, DateTime<Utc>)>, BackendError> {
-        self.run(move |conn| due_dispatches(conn, now, limit)).await
+        self.write(move |conn| due_dispatches(conn, now, limit))
+            .await
     }
 
     async fn redispatch_unfinished(&self, now: DateTime<Utc>) -> Result<u64, BackendError> {
         let now = micros(to_micros(now));
-        self.run(move |conn| {
+        self.write(move |conn| {
             // Only one engine runs on this file, so a `PROCESSING` job's worker is gone: its
             // lease goes too, or the job would wait for it to expire.
             let changed = conn.execute(
@@ -511,11 +516,11 @@ impl MetadataStore for SqliteStore {
 
     async fn existing(&self, ids: &[ImageId]) -> Result<Vec<ImageId>, BackendError> {
         let ids: Vec<String> = ids.iter().map(ImageId::to_string).collect();
-        self.run(move |conn| existing(conn, &ids)).await
+        self.read(move |conn| existing(conn, &ids)).await
     }
 
     async fn ping(&self) -> Result<(), BackendError> {
-        self.run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
     }
 
