@@ -106,10 +106,10 @@ impl ObjectStore for FsObjectStore {
 
     async fn get(&self, bucket: Bucket, key: &ObjectKey) -> Result<Bytes, BackendError> {
         let path = self.object_path(bucket, key);
-        match tokio::fs::read(&path).await {
-            Ok(data) => Ok(Bytes::from(data)),
-            Err(e) => Err(io_error(e, bucket, key)),
-        }
+        let read = tokio::task::spawn_blocking(move || direct::read_all(&path))
+            .await
+            .map_err(|e| BackendError::internal(BACKEND, e))?;
+        read.map_err(|e| io_error(e, bucket, key))
     }
 
     async fn get_stream(

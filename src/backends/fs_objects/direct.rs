@@ -1,26 +1,30 @@
-//! Writing an object's bytes past the page cache (Linux `O_DIRECT`), as MinIO writes its
-//! objects.
+//! Writing and reading an object's bytes past the page cache (Linux `O_DIRECT`), as MinIO
+//! writes its objects.
 //!
 //! Why: an object is written once and read later, if at all (the worker reads an original
 //! once, a client downloads a result later). A buffered write first copies every byte into
 //! page-cache pages that the write itself never needs again, and on a virtual machine whose
 //! host maps guest memory lazily and takes freed memory back (virtio-balloon free page
 //! reporting, as on the benchmark machine) each of those pages costs a host fault first. There
-//! a durable 1.5 MB write took 4.9 ms of CPU buffered and 0.6 ms direct (BENCHMARKS.md,
-//! "Where the short rows stand"). A direct write lets the device take the bytes from a buffer
-//! the process already owns; a later read fills the page cache by the device's own transfer,
-//! which costs the guest far less than copying.
+//! a durable 1.5 MB write took 4.9 ms of CPU buffered and 0.6 ms direct, and reading it back
+//! 0.56 ms buffered and 0.10 ms direct (BENCHMARKS.md, "Where the short rows stand"). Direct
+//! I/O lets the device move the bytes to or from a buffer the process already owns. Downloads
+//! ([`super::FsObjectStore::get_stream`]) stay buffered: they read in small pieces, and a
+//! result fetched again is worth caching.
 //!
 //! Direct I/O needs the buffer, the file offset and the length aligned to the device's block,
-//! so the bytes pass through one aligned buffer of at most [`CHUNK`] bytes, the last block is
-//! padded with zeros and the file is cut back to the object's length. A filesystem that
-//! refuses direct I/O (`EINVAL`: some FUSE and network mounts) gets a buffered write instead,
-//! for the rest of the process's life.
+//! so the bytes pass through aligned buffers: a write copies through one of at most [`CHUNK`]
+//! bytes, pads the last block with zeros and cuts the file back to the object's length; a
+//! read fills a buffer one block longer than the file and hands out the object's part of it.
+//! A filesystem that refuses direct I/O (`EINVAL`: some FUSE and network mounts) gets
+//! buffered reads and writes instead, for the rest of the process's life.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
 
 /// Alignment that satisfies direct I/O on 512-byte and 4 KiB block devices alike.
 const ALIGN: usize = 4096;
@@ -28,7 +32,7 @@ const ALIGN: usize = 4096;
 /// Largest piece copied into the aligned buffer and written at once.
 const CHUNK: usize = 1 << 20;
 
-/// Set once a filesystem refused direct I/O; later writes go buffered without asking again.
+/// Set once a filesystem refused direct I/O; later reads and writes go buffered without asking.
 static REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Creates (or truncates) `path` and writes `body` to it; the caller flushes the returned file.
@@ -49,6 +53,58 @@ pub(super) fn write_new(path: &Path, body: &[u8]) -> io::Result<File> {
     let mut file = File::create(path)?;
     file.write_all(body)?;
     Ok(file)
+}
+
+/// Reads the whole file at `path` (an object, written once: it does not change while read).
+pub(super) fn read_all(path: &Path) -> io::Result<Bytes> {
+    if !REFUSED.load(Ordering::Relaxed) {
+        match read_direct(path) {
+            Ok(bytes) => return Ok(bytes),
+            Err(error) if refuses_direct_io(&error) => {
+                if !REFUSED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(path = %path.display(), error = %error,
+                        "this filesystem refuses direct I/O; objects are read through the page cache");
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    std::fs::read(path).map(Bytes::from)
+}
+
+#[cfg(target_os = "linux")]
+fn read_direct(path: &Path) -> io::Result<Bytes> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)?;
+    let length = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+    // One block more than the length, so the read that finds the end is still whole blocks.
+    let capacity = padded(length + 1);
+    let mut storage = vec![0u8; capacity + ALIGN];
+    let start = storage.as_ptr().align_offset(ALIGN);
+    let mut filled = 0;
+    loop {
+        let read = file.read(&mut storage[start + filled..start + capacity])?;
+        if read == 0 {
+            break;
+        }
+        filled += read;
+        if filled % ALIGN != 0 || filled == capacity {
+            // A short read is the end of the file; a full buffer means it grew meanwhile,
+            // which an object (written once, replaced by rename) never does.
+            break;
+        }
+    }
+    Ok(Bytes::from(storage).slice(start..start + filled))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_direct(_path: &Path) -> io::Result<Bytes> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 #[cfg(target_os = "linux")]
@@ -122,6 +178,29 @@ mod tests {
             file.sync_all().unwrap();
             drop(file);
             assert_eq!(std::fs::read(&path).unwrap(), body, "length {length}");
+        }
+    }
+
+    #[test]
+    fn every_length_reads_back_exactly_through_direct_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let lengths = [
+            0,
+            1,
+            ALIGN - 1,
+            ALIGN,
+            ALIGN + 1,
+            CHUNK,
+            CHUNK + 7,
+            2 * CHUNK + ALIGN,
+        ];
+        for length in lengths {
+            let path = dir.path().join(format!("object-{length}"));
+            let body = pattern(length);
+            std::fs::write(&path, &body).unwrap();
+            assert_eq!(read_all(&path).unwrap(), body, "length {length}");
+            #[cfg(target_os = "linux")]
+            assert_eq!(read_direct(&path).unwrap(), body, "length {length}, direct");
         }
     }
 
