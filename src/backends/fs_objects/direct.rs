@@ -16,11 +16,13 @@
 //! so the bytes pass through aligned buffers: a write copies through one of at most [`CHUNK`]
 //! bytes, pads the last block with zeros and cuts the file back to the object's length; a
 //! read fills a buffer one block longer than the file and hands out the object's part of it.
-//! A filesystem that refuses direct I/O (`EINVAL`: some FUSE and network mounts) gets
-//! buffered reads and writes instead, for the rest of the process's life.
+//! A file is opened as usual and switched to direct I/O with `fcntl`; where the filesystem
+//! refuses (`EINVAL`: some FUSE and network mounts, or a block larger than 4 KiB), that
+//! object is written or read again through the page cache, so a refusal costs speed, never
+//! an object.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -34,91 +36,85 @@ const ALIGN: usize = 4096;
 /// to zero and copy per upload, for a few more writes per object.
 const CHUNK: usize = 1 << 18;
 
-/// Set once a filesystem refused direct I/O; later reads and writes go buffered without asking.
-static REFUSED: AtomicBool = AtomicBool::new(false);
+/// Set once a fallback was logged, so a filesystem without direct I/O is named once, not
+/// on every object.
+static FELL_BACK: AtomicBool = AtomicBool::new(false);
 
 /// Creates (or truncates) `path` and writes `body` to it; the caller flushes the returned file.
+///
+/// The file is created as usual and switched to direct I/O afterwards, so the open's own
+/// errors keep their meaning; where the switch or an aligned write is refused, the bytes are
+/// written again from the start through the page cache.
 pub(super) fn write_new(path: &Path, body: &[u8]) -> io::Result<File> {
-    if !REFUSED.load(Ordering::Relaxed) {
-        match write_direct(path, body) {
-            Ok(file) => return Ok(file),
-            Err(error) if refuses_direct_io(&error) => {
-                if !REFUSED.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(path = %path.display(), error = %error,
-                        "this filesystem refuses direct I/O; objects are written through the page cache");
-                }
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    // Truncates whatever a refused direct write left behind.
     let mut file = File::create(path)?;
+    match set_direct(&file, true).and_then(|()| write_aligned(&mut file, body)) {
+        Ok(()) => return Ok(file),
+        Err(error) if refuses_direct_io(&error) => {
+            note_fallback(path, &error);
+            set_direct(&file, false)?;
+            file.set_len(0)?;
+            file.rewind()?;
+        }
+        Err(error) => return Err(error),
+    }
     file.write_all(body)?;
     Ok(file)
 }
 
 /// Reads the whole file at `path` (an object, written once: it does not change while read).
+///
+/// As with writes, the file is opened as usual (a folder answers "is a directory", which
+/// the store reads as "no such object") and switched to direct I/O after; anything short of
+/// the whole file read that way is read again through the page cache.
 pub(super) fn read_all(path: &Path) -> io::Result<Bytes> {
-    if !REFUSED.load(Ordering::Relaxed) {
-        match read_direct(path) {
-            Ok(bytes) => return Ok(bytes),
-            Err(error) if refuses_direct_io(&error) => {
-                if !REFUSED.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(path = %path.display(), error = %error,
-                        "this filesystem refuses direct I/O; objects are read through the page cache");
-                }
-            }
-            Err(error) => return Err(error),
-        }
+    let mut file = File::open(path)?;
+    let metadata = file.metadata()?;
+    if metadata.is_dir() {
+        return Err(io::Error::from(io::ErrorKind::IsADirectory));
     }
-    std::fs::read(path).map(Bytes::from)
+    let length = usize::try_from(metadata.len()).map_err(io::Error::other)?;
+    match set_direct(&file, true).and_then(|()| read_aligned(&mut file, length)) {
+        Ok(Some(bytes)) => return Ok(bytes),
+        Ok(None) => {}
+        Err(error) if refuses_direct_io(&error) => note_fallback(path, &error),
+        Err(error) => return Err(error),
+    }
+    set_direct(&file, false)?;
+    file.rewind()?;
+    let mut bytes = Vec::with_capacity(length);
+    file.read_to_end(&mut bytes)?;
+    Ok(Bytes::from(bytes))
 }
 
-#[cfg(target_os = "linux")]
-fn read_direct(path: &Path) -> io::Result<Bytes> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)?;
-    let length = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
-    // One block more than the length, so the read that finds the end is still whole blocks.
+/// Reads `length` bytes from the start of a file opened for direct I/O into an aligned
+/// buffer one block longer than the file, so the read that finds the end is still whole
+/// blocks. `None` when the reads came back short before the end (a filesystem may do that):
+/// the next direct read would be unaligned, so the caller reads buffered instead.
+fn read_aligned(file: &mut File, length: usize) -> io::Result<Option<Bytes>> {
     let capacity = padded(length + 1);
     let mut storage = vec![0u8; capacity + ALIGN];
     let start = storage.as_ptr().align_offset(ALIGN);
     let mut filled = 0;
-    loop {
-        let read = file.read(&mut storage[start + filled..start + capacity])?;
-        if read == 0 {
-            break;
+    while filled < length {
+        match file.read(&mut storage[start + filled..start + capacity]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
         }
-        filled += read;
-        if filled % ALIGN != 0 || filled == capacity {
-            // A short read is the end of the file; a full buffer means it grew meanwhile,
-            // which an object (written once, replaced by rename) never does.
+        if filled % ALIGN != 0 {
             break;
         }
     }
-    Ok(Bytes::from(storage).slice(start..start + filled))
+    if filled != length {
+        return Ok(None);
+    }
+    Ok(Some(Bytes::from(storage).slice(start..start + filled)))
 }
 
-#[cfg(not(target_os = "linux"))]
-fn read_direct(_path: &Path) -> io::Result<Bytes> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-#[cfg(target_os = "linux")]
-fn write_direct(path: &Path, body: &[u8]) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)?;
+/// Writes `body` in whole aligned blocks from an aligned buffer, then cuts the file back to
+/// the body's length.
+fn write_aligned(file: &mut File, body: &[u8]) -> io::Result<()> {
     let mut storage = vec![0u8; padded(body.len()).min(CHUNK) + ALIGN];
     let start = storage.as_ptr().align_offset(ALIGN);
     let buffer = &mut storage[start..];
@@ -126,17 +122,54 @@ fn write_direct(path: &Path, body: &[u8]) -> io::Result<File> {
         let length = padded(piece.len());
         buffer[..piece.len()].copy_from_slice(piece);
         buffer[piece.len()..length].fill(0);
-        // Each write is whole aligned blocks at an aligned offset. A short write would leave
-        // the next one unaligned, which fails with EINVAL and falls back to a buffered write.
+        // Whole aligned blocks at an aligned offset. A short write would leave the next one
+        // unaligned, which fails with EINVAL and sends the caller to the buffered write.
         file.write_all(&buffer[..length])?;
     }
-    file.set_len(body.len() as u64)?;
-    Ok(file)
+    file.set_len(body.len() as u64)
+}
+
+/// Turns direct I/O on or off for an open file (Linux lets `fcntl` change `O_DIRECT`; a
+/// filesystem without it answers EINVAL).
+#[cfg(target_os = "linux")]
+fn set_direct(file: &File, on: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL only read and set the status flags of a descriptor this
+    // function borrows for the call; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let wanted = if on {
+        flags | libc::O_DIRECT
+    } else {
+        flags & !libc::O_DIRECT
+    };
+    if wanted != flags {
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, wanted) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn write_direct(_path: &Path, _body: &[u8]) -> io::Result<File> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
+fn set_direct(_file: &File, on: bool) -> io::Result<()> {
+    if on {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    } else {
+        Ok(())
+    }
+}
+
+fn note_fallback(path: &Path, error: &io::Error) {
+    if !FELL_BACK.swap(true, Ordering::Relaxed) {
+        tracing::warn!(path = %path.display(), error = %error,
+            "direct I/O refused here; objects it refuses go through the page cache");
+    }
 }
 
 fn refuses_direct_io(error: &io::Error) -> bool {
@@ -201,8 +234,14 @@ mod tests {
             let body = pattern(length);
             std::fs::write(&path, &body).unwrap();
             assert_eq!(read_all(&path).unwrap(), body, "length {length}");
-            #[cfg(target_os = "linux")]
-            assert_eq!(read_direct(&path).unwrap(), body, "length {length}, direct");
+            let mut file = File::open(&path).unwrap();
+            set_direct(&file, true).unwrap();
+            let direct = read_aligned(&mut file, length).unwrap();
+            assert_eq!(
+                direct.as_deref(),
+                Some(&body[..]),
+                "length {length}, direct"
+            );
         }
     }
 
@@ -218,12 +257,22 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn the_test_filesystem_takes_direct_writes() {
-        // The suite's temp folder is on a filesystem with direct I/O (ext4 here), so the
-        // tests above exercised the aligned path, not only the buffered fallback.
+        // The suite's temp folder is on a filesystem with direct I/O (ext4 here; tmpfs since
+        // Linux 6.6), so the tests above exercised the aligned path, not only the fallback.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("object");
-        write_direct(&path, &pattern(ALIGN + 5)).unwrap();
+        let mut file = File::create(&path).unwrap();
+        set_direct(&file, true).unwrap();
+        write_aligned(&mut file, &pattern(ALIGN + 5)).unwrap();
+        drop(file);
         assert_eq!(std::fs::read(&path).unwrap(), pattern(ALIGN + 5));
+    }
+
+    #[test]
+    fn a_folder_is_named_as_one_not_as_a_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = read_all(dir.path()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::IsADirectory);
     }
 
     #[test]
