@@ -59,10 +59,10 @@ impl SqliteStore {
             std::fs::create_dir_all(parent).map_err(|e| BackendError::unavailable(BACKEND, e))?;
         }
         let mut conn = Connection::open(path).map_err(sql_error)?;
-        configure(&conn).map_err(sql_error)?;
+        configure(&conn)?;
         migrate(&mut conn).map_err(sql_error)?;
         let reader = Connection::open(path).map_err(sql_error)?;
-        configure(&reader).map_err(sql_error)?;
+        configure(&reader)?;
         reader
             .pragma_update(None, "query_only", true)
             .map_err(sql_error)?;
@@ -103,11 +103,22 @@ impl SqliteStore {
     }
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(())
+fn configure(conn: &Connection) -> Result<(), BackendError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_error)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(sql_error)?;
+    // The reading connection and the batching writer rely on WAL's readers-beside-a-writer;
+    // SQLite keeps the old journal where the filesystem cannot share WAL's index.
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(BackendError::new(
+            BACKEND,
+            ErrorKind::Unavailable,
+            format!("SQLite cannot use its WAL journal on this filesystem (it stayed in {mode} mode); put the data directory on a local disk"),
+        ));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql_error)
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -521,7 +532,10 @@ impl MetadataStore for SqliteStore {
 
     async fn ping(&self) -> Result<(), BackendError> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
-            .await
+            .await?;
+        // The writing thread too: a ready store must take writes. An empty transaction
+        // writes nothing to the WAL.
+        self.write(|_| Ok(())).await
     }
 
     fn describe(&self) -> String {

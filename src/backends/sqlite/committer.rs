@@ -12,8 +12,9 @@
 //! it and fails alone: a write whose statement fails (or panics) is rolled back to its
 //! savepoint and the rest of the batch still commits. A caller hears back only after the
 //! batch's commit returned, so an acknowledged write is on disk exactly as before. If the
-//! transaction cannot begin or commit, every write in the batch gets that error and none
-//! of them applied.
+//! transaction cannot begin, or SQLite rolled it back whole (a full disk, an I/O error),
+//! every write in the batch gets that error and none of them applied; if the commit itself
+//! fails, every write gets the error with its outcome unknown (the WAL may still hold it).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,9 +92,15 @@ trait Write: Send {
     fn finish(self: Box<Self>, failed: Option<&BackendError>);
 }
 
-/// Rolling a savepoint back (or releasing it) failed, so the transaction's state is unknown
-/// and the whole batch must be abandoned.
-struct SavepointLost(rusqlite::Error);
+/// The batch's transaction can no longer be trusted, so it must be abandoned whole.
+enum SavepointLost {
+    /// Rolling a write back to its savepoint (or releasing it) failed.
+    Failed(rusqlite::Error),
+    /// SQLite rolled the whole transaction back on this error.
+    RolledBack(rusqlite::Error),
+    /// A write ended the transaction itself.
+    Unknown,
+}
 
 struct Pending<T, F> {
     op: Option<F>,
@@ -110,13 +117,25 @@ where
         let Some(op) = self.op.take() else {
             return Ok(());
         };
-        if let Err(error) = conn.execute_batch("SAVEPOINT write") {
-            self.outcome = Some(Err(sql_error(error)));
+        if let Err(error) = conn.execute_batch("SAVEPOINT pixmill_write") {
+            self.outcome = Some(Err(sql_error(error).not_applied()));
             return Ok(());
         }
-        let outcome = match catch_unwind(AssertUnwindSafe(|| op(conn))) {
+        let result = catch_unwind(AssertUnwindSafe(|| op(conn)));
+        if conn.is_autocommit() {
+            return Err(match result {
+                // SQLite rolls the whole transaction back on some errors (a full disk, an
+                // I/O error): nothing of the batch applied.
+                Ok(Err(error)) => SavepointLost::RolledBack(error),
+                // The write ended the transaction itself (a COMMIT or ROLLBACK of its own):
+                // what of the batch reached the disk is unknown.
+                _ => SavepointLost::Unknown,
+            });
+        }
+        let outcome = match result {
             Ok(Ok(value)) => {
-                conn.execute_batch("RELEASE write").map_err(SavepointLost)?;
+                conn.execute_batch("RELEASE pixmill_write")
+                    .map_err(SavepointLost::Failed)?;
                 Ok(value)
             }
             Ok(Err(error)) => {
@@ -151,10 +170,34 @@ where
     }
 }
 
+/// Rolls the whole batch back after [`SavepointLost`]. The batch certainly changed nothing
+/// only if this rollback undid it; a write that ended the transaction itself may have
+/// committed part of it.
+fn abandon(conn: &Connection, lost: SavepointLost) -> BackendError {
+    let rolled_back = !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_ok();
+    let error = match lost {
+        SavepointLost::RolledBack(error) => return sql_error(error).not_applied(),
+        SavepointLost::Failed(error) => sql_error(error),
+        SavepointLost::Unknown => {
+            tracing::error!("a metadata write ended the batch's transaction itself");
+            BackendError::new(
+                BACKEND,
+                ErrorKind::Internal,
+                "a metadata write ended its batch's transaction",
+            )
+        }
+    };
+    if rolled_back {
+        error.not_applied()
+    } else {
+        error
+    }
+}
+
 /// Rolls the current write back to its savepoint and drops the savepoint.
 fn undo(conn: &Connection) -> Result<(), SavepointLost> {
-    conn.execute_batch("ROLLBACK TO write; RELEASE write")
-        .map_err(SavepointLost)
+    conn.execute_batch("ROLLBACK TO pixmill_write; RELEASE pixmill_write")
+        .map_err(SavepointLost::Failed)
 }
 
 /// The error once per caller ([`BackendError`] carries a boxed source, so it is not `Clone`).
@@ -193,9 +236,8 @@ fn commit(conn: &Connection, batch: &mut [Box<dyn Write>]) -> Result<(), Backend
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| sql_error(e).not_applied())?;
     for write in batch.iter_mut() {
-        if let Err(SavepointLost(error)) = write.run(conn) {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(sql_error(error).not_applied());
+        if let Err(lost) = write.run(conn) {
+            return Err(abandon(conn, lost));
         }
     }
     if let Err(error) = conn.execute_batch("COMMIT") {
@@ -258,6 +300,25 @@ mod tests {
             3,
             "rows 1, 2 and 4; the panicking write's row 3 rolled back"
         );
+    }
+
+    #[tokio::test]
+    async fn a_write_that_ends_the_transaction_itself_leaves_its_batch_unknown() {
+        let (committer, dir) = committer();
+        let rogue = committer
+            .write(|c| c.execute_batch("COMMIT"))
+            .await
+            .unwrap_err();
+        // Whatever shared its batch may have reached the disk with that COMMIT, so the
+        // error must not claim the batch changed nothing.
+        assert!(!rogue.certainly_not_applied(), "{}", rogue.message);
+
+        // The next batch begins afresh.
+        committer
+            .write(|c| c.execute("INSERT INTO t VALUES (2, 'two')", []))
+            .await
+            .unwrap();
+        assert_eq!(count(&dir), 1);
     }
 
     #[tokio::test]
