@@ -189,6 +189,18 @@ fn padded(length: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// Empty, around one block, around one write buffer, and several buffers.
+    const LENGTHS: [usize; 8] = [
+        0,
+        1,
+        ALIGN - 1,
+        ALIGN,
+        ALIGN + 1,
+        CHUNK,
+        CHUNK + 7,
+        2 * CHUNK + ALIGN,
+    ];
+
     fn pattern(length: usize) -> Vec<u8> {
         (0..length).map(|i| (i * 31 % 251) as u8).collect()
     }
@@ -196,17 +208,7 @@ mod tests {
     #[test]
     fn every_length_reads_back_exactly() {
         let dir = tempfile::tempdir().unwrap();
-        let lengths = [
-            0,
-            1,
-            ALIGN - 1,
-            ALIGN,
-            ALIGN + 1,
-            CHUNK,
-            CHUNK + 7,
-            2 * CHUNK + ALIGN,
-        ];
-        for length in lengths {
+        for length in LENGTHS {
             let path = dir.path().join(format!("object-{length}"));
             let body = pattern(length);
             let file = write_new(&path, &body).unwrap();
@@ -219,17 +221,7 @@ mod tests {
     #[test]
     fn every_length_reads_back_exactly_through_direct_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let lengths = [
-            0,
-            1,
-            ALIGN - 1,
-            ALIGN,
-            ALIGN + 1,
-            CHUNK,
-            CHUNK + 7,
-            2 * CHUNK + ALIGN,
-        ];
-        for length in lengths {
+        for length in LENGTHS {
             let path = dir.path().join(format!("object-{length}"));
             let body = pattern(length);
             std::fs::write(&path, &body).unwrap();
