@@ -114,7 +114,7 @@ fn configure(conn: &Connection) -> Result<(), BackendError> {
         return Err(BackendError::new(
             BACKEND,
             ErrorKind::Unavailable,
-            format!("SQLite cannot use its WAL journal on this filesystem (it stayed in {mode} mode); put the data directory on a local disk"),
+            format!("SQLite cannot use its WAL journal here (it stayed in {mode} mode: WAL needs shared memory beside the file, which network filesystems do not offer); put the data directory on a local disk"),
         ));
     }
     conn.pragma_update(None, "synchronous", "FULL")
@@ -534,7 +534,8 @@ impl MetadataStore for SqliteStore {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await?;
         // The writing thread too: a ready store must take writes. An empty transaction
-        // writes nothing to the WAL.
+        // writes nothing to the WAL; it waits (up to the busy timeout) only while a second
+        // process holds the file's write lock.
         self.write(|_| Ok(())).await
     }
 

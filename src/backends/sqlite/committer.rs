@@ -14,7 +14,8 @@
 //! batch's commit returned, so an acknowledged write is on disk exactly as before. If the
 //! transaction cannot begin, or SQLite rolled it back whole (a full disk, an I/O error),
 //! every write in the batch gets that error and none of them applied; if the commit itself
-//! fails, every write gets the error with its outcome unknown (the WAL may still hold it).
+//! fails, or a write ended the transaction on its own (a COMMIT inside it: a bug), every
+//! write gets the error with its outcome unknown (the WAL may still hold it).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,15 +119,19 @@ where
             return Ok(());
         };
         if let Err(error) = conn.execute_batch("SAVEPOINT pixmill_write") {
+            if conn.is_autocommit() {
+                // The batch's transaction is gone with it.
+                return Err(SavepointLost::Failed(error));
+            }
             self.outcome = Some(Err(sql_error(error).not_applied()));
             return Ok(());
         }
         let result = catch_unwind(AssertUnwindSafe(|| op(conn)));
         if conn.is_autocommit() {
             return Err(match result {
-                // SQLite rolls the whole transaction back on some errors (a full disk, an
-                // I/O error): nothing of the batch applied.
-                Ok(Err(error)) => SavepointLost::RolledBack(error),
+                // SQLite rolls the whole transaction back on these errors: nothing of the
+                // batch applied.
+                Ok(Err(error)) if rolls_back_everything(&error) => SavepointLost::RolledBack(error),
                 // The write ended the transaction itself (a COMMIT or ROLLBACK of its own):
                 // what of the batch reached the disk is unknown.
                 _ => SavepointLost::Unknown,
@@ -168,6 +173,21 @@ where
         // The caller may have gone (its request was cancelled); the write stands regardless.
         let _ = self.reply.send(answer);
     }
+}
+
+/// Errors on which SQLite rolls the whole transaction back by itself.
+fn rolls_back_everything(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as Code;
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            Code::DiskFull
+                | Code::SystemIoFailure
+                | Code::OutOfMemory
+                | Code::DatabaseBusy
+                | Code::OperationInterrupted
+        )
+    )
 }
 
 /// Rolls the whole batch back after [`SavepointLost`]. The batch certainly changed nothing
