@@ -106,10 +106,9 @@ impl ObjectStore for FsObjectStore {
 
     async fn get(&self, bucket: Bucket, key: &ObjectKey) -> Result<Bytes, BackendError> {
         let path = self.object_path(bucket, key);
-        let read = tokio::task::spawn_blocking(move || direct::read_all(&path))
-            .await
-            .map_err(|e| BackendError::internal(BACKEND, e))?;
-        read.map_err(|e| io_error(e, bucket, key))
+        off_executor(move || direct::read_all(&path))
+            .await?
+            .map_err(|e| io_error(e, bucket, key))
     }
 
     async fn get_stream(
@@ -258,13 +257,22 @@ fn clear_dir(dir: &Path) -> io::Result<usize> {
 }
 
 /// Runs blocking file work on tokio's blocking pool: one hop for the whole write instead of
-/// one per `tokio::fs` call.
+/// one per `tokio::fs` call. Its I/O errors are internal ones.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> Result<T, BackendError> {
+    off_executor(work)
+        .await?
+        .map_err(|e| BackendError::internal(BACKEND, e))
+}
+
+/// Runs `work` on tokio's blocking pool and leaves its I/O error to the caller, for calls
+/// where "no such object" must stay distinguishable.
+async fn off_executor<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<io::Result<T>, BackendError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| BackendError::internal(BACKEND, e))?
         .map_err(|e| BackendError::internal(BACKEND, e))
 }
 

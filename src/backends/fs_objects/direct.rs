@@ -88,12 +88,11 @@ pub(super) fn read_all(path: &Path) -> io::Result<Bytes> {
 
 /// Reads `length` bytes from the start of a file opened for direct I/O into an aligned
 /// buffer of whole blocks (the read that finds the end asks for whole blocks and gets the
-/// rest of the file). `None` when the reads came back short before the end (a filesystem may do that):
-/// the next direct read would be unaligned, so the caller reads buffered instead.
+/// rest of the file). `None` when the reads came back short before the end (a filesystem
+/// may do that): the next direct read would be unaligned, so the caller reads buffered.
 fn read_aligned(file: &mut File, length: usize) -> io::Result<Option<Bytes>> {
     let capacity = padded(length);
-    let mut storage = vec![0u8; capacity + ALIGN];
-    let start = storage.as_ptr().align_offset(ALIGN);
+    let (mut storage, start) = aligned_buffer(capacity);
     let mut filled = 0;
     while filled < length {
         match file.read(&mut storage[start + filled..start + capacity]) {
@@ -115,8 +114,7 @@ fn read_aligned(file: &mut File, length: usize) -> io::Result<Option<Bytes>> {
 /// Writes `body` in whole aligned blocks from an aligned buffer, then cuts the file back to
 /// the body's length.
 fn write_aligned(file: &mut File, body: &[u8]) -> io::Result<()> {
-    let mut storage = vec![0u8; padded(body.len()).min(CHUNK) + ALIGN];
-    let start = storage.as_ptr().align_offset(ALIGN);
+    let (mut storage, start) = aligned_buffer(padded(body.len()).min(CHUNK));
     let buffer = &mut storage[start..];
     for piece in body.chunks(CHUNK) {
         let length = padded(piece.len());
@@ -178,6 +176,13 @@ fn refuses_direct_io(error: &io::Error) -> bool {
         return true;
     }
     error.kind() == io::ErrorKind::Unsupported
+}
+
+/// A zeroed buffer holding `length` bytes from an [`ALIGN`]ed offset, and that offset.
+fn aligned_buffer(length: usize) -> (Vec<u8>, usize) {
+    let storage = vec![0u8; length + ALIGN];
+    let start = storage.as_ptr().align_offset(ALIGN);
+    (storage, start)
 }
 
 /// `length` rounded up to whole aligned blocks.
