@@ -49,8 +49,6 @@ impl Committer {
         std::thread::Builder::new()
             .name("sqlite-commit".into())
             .spawn(move || commit_loop(&conn, &writes, &counted))?;
-        #[cfg(not(test))]
-        drop(commits);
         Ok(Self {
             queue,
             #[cfg(test)]
