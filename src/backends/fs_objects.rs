@@ -194,7 +194,7 @@ fn write_atomically(staging: &Path, target: &Path, body: &[u8]) -> io::Result<()
     let parent = target
         .parent()
         .ok_or_else(|| io::Error::other("object path has no parent folder"))?;
-    std::fs::create_dir_all(parent)?;
+    ensure_folder(parent)?;
 
     let temp = staging.join(format!("{}.part", uuid::Uuid::new_v4()));
     let result = (|| {
@@ -207,6 +207,30 @@ fn write_atomically(staging: &Path, target: &Path, body: &[u8]) -> io::Result<()
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// Creates `folder` (and any folder above it) if missing, flushing the folder above each one
+/// it creates: flushing a folder makes its own entries durable, not its name in its parent,
+/// and on a filesystem without a journal a crash could otherwise drop a new image's folder
+/// with the objects already acknowledged inside it.
+///
+/// A folder that already exists is taken as durable. The one case where it may not be yet is
+/// a concurrent first write into the same new folder (two attempts of one job writing the
+/// same variant); its creator flushes the entry a moment later.
+fn ensure_folder(folder: &Path) -> io::Result<()> {
+    match std::fs::create_dir(folder) {
+        Ok(()) => match folder.parent() {
+            Some(above) => std::fs::File::open(above)?.sync_all(),
+            None => Ok(()),
+        },
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let above = folder.parent().ok_or(error)?;
+            ensure_folder(above)?;
+            ensure_folder(folder)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Collects every object under `dir`, whose key prefix is `prefix`, skipping the staging
@@ -290,5 +314,41 @@ fn io_error(error: io::Error, bucket: Bucket, key: &ObjectKey) -> BackendError {
         BackendError::not_found(BACKEND, format!("{bucket}/{key}"))
     } else {
         BackendError::internal(BACKEND, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_deeper_than_existing_folders_is_written_and_rewritten() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let staging = dir.path().join(STAGING_DIR);
+        std::fs::create_dir(&staging).expect("staging");
+        let target = dir.path().join("a").join("b").join("c.png");
+
+        write_atomically(&staging, &target, b"first").expect("first write");
+        write_atomically(&staging, &target, b"second").expect("rewrite");
+
+        assert_eq!(std::fs::read(&target).expect("read"), b"second");
+        assert_eq!(std::fs::read_dir(&staging).expect("staging").count(), 0);
+    }
+
+    #[test]
+    fn a_file_where_a_folder_belongs_is_an_error_not_a_misplaced_object() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let staging = dir.path().join(STAGING_DIR);
+        std::fs::create_dir(&staging).expect("staging");
+        std::fs::write(dir.path().join("a"), b"an object named a").expect("object a");
+
+        let written = write_atomically(&staging, &dir.path().join("a").join("b.png"), b"x");
+
+        assert!(written.is_err());
+        assert_eq!(
+            std::fs::read(dir.path().join("a")).expect("a"),
+            b"an object named a"
+        );
+        assert_eq!(std::fs::read_dir(&staging).expect("staging").count(), 0);
     }
 }
