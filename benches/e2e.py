@@ -456,19 +456,31 @@ def kernel_throughput(bench_bin, files, seconds):
     return result
 
 
-def phase_metrics(text):
-    """Mean seconds per job phase from a /metrics text (pixmill_job_phase_duration_seconds)."""
+def histogram_sums(text, family, label):
+    """(sum, count) per label value of one /metrics histogram family, e.g.
+    ("pixmill_job_phase_duration_seconds", "phase")."""
     sums, counts = {}, {}
+    marker = f'{label}="'
     for line in text.splitlines():
-        if not line.startswith("pixmill_job_phase_duration_seconds_"):
+        if not line.startswith(family + "_") or marker not in line:
             continue
         name, value = line.rsplit(" ", 1)
-        phase = name.split('phase="')[1].split('"')[0] if 'phase="' in name else None
-        if phase and name.startswith("pixmill_job_phase_duration_seconds_sum"):
-            sums[phase] = sums.get(phase, 0.0) + float(value)
-        elif phase and name.startswith("pixmill_job_phase_duration_seconds_count"):
-            counts[phase] = counts.get(phase, 0.0) + float(value)
-    return {p: (sums[p], counts.get(p, 0.0)) for p in sums}
+        key = name.split(marker)[1].split('"')[0]
+        if name.startswith(family + "_sum"):
+            sums[key] = sums.get(key, 0.0) + float(value)
+        elif name.startswith(family + "_count"):
+            counts[key] = counts.get(key, 0.0) + float(value)
+    return {k: (sums[k], counts.get(k, 0.0)) for k in sums}
+
+
+def phase_metrics(text):
+    """Seconds and counts per job phase (pixmill_job_phase_duration_seconds)."""
+    return histogram_sums(text, "pixmill_job_phase_duration_seconds", "phase")
+
+
+def step_metrics(text):
+    """Seconds and counts per upload step in the gateway (pixmill_upload_step_duration_seconds)."""
+    return histogram_sums(text, "pixmill_upload_step_duration_seconds", "step")
 
 
 def phase_means(before, after):
@@ -488,14 +500,23 @@ class Mode:
         self.servers, self.worker, self.metrics_url = servers, worker, metrics_url
 
     def metrics(self):
-        host_port = self.metrics_url.split("//")[1]
-        host, port = host_port.split(":")
-        try:
-            conn = http.client.HTTPConnection(host, int(port), timeout=10)
-            conn.request("GET", "/metrics")
-            return conn.getresponse().read().decode()
-        except OSError:
-            return ""
+        """The worker's /metrics (standalone: the one process's)."""
+        return scrape(self.metrics_url)
+
+    def gateway_metrics(self):
+        """The gateway's /metrics, where upload steps are timed."""
+        return scrape(self.base)
+
+
+def scrape(url):
+    """GET <url>/metrics as text; empty when the server does not answer."""
+    host, port = url.split("//")[1].split(":")
+    try:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("GET", "/metrics")
+        return conn.getresponse().read().decode()
+    except OSError:
+        return ""
 
 
 def throughput_phase(mode, photos, count, concurrency, sampler, meter):
@@ -512,6 +533,7 @@ def throughput_phase(mode, photos, count, concurrency, sampler, meter):
 
     log(f"throughput: {count} uploads, {concurrency} at a time")
     metrics0 = phase_metrics(mode.metrics())
+    steps0 = step_metrics(mode.gateway_metrics())
     sampler.phase = "throughput"
     meter.start()
     completions = Completions(mode.base, token)
@@ -531,6 +553,7 @@ def throughput_phase(mode, photos, count, concurrency, sampler, meter):
     completions.wait(count, "throughput")
     cpu = meter.stop()
     metrics1 = phase_metrics(mode.metrics())
+    steps1 = step_metrics(mode.gateway_metrics())
 
     finished = [parse_time(doc["updated_at"]) for _, doc in completions.done.values()]
     to_completed = [parse_time(doc["updated_at"]) - parse_time(doc["created_at"])
@@ -547,6 +570,7 @@ def throughput_phase(mode, photos, count, concurrency, sampler, meter):
         "to_completed_p50_s": round(percentile(to_completed, 50), 2),
         "to_completed_p99_s": round(percentile(to_completed, 99), 2),
         "phase_mean_ms": phase_means(metrics0, metrics1),
+        "upload_step_mean_ms": phase_means(steps0, steps1),
         "cpu": cpu,
     }
 
@@ -559,6 +583,7 @@ def latency_phase(mode, photos, clients_n, per_client, sampler, meter):
                for name, data in photos]
     total = clients_n * per_client
     log(f"latency: {clients_n} clients x {per_client} uploads of 1-2 MB")
+    steps0 = step_metrics(mode.gateway_metrics())
     sampler.phase = "latency"
     meter.start()
     completions = Completions(mode.base, tokens[0])
@@ -579,6 +604,7 @@ def latency_phase(mode, photos, clients_n, per_client, sampler, meter):
     run_pool(clients_n, clients_n, client_loop, "clients done", clients_n)
     upload_wall = time.time() - start
     cpu = meter.stop()
+    steps1 = step_metrics(mode.gateway_metrics())
     log("latency: uploads done; draining the queue")
     completions.wait(total, "latency drain")
     return {
@@ -590,6 +616,7 @@ def latency_phase(mode, photos, clients_n, per_client, sampler, meter):
         "p95_ms": round(percentile(latencies, 95) * 1000, 1),
         "p99_ms": round(percentile(latencies, 99) * 1000, 1),
         "max_ms": round(max(latencies) * 1000, 1),
+        "upload_step_mean_ms": phase_means(steps0, steps1),
         "cpu": cpu,
     }
 
@@ -794,6 +821,7 @@ def run_mode(name, args, photos, big, kernel, results):
         if "latency" in args.phases:
             out["latency"] = latency_phase(mode, photos, args.clients, args.per_client, sampler, meter)
             log(f"latency: p50 {out['latency']['p50_ms']} ms, p99 {out['latency']['p99_ms']} ms; "
+                f"gateway steps (mean ms) {json.dumps(out['latency']['upload_step_mean_ms'])}; "
                 f"cpu {json.dumps(out['latency']['cpu'])}")
         if "rss" in args.phases:
             measure_rss(mode, args, big, sampler, meter, out)

@@ -7,6 +7,8 @@
 //! publishes and clears the mark. If the gateway dies in between, the relay publishes the
 //! job when the mark falls due: a committed job is never left unpublished.
 
+use std::time::Instant;
+
 use chrono::Utc;
 use pixmill_actors::pipeline::OutputSpec;
 use pixmill_actors::ports::{BackendError, Bucket, JobMessage, ObjectKey};
@@ -21,6 +23,7 @@ use crate::api::errors::ApiError;
 use crate::auth::Principal;
 #[cfg(feature = "failpoints")]
 use crate::failpoints::{self, Faulty, Point};
+use crate::metrics::{Metrics, UploadStep};
 use crate::webhooks::target::CallbackUrl;
 
 /// A named pipeline from configuration, usable as `preset` or as an extra variant.
@@ -79,7 +82,9 @@ impl Gateway {
         }
         let callback_url = self.check_callback(request.callback_url.as_deref()).await?;
 
+        let mut clock = StepClock::start(&self.metrics);
         let (bytes, probed, sha256) = self.probe(request.bytes).await?;
+        clock.lap(UploadStep::Probe);
         let request = UploadRequest { bytes, ..request };
         let id = ImageId::new();
         let key = ObjectKey::original(id, probed.format);
@@ -101,6 +106,7 @@ impl Gateway {
             )
             .await
             .map_err(|e| ApiError::backend(&e))?;
+        clock.lap(UploadStep::StoreOriginal);
         #[cfg(feature = "failpoints")]
         failpoints::hit(Point::AfterObjectWrite);
 
@@ -138,6 +144,7 @@ impl Gateway {
                 return Err(ApiError::backend(&error));
             }
         };
+        clock.lap(UploadStep::Record);
 
         #[cfg(feature = "failpoints")]
         failpoints::hit(Point::AfterCommit);
@@ -146,10 +153,12 @@ impl Gateway {
         let published = published_early || self.publish(&job).await;
         #[cfg(not(feature = "failpoints"))]
         let published = self.publish(&job).await;
+        clock.lap(UploadStep::Publish);
         if published {
             if let Err(error) = self.metadata.mark_dispatched(id, dispatch_at).await {
                 tracing::warn!(image_id = %id, error = %error, "published, but could not clear the dispatch mark; the relay may publish a duplicate");
             }
+            clock.lap(UploadStep::ClearMark);
         }
         tracing::info!(image_id = %id, owner = %who.owner, format = %probed.format, width = probed.width,
             height = probed.height, bytes = new.original.bytes, "image accepted");
@@ -233,5 +242,28 @@ impl Gateway {
         if let Err(error) = self.objects.delete(Bucket::Raw, key).await {
             tracing::warn!(key = %key, error = %error, "could not remove the original of a failed upload");
         }
+    }
+}
+
+/// Times the steps of one upload, each from the end of the one before, into
+/// `pixmill_upload_step_duration_seconds`. A step that fails is not recorded: the histogram
+/// describes accepted uploads, and refusals are counted by code elsewhere.
+struct StepClock<'a> {
+    metrics: &'a Metrics,
+    since: Instant,
+}
+
+impl<'a> StepClock<'a> {
+    fn start(metrics: &'a Metrics) -> Self {
+        Self {
+            metrics,
+            since: Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, step: UploadStep) {
+        let now = Instant::now();
+        self.metrics.upload_step(step, now - self.since);
+        self.since = now;
     }
 }

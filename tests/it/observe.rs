@@ -174,6 +174,16 @@ async fn a_crash_shows_in_the_actor_tree_and_in_metrics() {
         Some(1.0),
         "{text}"
     );
+    // The one accepted upload went through every step once, and each step is timed apart.
+    for step in ["probe", "store_original", "record", "publish", "clear_mark"] {
+        let count = format!(r#"pixmill_upload_step_duration_seconds_count{{step="{step}"}}"#);
+        assert_eq!(sample(&text, &count), Some(1.0), "{step}: {text}");
+        let sum = format!(r#"pixmill_upload_step_duration_seconds_sum{{step="{step}"}}"#);
+        assert!(
+            sample(&text, &sum).is_some_and(|s| s > 0.0),
+            "{step}: {text}"
+        );
+    }
     assert!(
         sample(
             &text,
