@@ -218,6 +218,11 @@ fn write_atomically(staging: &Path, target: &Path, body: &[u8]) -> io::Result<()
 /// a concurrent first write into the same new folder (two attempts of one job writing the
 /// same variant); its creator flushes the entry a moment later.
 fn ensure_folder(folder: &Path) -> io::Result<()> {
+    // A look first: most writes go into a folder that exists (every original lands in the
+    // bucket's own), and a lookup takes no lock, where mkdir locks the folder above.
+    if folder.is_dir() {
+        return Ok(());
+    }
     match std::fs::create_dir(folder) {
         Ok(()) => match folder.parent() {
             Some(above) => std::fs::File::open(above)?.sync_all(),
