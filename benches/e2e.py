@@ -197,6 +197,31 @@ def thread_cpu(pid):
     return totals
 
 
+# The services production mode shares the cores with, by process name: what "other" is made of.
+SERVICES = {
+    "postgres": "postgresql",
+    "beam.smp": "rabbitmq",
+    "redis-server": "redis",
+    "moto_server": "s3",
+    "s3s-fs": "s3",
+}
+
+
+def service_cpu():
+    """CPU seconds per PID of every process of a known service: {pid: (service, seconds)}."""
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            comm, seconds = cpu_seconds(f"/proc/{pid}/stat")
+        except OSError:
+            continue
+        if comm in SERVICES:
+            found[pid] = (SERVICES[comm], seconds)
+    return found
+
+
 def machine_busy_seconds():
     """CPU seconds the whole machine spent not idle, summed over cores."""
     with open("/proc/stat") as f:
@@ -217,6 +242,7 @@ class CpuMeter:
         self._machine0 = machine_busy_seconds()
         self._self0 = sum(os.times()[:2])
         self._threads0 = {s.name: thread_cpu(s.pid) for s in self.servers}
+        self._services0 = service_cpu()
 
     def stop(self):
         wall = time.monotonic() - self._t0
@@ -237,6 +263,13 @@ class CpuMeter:
         ours = sum(p["cores"] for p in result["processes"].values()) + result["loadgen_cores"]
         # Services (PostgreSQL, RabbitMQ, Redis, S3), the kernel and anyone else on the box.
         result["other_cores"] = round(result["machine_busy_cores"] - ours, 2)
+        # The part of it each service took (processes that ended during the phase are missed).
+        services = {}
+        for pid, (service, seconds) in service_cpu().items():
+            before = self._services0.get(pid, (service, 0.0))[1]
+            services[service] = services.get(service, 0.0) + seconds - before
+        result["services_cores"] = {k: round(v / wall, 2) for k, v in sorted(services.items())
+                                    if v / wall >= 0.005}
         return result
 
 
