@@ -7,12 +7,14 @@
 //! - [`health`] serves `/healthz`, `/readyz`; `/metrics` (Prometheus) is outside the spec
 //! - [`request_log`] wraps everything: request ids, the access line, HTTP metrics
 //! - [`security`]: the bearer scheme; [`errors`]: status and code mapping; [`models`],
-//!   [`steps`]: request and response documents.
+//!   [`steps`]: request and response documents; `file_part` and `step_parts`: the upload
+//!   form's file and steps as they arrive.
 
 mod allow;
 mod body_limit;
 pub mod download;
 pub mod errors;
+mod file_part;
 pub mod health;
 pub mod images;
 mod linger;

@@ -11,11 +11,11 @@ use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{EventStream, Json};
-use poem_openapi::types::Binary;
 use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi};
 
 use super::download::ImageBytes;
 use super::errors::{error_responses, ApiError};
+use super::file_part::FilePart;
 use super::models::{ImageDocument, ImagePage, ImageStatusCode};
 use super::security::BearerAuth;
 use super::status_events::StatusEvents;
@@ -53,7 +53,7 @@ impl From<OutputFormat> for ImageFormat {
 pub struct UploadForm {
     /// The image. Its format is read from its bytes; the file name and Content-Type sent with
     /// it are ignored. Default limits: 32 MiB, 16384 px a side, 100 megapixels.
-    pub file: Binary<Vec<u8>>,
+    pub file: FilePart,
     /// Operations in order, as a JSON array, e.g.
     /// `[{"op":"resize","width":800},{"op":"grayscale"}]` (or one part per step, each a JSON
     /// object, joined in order). Default: fit inside 1024x1024.
@@ -432,7 +432,7 @@ async fn download_variant(
 /// received in memory, as the gateway needs it anyway: poem-openapi's `Upload` would spool
 /// it to a temporary file through tokio's blocking pool, a thread hand-off per chunk written
 /// and read back, which cost more than the rest of an upload.
-fn read_file(file: Binary<Vec<u8>>, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
+fn read_file(file: FilePart, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
     let mut bytes = file.0;
     if bytes.len() as u64 > max_bytes {
         return Err(pixmill_actors::transform::InputError::TooManyBytes {
