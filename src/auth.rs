@@ -6,8 +6,10 @@
 //! the issuer and only that issuer's keys ([`keys::RemoteJwks`] from the issuer's JWKS, or
 //! [`keys::LocalKeys`] from the key in the data dir), and the signature, `iss`, `exp`,
 //! `nbf` (when present) and the audience are checked ([`policy`]). Roles are read from both
-//! of Keycloak's places ([`roles`]).
+//! of Keycloak's places ([`roles`]). A token that passed is answered from [`cache`] for up to
+//! a minute, never past its `exp`.
 
+pub mod cache;
 pub mod error;
 pub mod header;
 pub mod issuer;

@@ -11,11 +11,22 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::AuthError;
 
+/// A key that can check a token's signature, and how long the set it came from may be
+/// trusted without asking the issuer again.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub key: Arc<DecodingKey>,
+    /// `None`: the set cannot change while the process runs (the standalone issuer's).
+    /// What a token verified with this key may be remembered for goes no further
+    /// ([`super::cache`]), so remembering adds nothing to how long a withdrawn key counts.
+    pub fresh_until: Option<Instant>,
+}
+
 /// Finds the key a token names.
 #[async_trait]
 pub trait KeySource: Send + Sync + 'static {
     /// The key published under `kid` that can check an `alg` signature.
-    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<DecodingKey>, AuthError>;
+    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<SigningKey, AuthError>;
 
     fn describe(&self) -> String;
 }
@@ -64,8 +75,11 @@ impl LocalKeys {
 
 #[async_trait]
 impl KeySource for LocalKeys {
-    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<DecodingKey>, AuthError> {
-        find(&self.set, kid, alg)
+    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<SigningKey, AuthError> {
+        Ok(SigningKey {
+            key: find(&self.set, kid, alg)?,
+            fresh_until: None,
+        })
     }
 
     fn describe(&self) -> String {
@@ -125,9 +139,9 @@ impl Fetches {
 /// What the cache can say about a key without asking the issuer.
 enum Lookup {
     /// From a set younger than `max_age`.
-    Fresh(Arc<DecodingKey>),
+    Fresh(SigningKey),
     /// From an older set still within `max_stale`: serve it, refresh in the background.
-    Stale(Arc<DecodingKey>),
+    Stale(SigningKey),
     /// No set, a set past `max_stale`, or a set without this key.
     Missing,
 }
@@ -213,11 +227,7 @@ impl RemoteJwks {
     }
 
     /// The slow path: waits for a running fetch, or fetches if `min_refetch` allows.
-    async fn fetch_for(
-        &self,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> Result<Arc<DecodingKey>, AuthError> {
+    async fn fetch_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<SigningKey, AuthError> {
         let inner = &self.inner;
         let mut fetches = inner.fetches.lock().await;
         // A fetch that finished while this caller waited may have brought the key.
@@ -250,10 +260,17 @@ impl Inner {
         if age >= self.policy.max_age + self.policy.max_stale {
             return Lookup::Missing;
         }
-        match find(&cached.set, kid, alg) {
-            Ok(key) if age < self.policy.max_age => Lookup::Fresh(key),
-            Ok(key) => Lookup::Stale(key),
-            Err(_) => Lookup::Missing,
+        let key = match find(&cached.set, kid, alg) {
+            Ok(key) => SigningKey {
+                key,
+                fresh_until: Some(cached.fetched + self.policy.max_age),
+            },
+            Err(_) => return Lookup::Missing,
+        };
+        if age < self.policy.max_age {
+            Lookup::Fresh(key)
+        } else {
+            Lookup::Stale(key)
         }
     }
 
@@ -358,7 +375,7 @@ impl FetchFailure {
 
 #[async_trait]
 impl KeySource for RemoteJwks {
-    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<DecodingKey>, AuthError> {
+    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<SigningKey, AuthError> {
         match self.inner.lookup(kid, alg).await {
             Lookup::Fresh(key) => Ok(key),
             Lookup::Stale(key) => {

@@ -7,8 +7,9 @@ use jsonwebtoken::{decode, Algorithm, Validation};
 use pixmill_actors::Owner;
 use serde::Deserialize;
 
+use super::cache::{Trust, VerifiedTokens};
 use super::header::{screen, Screened};
-use super::keys::KeySource;
+use super::keys::{KeySource, SigningKey};
 use super::policy::{AudienceClaim, SigningAlgorithm};
 use super::roles::{ClientRoles, RoleRequirement};
 use super::AuthError;
@@ -61,6 +62,9 @@ struct Claims {
     aud: Option<Audience>,
     azp: Option<String>,
     preferred_username: Option<String>,
+    /// Seconds since the epoch; required (and checked) by `decode`. A number, as NumericDate
+    /// may carry a fraction.
+    exp: Option<f64>,
     #[serde(default)]
     realm_access: RoleList,
     #[serde(default)]
@@ -104,11 +108,16 @@ impl TokenRules {
 pub struct TokenVerifier {
     issuers: Vec<TrustedIssuer>,
     rules: TokenRules,
+    verified: VerifiedTokens,
 }
 
 impl TokenVerifier {
     pub fn new(issuers: Vec<TrustedIssuer>, rules: TokenRules) -> Self {
-        Self { issuers, rules }
+        Self {
+            issuers,
+            rules,
+            verified: VerifiedTokens::default(),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -126,7 +135,20 @@ impl TokenVerifier {
         )
     }
 
+    /// The caller a token names, if every check passes. A token accepted within the last
+    /// minute is answered from [`VerifiedTokens`] until its `exp`.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let digest = VerifiedTokens::digest(token);
+        if let Some(principal) = self.verified.get(&digest) {
+            return Ok(principal);
+        }
+        let (principal, trust) = self.verify_in_full(token).await?;
+        self.verified.insert(digest, principal.clone(), trust);
+        Ok(principal)
+    }
+
+    /// Every check, and how long its result holds.
+    async fn verify_in_full(&self, token: &str) -> Result<(Principal, Trust), AuthError> {
         let Screened { alg, kid, issuer } = screen(token, &self.rules.algorithms)?;
         let issuer = issuer.ok_or_else(|| AuthError::MissingClaim("iss".to_owned()))?;
         let trusted = self
@@ -134,7 +156,7 @@ impl TokenVerifier {
             .iter()
             .find(|trusted| trusted.iss == issuer)
             .ok_or(AuthError::WrongIssuer)?;
-        let key = trusted.keys.key(kid.as_deref(), alg).await?;
+        let SigningKey { key, fresh_until } = trusted.keys.key(kid.as_deref(), alg).await?;
 
         let mut validation = Validation::new(alg);
         // The one algorithm the header named, already checked against the configured list:
@@ -158,7 +180,15 @@ impl TokenVerifier {
             JwtErrorKind::InvalidAlgorithm => AuthError::AlgorithmNotAllowed(format!("{alg:?}")),
             _ => AuthError::Malformed,
         })?;
-        self.principal(data.claims)
+        let expires = data
+            .claims
+            .exp
+            .ok_or_else(|| AuthError::MissingClaim("exp".to_owned()))?;
+        let trust = Trust {
+            expires,
+            key_fresh_until: fresh_until,
+        };
+        Ok((self.principal(data.claims)?, trust))
     }
 
     fn principal(&self, claims: Claims) -> Result<Principal, AuthError> {
@@ -186,5 +216,95 @@ impl TokenVerifier {
             roles: claims.realm_access.roles,
             client_roles,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::auth::issuer::{LocalIssuer, LOCAL_ISSUER};
+    use crate::auth::keys::LocalKeys;
+
+    /// The issuer's key, counting how often a signature needed it.
+    struct CountingKeys {
+        inner: LocalKeys,
+        lookups: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl KeySource for CountingKeys {
+        async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<SigningKey, AuthError> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            self.inner.key(kid, alg).await
+        }
+
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+    }
+
+    fn verifier(issuer: &LocalIssuer) -> (TokenVerifier, Arc<AtomicUsize>) {
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let keys = CountingKeys {
+            inner: LocalKeys::new(issuer.jwks()),
+            lookups: lookups.clone(),
+        };
+        let rules = TokenRules::new(
+            "pixmill".to_owned(),
+            AudienceClaim::default(),
+            &[SigningAlgorithm::RS256],
+            Duration::from_secs(0),
+        );
+        let trusted = TrustedIssuer {
+            iss: LOCAL_ISSUER.to_owned(),
+            keys: Arc::new(keys),
+        };
+        (TokenVerifier::new(vec![trusted], rules), lookups)
+    }
+
+    fn issuer() -> LocalIssuer {
+        let pem = include_str!("../../tests/fixtures/issuer/private-key.pem");
+        LocalIssuer::from_pem(pem).expect("the fixture key")
+    }
+
+    #[tokio::test]
+    async fn a_token_seen_before_skips_the_signature_check_and_a_new_one_does_not() {
+        let issuer = issuer();
+        let (verifier, lookups) = verifier(&issuer);
+        let ttl = Duration::from_secs(300);
+        let token = issuer.mint("alice", &[], ttl, "pixmill").expect("a token");
+
+        let first = verifier.verify(&token).await.expect("accepted");
+        let again = verifier.verify(&token).await.expect("accepted again");
+        assert_eq!(first, again);
+        assert_eq!(first.owner.as_str(), "alice");
+        assert_eq!(lookups.load(Ordering::SeqCst), 1, "checked in full once");
+
+        let other = issuer.mint("bob", &[], ttl, "pixmill").expect("a token");
+        assert_eq!(
+            verifier.verify(&other).await.expect("bob").owner.as_str(),
+            "bob"
+        );
+        assert_eq!(lookups.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_checked_in_full_every_time() {
+        let issuer = issuer();
+        let (verifier, lookups) = verifier(&issuer);
+        let wrong_audience = issuer
+            .mint("mallory", &[], Duration::from_secs(300), "someone-else")
+            .expect("a token");
+        for _ in 0..2 {
+            assert!(matches!(
+                verifier.verify(&wrong_audience).await,
+                Err(AuthError::WrongAudience)
+            ));
+        }
+        assert_eq!(lookups.load(Ordering::SeqCst), 2);
     }
 }
