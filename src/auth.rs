@@ -7,7 +7,7 @@
 //! [`keys::LocalKeys`] from the key in the data dir), and the signature, `iss`, `exp`,
 //! `nbf` (when present) and the audience are checked ([`policy`]). Roles are read from both
 //! of Keycloak's places ([`roles`]). A token that passed is answered from [`cache`] for up to
-//! a minute, never past its `exp`.
+//! a minute, never past its `exp` nor past the key set that checked it.
 
 pub mod cache;
 pub mod error;

@@ -4,12 +4,16 @@
 //! by Keycloak's default), and checking an RS256 signature is the one costly step of
 //! [`TokenVerifier::verify`](super::TokenVerifier::verify): some 80 µs of CPU per request in
 //! the gateway's profile. An entry answers for at most [`MAX_AGE`], never past the token's
-//! `exp`, and never past the freshness of the key set that checked it (`auth.jwks_max_age`
-//! after its fetch; a set served stale during an outage vouches for nothing here). After
-//! any of these the token is verified in full again, with the leeway, exactly as if it had
-//! never been seen: remembering changes no answer, and a withdrawn key counts no longer
-//! than the key set cache already lets it. Only accepted tokens are kept, and they are kept
-//! by their SHA-256, so the map holds no bearer token.
+//! `exp`, never past the freshness of the key set that checked it (`auth.jwks_max_age`
+//! after its fetch; a set served stale during an outage vouches for nothing here), and not
+//! once a fetch has brought the issuer a different set (a key rotated in or withdrawn).
+//! After any of these the token is verified in full again, with the leeway, exactly as if
+//! it had never been seen. Only accepted tokens are kept, and they are kept by their
+//! SHA-256, so the map holds no bearer token.
+//!
+//! Known shortcoming: `nbf` is not looked at again, so a wall clock stepped back by more
+//! than `auth.leeway` within [`MAX_AGE`] of a token's first use does not make it "not yet
+//! valid" again, as a full check would.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,35 +21,42 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use super::keys::SetVersion;
 use super::Principal;
 
 /// How long a verified token is trusted without checking its signature again.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 
-/// Entries kept at most: a few MB of principals, far more callers than one gateway serves
-/// within [`MAX_AGE`].
+/// Entries kept at most: far more callers than one gateway serves within [`MAX_AGE`]. An
+/// entry is its principal (owner, name, roles: a few hundred bytes for Keycloak's usual
+/// tokens), so the map stays within some 16 MB even with long role lists.
 pub const CAPACITY: usize = 16_384;
 
 type TokenDigest = [u8; 32];
 
 /// How long a full check's result holds.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Trust {
     /// The token's `exp`, in seconds since the epoch.
     pub expires: f64,
     /// Until when the key set that checked the signature is fresh; `None`: for good.
     pub key_fresh_until: Option<Instant>,
+    /// The key set that checked it; `None`: a set that cannot change.
+    pub key_version: Option<SetVersion>,
 }
 
 struct Entry {
     principal: Principal,
     expires: f64,
     trusted_until: Instant,
+    key_version: Option<SetVersion>,
 }
 
 impl Entry {
     fn is_fresh(&self, now_unix: f64, now: Instant) -> bool {
-        now_unix < self.expires && now < self.trusted_until
+        now_unix < self.expires
+            && now < self.trusted_until
+            && self.key_version.as_ref().is_none_or(SetVersion::is_current)
     }
 }
 
@@ -93,6 +104,7 @@ impl VerifiedTokens {
             trusted_until: trust
                 .key_fresh_until
                 .map_or(at_most, |key| key.min(at_most)),
+            key_version: trust.key_version,
         };
         // A token accepted only by the leeway, or with a key served stale, is checked in
         // full each time.
@@ -152,6 +164,7 @@ mod tests {
         Trust {
             expires,
             key_fresh_until: None,
+            key_version: None,
         }
     }
 
@@ -195,6 +208,7 @@ mod tests {
         let trust = Trust {
             expires: NOW + 300.0,
             key_fresh_until: Some(start + Duration::from_secs(5)),
+            key_version: None,
         };
         cache.insert_at(digest, principal("grace"), trust, NOW, start);
         let four = Duration::from_secs(4);
@@ -206,6 +220,7 @@ mod tests {
         let stale = Trust {
             expires: NOW + 300.0,
             key_fresh_until: Some(start),
+            key_version: None,
         };
         cache.insert_at(
             VerifiedTokens::digest("stale"),

@@ -1,6 +1,7 @@
 //! Where verification keys come from: a JWKS, fetched from the issuer or built locally.
 //! Each key source belongs to one issuer (see [`super::verifier::TrustedIssuer`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock as StdRwLock};
 use std::time::{Duration, Instant};
 
@@ -12,14 +13,31 @@ use tokio::sync::{Mutex, RwLock};
 use super::AuthError;
 
 /// A key that can check a token's signature, and how long the set it came from may be
-/// trusted without asking the issuer again.
+/// trusted without asking the issuer again. What a token verified with this key is
+/// remembered for ([`super::cache`]) goes no further, so remembering never outlasts the key.
 #[derive(Clone)]
 pub struct SigningKey {
     pub key: Arc<DecodingKey>,
-    /// `None`: the set cannot change while the process runs (the standalone issuer's).
-    /// What a token verified with this key may be remembered for goes no further
-    /// ([`super::cache`]), so remembering adds nothing to how long a withdrawn key counts.
+    /// When the set stops being fresh (`auth.jwks_max_age` after its fetch); `None`: the set
+    /// cannot change while the process runs (the standalone issuer's).
     pub fresh_until: Option<Instant>,
+    /// The fetch the set came from: a later fetch that brought a different set (a key
+    /// rotated in or withdrawn) makes it out of date before `fresh_until`.
+    pub version: Option<SetVersion>,
+}
+
+/// Which of an issuer's key sets a key came from.
+#[derive(Clone, Debug)]
+pub struct SetVersion {
+    current: Arc<AtomicU64>,
+    seen: u64,
+}
+
+impl SetVersion {
+    /// Whether the issuer's keys are still the set this key came from.
+    pub fn is_current(&self) -> bool {
+        self.current.load(Ordering::Acquire) == self.seen
+    }
 }
 
 /// Finds the key a token names.
@@ -79,6 +97,7 @@ impl KeySource for LocalKeys {
         Ok(SigningKey {
             key: find(&self.set, kid, alg)?,
             fresh_until: None,
+            version: None,
         })
     }
 
@@ -108,6 +127,11 @@ struct Cached {
     set: JwkSet,
     fetched: Instant,
 }
+
+/// The version of the cached set: bumped, under the cache's write lock, by each fetch that
+/// brings a set different from the one before.
+#[derive(Default)]
+struct Versions(Arc<AtomicU64>);
 
 /// The bookkeeping of fetches. Its mutex is held for the whole of a fetch, so there is one
 /// fetch at a time; a caller that needs the fetch's result (a cold cache, an unknown `kid`,
@@ -157,6 +181,7 @@ struct Inner {
     discovered_jwks_url: StdRwLock<Option<String>>,
     policy: CachePolicy,
     cache: RwLock<Option<Cached>>,
+    versions: Versions,
     fetches: Arc<Mutex<Fetches>>,
 }
 
@@ -202,6 +227,7 @@ impl RemoteJwks {
                 discovered_jwks_url: StdRwLock::new(None),
                 policy,
                 cache: RwLock::new(None),
+                versions: Versions::default(),
                 fetches: Arc::new(Mutex::new(Fetches::default())),
             }),
         })
@@ -263,7 +289,12 @@ impl Inner {
         let key = match find(&cached.set, kid, alg) {
             Ok(key) => SigningKey {
                 key,
-                fresh_until: Some(cached.fetched + self.policy.max_age),
+                fresh_until: cached.fetched.checked_add(self.policy.max_age),
+                // Read under the same read lock as the set: a fetch replaces both at once.
+                version: Some(SetVersion {
+                    current: self.versions.0.clone(),
+                    seen: self.versions.0.load(Ordering::Acquire),
+                }),
             },
             Err(_) => return Lookup::Missing,
         };
@@ -291,7 +322,11 @@ impl Inner {
             }
         };
         tracing::info!(issuer = %self.issuer, keys = set.keys.len(), "fetched the issuer's signing keys");
-        *self.cache.write().await = Some(Cached {
+        let mut cache = self.cache.write().await;
+        if cache.as_ref().is_some_and(|old| old.set != set) {
+            self.versions.0.fetch_add(1, Ordering::AcqRel);
+        }
+        *cache = Some(Cached {
             set,
             fetched: Instant::now(),
         });

@@ -136,7 +136,8 @@ impl TokenVerifier {
     }
 
     /// The caller a token names, if every check passes. A token accepted within the last
-    /// minute is answered from [`VerifiedTokens`] until its `exp`.
+    /// minute is answered from [`VerifiedTokens`] while its `exp` and the key set that
+    /// checked it allow.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let digest = VerifiedTokens::digest(token);
         if let Some(principal) = self.verified.get(&digest) {
@@ -156,7 +157,11 @@ impl TokenVerifier {
             .iter()
             .find(|trusted| trusted.iss == issuer)
             .ok_or(AuthError::WrongIssuer)?;
-        let SigningKey { key, fresh_until } = trusted.keys.key(kid.as_deref(), alg).await?;
+        let SigningKey {
+            key,
+            fresh_until,
+            version,
+        } = trusted.keys.key(kid.as_deref(), alg).await?;
 
         let mut validation = Validation::new(alg);
         // The one algorithm the header named, already checked against the configured list:
@@ -180,6 +185,7 @@ impl TokenVerifier {
             JwtErrorKind::InvalidAlgorithm => AuthError::AlgorithmNotAllowed(format!("{alg:?}")),
             _ => AuthError::Malformed,
         })?;
+        // `decode` has already refused a token without `exp`; this only keeps the type honest.
         let expires = data
             .claims
             .exp
@@ -187,6 +193,7 @@ impl TokenVerifier {
         let trust = Trust {
             expires,
             key_fresh_until: fresh_until,
+            key_version: version,
         };
         Ok((self.principal(data.claims)?, trust))
     }

@@ -146,6 +146,45 @@ async fn cached_keys_serve_through_an_outage_and_a_rotation_needs_no_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_key_stops_vouching_for_tokens_it_already_verified() {
+    let realm = Keycloak::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The key set stays fresh for the default ten minutes: only its change can end the
+    // gateway's memory of the tokens it verified.
+    let mut app = app_with(dir.path(), |c| {
+        c.auth.issuer = Some(realm.issuer());
+        c.auth.jwks_min_refetch = Duration::from_millis(100);
+    })
+    .await;
+    let old = realm.mint("alice", &[]);
+    for _ in 0..2 {
+        assert_eq!(answer(&app, &old).await.0, 200);
+    }
+
+    realm.rotate();
+    realm.withdraw_first_key();
+    let new = realm.mint("alice", &[]);
+    // The new kid makes the gateway fetch the set again, once the refetch interval allows.
+    within(
+        Duration::from_secs(20),
+        "the rotated key to be accepted",
+        async {
+            while answer(&app, &new).await.0 != 200 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
+    let (status, code, _) = answer(&app, &old).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (401, "unknown_signing_key"),
+        "a token of the withdrawn key, verified a moment ago, must not be let in"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_issuer_holds_up_no_request_while_the_cache_is_usable() {
     let realm = Keycloak::start().await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -197,6 +197,17 @@ impl Keycloak {
         published.insert(0, self.next.clone());
     }
 
+    /// Withdraws the realm's first key after [`Keycloak::rotate`], as an administrator
+    /// does with a key that leaked: only the rotated key stays published.
+    pub fn withdraw_first_key(&self) {
+        let mut published = self.state.published();
+        assert!(
+            published.first().is_some_and(|k| k.kid == self.next.kid),
+            "rotate first"
+        );
+        published.truncate(1);
+    }
+
     /// A token signed by a key the realm never published, under `kid`.
     pub fn forged(&self, sub: &str, kid: &str) -> String {
         let mut token = self.token(sub, &[]);
