@@ -37,6 +37,16 @@ async fn answer(app: &Standalone, token: &str) -> (u16, String, Option<u64>) {
     (status, code, retry_after)
 }
 
+/// Waits (up to 20 s) until `token` is let in, asking every 50 ms.
+async fn until_accepted(app: &Standalone, token: &str, what: &str) {
+    within(Duration::from_secs(20), what, async {
+        while answer(app, token).await.0 != 200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
 /// Trust `realm` with a short-lived cache: a set is stale after 200 ms.
 fn trust(realm: &Keycloak, config: &mut Config) {
     config.auth.issuer = Some(realm.issuer());
@@ -165,16 +175,7 @@ async fn a_withdrawn_key_stops_vouching_for_tokens_it_already_verified() {
     realm.withdraw_first_key();
     let new = realm.mint("alice", &[]);
     // The new kid makes the gateway fetch the set again, once the refetch interval allows.
-    within(
-        Duration::from_secs(20),
-        "the rotated key to be accepted",
-        async {
-            while answer(&app, &new).await.0 != 200 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        },
-    )
-    .await;
+    until_accepted(&app, &new, "the rotated key to be accepted").await;
     let (status, code, _) = answer(&app, &old).await;
     assert_eq!(
         (status, code.as_str()),
@@ -253,16 +254,7 @@ async fn past_the_staleness_bound_tokens_are_refused_until_the_issuer_is_back() 
     assert_eq!(answer(&app, &token_for("bob")).await.0, 200);
 
     realm.set_down(false);
-    within(
-        Duration::from_secs(20),
-        "the realm's tokens to be accepted again",
-        async {
-            while answer(&app, &token).await.0 != 200 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        },
-    )
-    .await;
+    until_accepted(&app, &token, "the realm's tokens to be accepted again").await;
     app.stop().await;
 }
 
