@@ -516,6 +516,36 @@ def step_metrics(text):
     return histogram_sums(text, "pixmill_upload_step_duration_seconds", "step")
 
 
+def step_buckets(text):
+    """Cumulative counts per upload step and bucket bound (seconds, inf for +Inf)."""
+    family = "pixmill_upload_step_duration_seconds_bucket{"
+    buckets = {}
+    for line in text.splitlines():
+        if not line.startswith(family):
+            continue
+        name, value = line.rsplit(" ", 1)
+        labels = dict(part.split("=", 1) for part in name[len(family):-1].split(","))
+        step, le = labels.get("step", '""').strip('"'), labels.get("le", '""').strip('"')
+        bound = float("inf") if le == "+Inf" else float(le)
+        buckets.setdefault(step, {})[bound] = float(value)
+    return buckets
+
+
+def step_quantiles(before, after, q):
+    """Per step, the upper bound (ms) of the histogram bucket holding quantile q of the
+    uploads between two scrapes: 'at most this', at the histogram's resolution."""
+    out = {}
+    for step, counts in after.items():
+        old = before.get(step, {})
+        diffs = sorted((bound, n - old.get(bound, 0.0)) for bound, n in counts.items())
+        total = diffs[-1][1] if diffs else 0.0
+        if total <= 0:
+            continue
+        bound = next(b for b, n in diffs if n >= q * total)
+        out[step] = "inf" if bound == float("inf") else round(bound * 1000, 2)
+    return out
+
+
 def phase_means(before, after):
     means = {}
     for phase, (total, count) in after.items():
@@ -616,7 +646,8 @@ def latency_phase(mode, photos, clients_n, per_client, sampler, meter):
                for name, data in photos]
     total = clients_n * per_client
     log(f"latency: {clients_n} clients x {per_client} uploads of 1-2 MB")
-    steps0 = step_metrics(mode.gateway_metrics())
+    text0 = mode.gateway_metrics()
+    steps0, buckets0 = step_metrics(text0), step_buckets(text0)
     sampler.phase = "latency"
     meter.start()
     completions = Completions(mode.base, tokens[0])
@@ -637,7 +668,8 @@ def latency_phase(mode, photos, clients_n, per_client, sampler, meter):
     run_pool(clients_n, clients_n, client_loop, "clients done", clients_n)
     upload_wall = time.time() - start
     cpu = meter.stop()
-    steps1 = step_metrics(mode.gateway_metrics())
+    text1 = mode.gateway_metrics()
+    steps1, buckets1 = step_metrics(text1), step_buckets(text1)
     log("latency: uploads done; draining the queue")
     completions.wait(total, "latency drain")
     return {
@@ -650,6 +682,7 @@ def latency_phase(mode, photos, clients_n, per_client, sampler, meter):
         "p99_ms": round(percentile(latencies, 99) * 1000, 1),
         "max_ms": round(max(latencies) * 1000, 1),
         "upload_step_mean_ms": phase_means(steps0, steps1),
+        "upload_step_p99_at_most_ms": step_quantiles(buckets0, buckets1, 0.99),
         "cpu": cpu,
     }
 
@@ -854,7 +887,8 @@ def run_mode(name, args, photos, big, kernel, results):
         if "latency" in args.phases:
             out["latency"] = latency_phase(mode, photos, args.clients, args.per_client, sampler, meter)
             log(f"latency: p50 {out['latency']['p50_ms']} ms, p99 {out['latency']['p99_ms']} ms; "
-                f"gateway steps (mean ms) {json.dumps(out['latency']['upload_step_mean_ms'])}; "
+                f"gateway steps (mean ms) {json.dumps(out['latency']['upload_step_mean_ms'])}, "
+                f"(p99 at most, ms) {json.dumps(out['latency']['upload_step_p99_at_most_ms'])}; "
                 f"cpu {json.dumps(out['latency']['cpu'])}")
         if "rss" in args.phases:
             measure_rss(mode, args, big, sampler, meter, out)
