@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use super::keys::SetVersion;
+use super::keys::KeyFreshness;
 use super::Principal;
 
 /// How long a verified token is trusted without checking its signature again.
@@ -39,24 +39,20 @@ type TokenDigest = [u8; 32];
 pub struct Trust {
     /// The token's `exp`, in seconds since the epoch.
     pub expires: f64,
-    /// Until when the key set that checked the signature is fresh; `None`: for good.
-    pub key_fresh_until: Option<Instant>,
-    /// The key set that checked it; `None`: a set that cannot change.
-    pub key_version: Option<SetVersion>,
+    /// The key that checked the signature.
+    pub key: KeyFreshness,
 }
 
 struct Entry {
     principal: Principal,
-    expires: f64,
-    trusted_until: Instant,
-    key_version: Option<SetVersion>,
+    trust: Trust,
+    /// [`MAX_AGE`] after the full check.
+    verified_until: Instant,
 }
 
 impl Entry {
     fn is_fresh(&self, now_unix: f64, now: Instant) -> bool {
-        now_unix < self.expires
-            && now < self.trusted_until
-            && self.key_version.as_ref().is_none_or(SetVersion::is_current)
+        now_unix < self.trust.expires && now < self.verified_until && self.trust.key.holds_at(now)
     }
 }
 
@@ -97,14 +93,10 @@ impl VerifiedTokens {
         now_unix: f64,
         now: Instant,
     ) {
-        let at_most = now + MAX_AGE;
         let entry = Entry {
             principal,
-            expires: trust.expires,
-            trusted_until: trust
-                .key_fresh_until
-                .map_or(at_most, |key| key.min(at_most)),
-            key_version: trust.key_version,
+            trust,
+            verified_until: now + MAX_AGE,
         };
         // A token accepted only by the leeway, or with a key served stale, is checked in
         // full each time.
@@ -163,8 +155,7 @@ mod tests {
     fn until(expires: f64) -> Trust {
         Trust {
             expires,
-            key_fresh_until: None,
-            key_version: None,
+            key: KeyFreshness::default(),
         }
     }
 
@@ -207,8 +198,10 @@ mod tests {
         let digest = VerifiedTokens::digest("remote");
         let trust = Trust {
             expires: NOW + 300.0,
-            key_fresh_until: Some(start + Duration::from_secs(5)),
-            key_version: None,
+            key: KeyFreshness {
+                until: Some(start + Duration::from_secs(5)),
+                version: None,
+            },
         };
         cache.insert_at(digest, principal("grace"), trust, NOW, start);
         let four = Duration::from_secs(4);
@@ -219,8 +212,10 @@ mod tests {
         // A set served stale while the issuer is down vouches for nothing here.
         let stale = Trust {
             expires: NOW + 300.0,
-            key_fresh_until: Some(start),
-            key_version: None,
+            key: KeyFreshness {
+                until: Some(start),
+                version: None,
+            },
         };
         cache.insert_at(
             VerifiedTokens::digest("stale"),

@@ -12,18 +12,32 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::AuthError;
 
-/// A key that can check a token's signature, and how long the set it came from may be
-/// trusted without asking the issuer again. What a token verified with this key is
-/// remembered for ([`super::cache`]) goes no further, so remembering never outlasts the key.
-#[derive(Clone)]
+/// A key that can check a token's signature, and for how long.
 pub struct SigningKey {
     pub key: Arc<DecodingKey>,
-    /// When the set stops being fresh (`auth.jwks_max_age` after its fetch); `None`: the set
-    /// cannot change while the process runs (the standalone issuer's).
-    pub fresh_until: Option<Instant>,
-    /// The fetch the set came from: a later fetch that brought a different set (a key
-    /// rotated in or withdrawn) makes it out of date before `fresh_until`.
+    pub freshness: KeyFreshness,
+}
+
+/// How long a key may be trusted without asking its issuer again. What a token verified
+/// with the key is remembered for ([`super::cache`]) goes no further, so remembering never
+/// outlasts the key. The default is a key trusted for good (the standalone issuer's: its set
+/// cannot change while the process runs).
+#[derive(Clone, Debug, Default)]
+pub struct KeyFreshness {
+    /// When the set the key came from stops being fresh (`auth.jwks_max_age` after its
+    /// fetch).
+    pub until: Option<Instant>,
+    /// The fetch that set came from: a later fetch that brought a different set (a key
+    /// rotated in or withdrawn) ends the key's freshness before `until`.
     pub version: Option<SetVersion>,
+}
+
+impl KeyFreshness {
+    /// Whether the key is still as fresh at `now` as it was when it was looked up.
+    pub fn holds_at(&self, now: Instant) -> bool {
+        self.until.is_none_or(|until| now < until)
+            && self.version.as_ref().is_none_or(SetVersion::is_current)
+    }
 }
 
 /// Which of an issuer's key sets a key came from.
@@ -35,7 +49,7 @@ pub struct SetVersion {
 
 impl SetVersion {
     /// Whether the issuer's keys are still the set this key came from.
-    pub fn is_current(&self) -> bool {
+    fn is_current(&self) -> bool {
         self.current.load(Ordering::Acquire) == self.seen
     }
 }
@@ -96,8 +110,7 @@ impl KeySource for LocalKeys {
     async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<SigningKey, AuthError> {
         Ok(SigningKey {
             key: find(&self.set, kid, alg)?,
-            fresh_until: None,
-            version: None,
+            freshness: KeyFreshness::default(),
         })
     }
 
@@ -127,11 +140,6 @@ struct Cached {
     set: JwkSet,
     fetched: Instant,
 }
-
-/// The version of the cached set: bumped, under the cache's write lock, by each fetch that
-/// brings a set different from the one before.
-#[derive(Default)]
-struct Versions(Arc<AtomicU64>);
 
 /// The bookkeeping of fetches. Its mutex is held for the whole of a fetch, so there is one
 /// fetch at a time; a caller that needs the fetch's result (a cold cache, an unknown `kid`,
@@ -181,7 +189,9 @@ struct Inner {
     discovered_jwks_url: StdRwLock<Option<String>>,
     policy: CachePolicy,
     cache: RwLock<Option<Cached>>,
-    versions: Versions,
+    /// The version of the cached set: bumped, under the cache's write lock, by each fetch
+    /// that brings a set different from the one before.
+    set_version: Arc<AtomicU64>,
     fetches: Arc<Mutex<Fetches>>,
 }
 
@@ -227,7 +237,7 @@ impl RemoteJwks {
                 discovered_jwks_url: StdRwLock::new(None),
                 policy,
                 cache: RwLock::new(None),
-                versions: Versions::default(),
+                set_version: Arc::default(),
                 fetches: Arc::new(Mutex::new(Fetches::default())),
             }),
         })
@@ -289,12 +299,14 @@ impl Inner {
         let key = match find(&cached.set, kid, alg) {
             Ok(key) => SigningKey {
                 key,
-                fresh_until: cached.fetched.checked_add(self.policy.max_age),
-                // Read under the same read lock as the set: a fetch replaces both at once.
-                version: Some(SetVersion {
-                    current: self.versions.0.clone(),
-                    seen: self.versions.0.load(Ordering::Acquire),
-                }),
+                freshness: KeyFreshness {
+                    until: cached.fetched.checked_add(self.policy.max_age),
+                    // Read under the same read lock as the set: a fetch replaces both at once.
+                    version: Some(SetVersion {
+                        current: self.set_version.clone(),
+                        seen: self.set_version.load(Ordering::Acquire),
+                    }),
+                },
             },
             Err(_) => return Lookup::Missing,
         };
@@ -324,7 +336,7 @@ impl Inner {
         tracing::info!(issuer = %self.issuer, keys = set.keys.len(), "fetched the issuer's signing keys");
         let mut cache = self.cache.write().await;
         if cache.as_ref().is_some_and(|old| old.set != set) {
-            self.versions.0.fetch_add(1, Ordering::AcqRel);
+            self.set_version.fetch_add(1, Ordering::AcqRel);
         }
         *cache = Some(Cached {
             set,

@@ -157,11 +157,7 @@ impl TokenVerifier {
             .iter()
             .find(|trusted| trusted.iss == issuer)
             .ok_or(AuthError::WrongIssuer)?;
-        let SigningKey {
-            key,
-            fresh_until,
-            version,
-        } = trusted.keys.key(kid.as_deref(), alg).await?;
+        let SigningKey { key, freshness } = trusted.keys.key(kid.as_deref(), alg).await?;
 
         let mut validation = Validation::new(alg);
         // The one algorithm the header named, already checked against the configured list:
@@ -192,8 +188,7 @@ impl TokenVerifier {
             .ok_or_else(|| AuthError::MissingClaim("exp".to_owned()))?;
         let trust = Trust {
             expires,
-            key_fresh_until: fresh_until,
-            key_version: version,
+            key: freshness,
         };
         Ok((self.principal(data.claims)?, trust))
     }
