@@ -204,7 +204,7 @@ fn insert(tx: &Connection, image: &NewImage) -> rusqlite::Result<Result<ImageRec
             image.owner.as_str(),
             json_text(&image.spec)?,
             json_text(&image.original)?,
-            micros(image.dispatch_at),
+            image.dispatch_at.map(micros),
             image.idempotency_key,
             created,
             image.callback_url,
