@@ -4,7 +4,7 @@
 # when present), then runs benches/e2e.py in standalone and production mode and prints one
 # `goal=... measured=... target=... ok|short` line per goal.
 #
-#   benches/e2e.sh                                  both modes (about 4 minutes once built)
+#   benches/e2e.sh                                  both modes (about 8 minutes once built)
 #   benches/e2e.sh --modes standalone               one mode; any other e2e.py flag too
 #
 # Production mode runs on the loopback services of scripts/test-services.sh, with an S3
