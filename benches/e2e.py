@@ -56,7 +56,8 @@ BIG_PHOTO = "Kleiber_by_Lukas_Baubkus.jpg"
 # Throughput uploads when there is no kernel figure to size them from.
 FALLBACK_IMAGES = 200
 # What the report keeps of every throughput round (the median round is kept whole).
-ROUND_SUMMARY = ("images", "seconds", "images_per_s", "kernel_before_after", "kernel_images_per_s", "ratio")
+ROUND_SUMMARY = ("images", "seconds", "images_per_s", "kernel_before_after", "kernel_images_per_s", "ratio",
+                 "render_share")
 
 GOAL_THROUGHPUT_RATIO = 0.90
 GOAL_UPLOAD_P99_MS = 50.0
@@ -872,8 +873,10 @@ def measure_throughput(mode, args, photos, files, sampler, meter, out):
         tp["kernel_images_per_s"] = round((before + after) / 2, 3)
         tp["kernel_source"] = "pixmill-bench"
         tp["ratio"] = round(tp["images_per_s"] / tp["kernel_images_per_s"], 3)
+        tp["render_share"] = render_share(tp["cpu"])
         log(f"throughput: round {r}: {tp['images_per_s']} images/s e2e against a kernel of "
-            f"{before:.2f} and {after:.2f}: ratio {tp['ratio']}; cpu {json.dumps(tp['cpu'])}")
+            f"{before:.2f} and {after:.2f}: ratio {tp['ratio']}, render share "
+            f"{tp['render_share']}; cpu {json.dumps(tp['cpu'])}")
         rounds.append(tp)
     median = statistics.median_high(tp["ratio"] for tp in rounds)
     chosen = next(tp for tp in rounds if tp["ratio"] == median)
@@ -882,8 +885,19 @@ def measure_throughput(mode, args, photos, files, sampler, meter, out):
         "rounds": [{key: tp[key] for key in ROUND_SUMMARY} for tp in rounds],
         "kernel_runs_images_per_s": [round(k, 2) for k in kernels],
     }
-    log(f"throughput: ratios {[tp['ratio'] for tp in rounds]}, median {median}; kernel runs "
-        f"{[round(k, 2) for k in kernels]} images/s")
+    log(f"throughput: ratios {[tp['ratio'] for tp in rounds]}, median {median}; render shares "
+        f"{[tp['render_share'] for tp in rounds]}; kernel runs {[round(k, 2) for k in kernels]} images/s")
+
+
+def render_share(cpu):
+    """The part of the machine's busy CPU that went to rendering (the CPU pools' threads) in a
+    phase. Both sides are measured at once, so the machine's drift cancels out: it says what
+    the plumbing (everything else, the load generator and services included) cost, while the
+    ratio also asks whether a render costs what the kernel bench's does."""
+    render = sum(cores for proc in cpu["processes"].values()
+                 for name, cores in proc["threads"].items() if name.startswith("pixmill-cpu"))
+    busy = cpu["machine_busy_cores"]
+    return round(render / busy, 3) if busy else None
 
 
 def measure_rss(mode, args, big, sampler, meter, out):
