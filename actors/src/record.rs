@@ -144,10 +144,8 @@ pub struct NewImage {
     pub idempotency_key: Option<String>,
     /// The webhook target, already validated.
     pub callback_url: Option<String>,
-    /// When the relay should publish the job if the gateway has not confirmed it by then;
-    /// `None` when the job queue lives in this process (see `JobQueue::is_durable`), which
-    /// needs no such guard.
-    pub dispatch_at: Option<DateTime<Utc>>,
+    /// When the relay should publish the job if the gateway has not confirmed it by then.
+    pub dispatch_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -202,7 +202,7 @@ async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecor
     let statement = client.prepare_cached(&sql).await.map_err(pg_error)?;
     let created_at = to_micros(image.created_at);
     // Stored exactly as `mark_dispatched` will compare it.
-    let dispatch_at = image.dispatch_at.map(to_micros);
+    let dispatch_at = to_micros(image.dispatch_at);
     let params: [&(dyn ToSql + Sync); 8] = [
         &image.id.as_uuid(),
         &image.owner.as_str(),

@@ -204,7 +204,7 @@ fn insert(tx: &Connection, image: &NewImage) -> rusqlite::Result<Result<ImageRec
             image.owner.as_str(),
             json_text(&image.spec)?,
             json_text(&image.original)?,
-            image.dispatch_at.map(micros),
+            micros(image.dispatch_at),
             image.idempotency_key,
             created,
             image.callback_url,

@@ -4,11 +4,8 @@
 //! The order makes every crash safe. The object is written before the row, so a row never
 //! points at a missing object; a failure before the row commits removes the object again.
 //! The row is committed with a dispatch mark due `publish_grace` later; the gateway then
-//! publishes and clears the mark. If the gateway dies in between, or the broker refuses the
-//! message, the relay publishes the job when the mark falls due: a committed job is never
-//! left unpublished. A queue inside this process (standalone mode) needs no mark: it takes
-//! every publish, and the jobs it held when the process stopped are re-dispatched from the
-//! metadata store at start, so there an upload writes to the store once instead of twice.
+//! publishes and clears the mark. If the gateway dies in between, the relay publishes the
+//! job when the mark falls due: a committed job is never left unpublished.
 
 use std::time::Instant;
 
@@ -114,10 +111,7 @@ impl Gateway {
         failpoints::hit(Point::AfterObjectWrite);
 
         let now = Utc::now();
-        let dispatch_at = self
-            .queue
-            .is_durable()
-            .then(|| now + chrono::Duration::from_std(self.publish_grace).unwrap_or_default());
+        let dispatch_at = now + chrono::Duration::from_std(self.publish_grace).unwrap_or_default();
         let new = NewImage {
             id,
             owner: who.owner.clone(),
@@ -160,18 +154,11 @@ impl Gateway {
         #[cfg(not(feature = "failpoints"))]
         let published = self.publish(&job).await;
         clock.lap(UploadStep::Publish);
-        match (published, dispatch_at) {
-            (true, Some(due)) => {
-                if let Err(error) = self.metadata.mark_dispatched(id, due).await {
-                    tracing::warn!(image_id = %id, error = %error, "published, but could not clear the dispatch mark; the relay may publish a duplicate");
-                }
-                clock.lap(UploadStep::ClearMark);
+        if published {
+            if let Err(error) = self.metadata.mark_dispatched(id, dispatch_at).await {
+                tracing::warn!(image_id = %id, error = %error, "published, but could not clear the dispatch mark; the relay may publish a duplicate");
             }
-            (false, None) => {
-                // Broken promise of `JobQueue::is_durable`; the job is still in the store.
-                tracing::error!(image_id = %id, "the in-process queue refused a job; it is published when the server next starts");
-            }
-            _ => {}
+            clock.lap(UploadStep::ClearMark);
         }
         tracing::info!(image_id = %id, owner = %who.owner, format = %probed.format, width = probed.width,
             height = probed.height, bytes = new.original.bytes, "image accepted");

@@ -37,7 +37,6 @@ macro_rules! every_contract_test {
             a_stale_attempt_cannot_write,
             final_status_never_goes_back,
             a_new_upload_is_due_until_confirmed,
-            an_unmarked_upload_waits_for_the_queue_alone,
             a_confirm_keeps_a_later_mark,
             a_confirm_keeps_an_earlier_retry_mark,
             an_expired_lease_is_dispatched_again,

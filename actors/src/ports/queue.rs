@@ -103,10 +103,8 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Opens a consumer holding at most `prefetch` unsettled deliveries.
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn JobStream>, BackendError>;
 
-    /// Whether published messages survive a restart of this process. When not, the queue
-    /// lives in this process: it must take every publish while the process runs, and the
-    /// engine re-dispatches unfinished jobs from the metadata store at start, so the gateway
-    /// commits new jobs without a dispatch mark (`NewImage::dispatch_at`).
+    /// Whether published messages survive a restart of this process. When not, the engine
+    /// re-dispatches unfinished jobs from the metadata store at start.
     fn is_durable(&self) -> bool;
 
     async fn ping(&self) -> Result<(), BackendError>;

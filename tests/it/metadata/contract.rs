@@ -54,14 +54,9 @@ fn upload(owner: &Owner, created_at: DateTime<Utc>) -> NewImage {
         idempotency_key: None,
         // Stored and read back like every other column.
         callback_url: Some("https://hooks.example/done".to_owned()),
-        dispatch_at: Some(created_at + secs(5)),
+        dispatch_at: created_at + secs(5),
         created_at,
     }
-}
-
-/// The dispatch mark [`upload`] gives its image.
-fn mark_of(image: &NewImage) -> DateTime<Utc> {
-    image.dispatch_at.expect("uploads here carry a mark")
 }
 
 async fn insert_new(store: &Store, image: &NewImage) -> ImageRecord {
@@ -383,7 +378,7 @@ pub async fn a_new_upload_is_due_until_confirmed(store: Store) {
     let record = insert_new(&store, &image).await;
 
     assert!(!is_due(&store, record.id, image.created_at).await);
-    let due = store.due_dispatches(mark_of(&image), 100).await.unwrap();
+    let due = store.due_dispatches(image.dispatch_at, 100).await.unwrap();
     let (job, at) = due
         .into_iter()
         .find(|(job, _)| job.image_id == record.id)
@@ -393,40 +388,17 @@ pub async fn a_new_upload_is_due_until_confirmed(store: Store) {
         owner,
         trace_id: None,
     };
-    assert_eq!((job, at), (expected, mark_of(&image)));
+    assert_eq!((job, at), (expected, image.dispatch_at));
 
     store.mark_dispatched(record.id, at).await.unwrap();
     assert!(!is_due(&store, record.id, now() + secs(3600)).await);
-}
-
-/// What standalone mode's gateway records (its queue lives in the process): no mark, so the
-/// relay never publishes the job a second time however long it waits in the queue, yet a
-/// worker takes it, and a restart's re-dispatch finds it.
-pub async fn an_unmarked_upload_waits_for_the_queue_alone(store: Store) {
-    let image = NewImage {
-        dispatch_at: None,
-        ..upload(&owner(), now())
-    };
-    let record = insert_new(&store, &image).await;
-
-    assert!(!is_due(&store, record.id, now() + secs(3600)).await);
-    claim(&store, record.id, LEASE).await;
-
-    let second = NewImage {
-        dispatch_at: None,
-        ..upload(&owner(), now())
-    };
-    let waiting = insert_new(&store, &second).await;
-    let restart = now() + secs(1);
-    store.redispatch_unfinished(restart).await.unwrap();
-    assert!(is_due(&store, waiting.id, restart).await);
 }
 
 pub async fn a_confirm_keeps_a_later_mark(store: Store) {
     let image = upload(&owner(), now());
     let record = insert_new(&store, &image).await;
     let job = claim(&store, record.id, LEASE).await;
-    let retry_at = mark_of(&image) + secs(60);
+    let retry_at = image.dispatch_at + secs(60);
     let error = JobError::new("store_unavailable", "raw-images did not answer");
     assert!(store
         .retry_later(record.id, job.attempt, &error, retry_at)
@@ -435,7 +407,7 @@ pub async fn a_confirm_keeps_a_later_mark(store: Store) {
 
     // A confirm of the first publish arrives late: the retry's mark must survive it.
     store
-        .mark_dispatched(record.id, mark_of(&image))
+        .mark_dispatched(record.id, image.dispatch_at)
         .await
         .unwrap();
 
@@ -448,7 +420,7 @@ pub async fn a_confirm_keeps_an_earlier_retry_mark(store: Store) {
     let job = claim(&store, record.id, LEASE).await;
     // A quick worker failed the first attempt and asked for a retry due before the
     // gateway's grace runs out.
-    let retry_at = mark_of(&image) - secs(4);
+    let retry_at = image.dispatch_at - secs(4);
     let error = JobError::new("storage_unavailable", "raw-images did not answer");
     assert!(store
         .retry_later(record.id, job.attempt, &error, retry_at)
@@ -457,7 +429,7 @@ pub async fn a_confirm_keeps_an_earlier_retry_mark(store: Store) {
 
     // Only then does the gateway confirm its own publish, for its own (later) mark.
     store
-        .mark_dispatched(record.id, mark_of(&image))
+        .mark_dispatched(record.id, image.dispatch_at)
         .await
         .unwrap();
 

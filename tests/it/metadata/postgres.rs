@@ -167,7 +167,7 @@ fn new_image() -> NewImage {
         },
         idempotency_key: Some(format!("key-{id}")),
         callback_url: None,
-        dispatch_at: Some(Utc::now()),
+        dispatch_at: Utc::now(),
         created_at: Utc::now(),
     }
 }

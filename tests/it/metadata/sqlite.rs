@@ -42,7 +42,7 @@ fn upload(owner: &Owner) -> NewImage {
         },
         idempotency_key: Some("first".to_owned()),
         callback_url: None,
-        dispatch_at: Some(now),
+        dispatch_at: now,
         created_at: now,
     }
 }
