@@ -52,6 +52,10 @@ impl Mode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A gateway's jobs would never reach a worker, and a worker would wait for jobs that
+    /// never come: each process would have a queue of its own.
+    #[error("`pixmill {0}` needs a job queue shared with the other processes: set PIXMILL_QUEUE__URL (queue.url) to RabbitMQ's amqp:// URL; the in-process queue serves only `pixmill standalone`, where one process takes the uploads and renders them")]
+    QueueInProcess(&'static str),
     #[error(transparent)]
     Connect(#[from] backends::ConnectError),
     #[error(transparent)]
@@ -98,6 +102,9 @@ impl App {
         mode: Mode,
         options: StartOptions,
     ) -> Result<Self, StartError> {
+        if mode != Mode::Standalone && backends::queue_in_process(&config) {
+            return Err(StartError::QueueInProcess(mode.name()));
+        }
         let backends = backends::connect(&config).await?;
         let verifier = auth_setup::verifier(&config, mode)?;
         let upload_capacity = config.server.max_concurrent_uploads.max(1);

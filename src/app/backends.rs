@@ -193,21 +193,28 @@ async fn open_fs(root: std::path::PathBuf) -> Result<FsObjectStore, ConnectError
     .await
 }
 
+/// Whether `config` puts the job queue inside this process (no `queue.url`, or
+/// `memory://`): jobs published there reach only this process's own engine.
+pub fn queue_in_process(config: &Config) -> bool {
+    config
+        .queue
+        .url
+        .as_ref()
+        .is_none_or(|url| scheme(url.expose()) == "memory")
+}
+
 async fn queue(config: &Config) -> Result<Arc<dyn JobQueue>, ConnectError> {
-    let url = config.queue.url.as_ref().map(|u| u.expose().to_owned());
-    match url.as_deref() {
-        None => Ok(Arc::new(MemoryQueue::new())),
-        Some(url) if scheme(url) == "memory" => Ok(Arc::new(MemoryQueue::new())),
-        Some(url) => {
-            let mut rabbit = RabbitConfig::new(url);
-            rabbit.queue = config.queue.name.clone();
-            let queue = patiently("queue (RabbitMQ)", redact_url(url), || {
-                RabbitQueue::connect(&rabbit)
-            })
-            .await?;
-            Ok(Arc::new(queue))
-        }
-    }
+    let url = match &config.queue.url {
+        Some(url) if !queue_in_process(config) => url.expose().to_owned(),
+        _ => return Ok(Arc::new(MemoryQueue::new())),
+    };
+    let mut rabbit = RabbitConfig::new(&url);
+    rabbit.queue = config.queue.name.clone();
+    let queue = patiently("queue (RabbitMQ)", redact_url(&url), || {
+        RabbitQueue::connect(&rabbit)
+    })
+    .await?;
+    Ok(Arc::new(queue))
 }
 
 async fn fastpath(config: &Config) -> Result<FastPath, ConnectError> {

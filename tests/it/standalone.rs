@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pixmill::app::{App, Mode, StartOptions};
 use pixmill_actors::faults::FaultPlan;
 use pixmill_actors::ImageRecord;
 use serde_json::Value;
@@ -397,4 +398,23 @@ async fn a_job_that_always_crashes_ends_failed_with_a_reason() {
     let (status, health) = app.get_json(&token, "/healthz").await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     app.stop().await;
+}
+
+/// A gateway and a worker on in-process queues would each have a queue of their own: the
+/// gateway's jobs would never be rendered. Each refuses to start, says what to set, and
+/// leaves its data dir alone.
+#[tokio::test]
+async fn only_standalone_runs_on_the_in_process_queue() {
+    for mode in [Mode::Gateway, Mode::Worker] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let mut config = standalone_config(&data);
+        config.auth.trust_local_issuer_unsafe = true;
+        let error = match App::start(config, mode, StartOptions::default()).await {
+            Ok(_) => panic!("{mode:?} started on the in-process queue"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("PIXMILL_QUEUE__URL"), "{error}");
+        assert!(!data.exists(), "{mode:?} wrote to {} first", data.display());
+    }
 }
