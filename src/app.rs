@@ -102,7 +102,7 @@ impl App {
         mode: Mode,
         options: StartOptions,
     ) -> Result<Self, StartError> {
-        if mode != Mode::Standalone && backends::queue_in_process(&config) {
+        if mode != Mode::Standalone && backends::shared_queue_url(&config).is_none() {
             return Err(StartError::QueueInProcess(mode.name()));
         }
         let backends = backends::connect(&config).await?;

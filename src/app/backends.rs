@@ -193,24 +193,21 @@ async fn open_fs(root: std::path::PathBuf) -> Result<FsObjectStore, ConnectError
     .await
 }
 
-/// Whether `config` puts the job queue inside this process (no `queue.url`, or
-/// `memory://`): jobs published there reach only this process's own engine.
-pub fn queue_in_process(config: &Config) -> bool {
-    config
-        .queue
-        .url
-        .as_ref()
-        .is_none_or(|url| scheme(url.expose()) == "memory")
+/// The URL of a job queue shared between processes (RabbitMQ), or `None` when `config`
+/// puts the queue inside this process (no `queue.url`, or `memory://`): jobs published
+/// there reach only this process's own engine.
+pub fn shared_queue_url(config: &Config) -> Option<&str> {
+    let url = config.queue.url.as_ref()?.expose();
+    (scheme(url) != "memory").then_some(url)
 }
 
 async fn queue(config: &Config) -> Result<Arc<dyn JobQueue>, ConnectError> {
-    let url = match &config.queue.url {
-        Some(url) if !queue_in_process(config) => url.expose().to_owned(),
-        _ => return Ok(Arc::new(MemoryQueue::new())),
+    let Some(url) = shared_queue_url(config) else {
+        return Ok(Arc::new(MemoryQueue::new()));
     };
-    let mut rabbit = RabbitConfig::new(&url);
+    let mut rabbit = RabbitConfig::new(url);
     rabbit.queue = config.queue.name.clone();
-    let queue = patiently("queue (RabbitMQ)", redact_url(&url), || {
+    let queue = patiently("queue (RabbitMQ)", redact_url(url), || {
         RabbitQueue::connect(&rabbit)
     })
     .await?;
