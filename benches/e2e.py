@@ -57,7 +57,7 @@ BIG_PHOTO = "Kleiber_by_Lukas_Baubkus.jpg"
 FALLBACK_IMAGES = 200
 # What the report keeps of every throughput round (the median round is kept whole).
 ROUND_SUMMARY = ("images", "seconds", "images_per_s", "kernel_before_after", "kernel_images_per_s", "ratio",
-                 "render_share")
+                 "render_share", "render_per_image")
 
 GOAL_THROUGHPUT_RATIO = 0.90
 GOAL_UPLOAD_P99_MS = 50.0
@@ -203,6 +203,38 @@ def thread_cpu(pid):
     return totals
 
 
+RENDER_THREAD_PREFIX = "pixmill-cpu"
+
+
+def render_threads(pid):
+    """What the render threads (the CPU pool's, `pixmill-cpu-N`) of process PID have cost so
+    far: CPU seconds (schedstat, in ns), minor page faults and context switches, summed. The
+    same figures `pixmill-bench throughput` reports for its own threads ("warm")."""
+    totals = {"cpu_s": 0.0, "minor_faults": 0, "voluntary_switches": 0, "involuntary_switches": 0}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return totals
+    for tid in tids:
+        task = f"/proc/{pid}/task/{tid}"
+        try:
+            with open(f"{task}/stat") as f:
+                text = f.read()
+            if not text[text.index("(") + 1:text.rindex(")")].startswith(RENDER_THREAD_PREFIX):
+                continue
+            with open(f"{task}/schedstat") as f:
+                cpu_ns = int(f.read().split()[0])
+            with open(f"{task}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+        except (OSError, ValueError):
+            continue
+        totals["cpu_s"] += cpu_ns / 1e9
+        totals["minor_faults"] += int(text[text.rindex(")") + 2:].split()[7])
+        totals["voluntary_switches"] += int(status["voluntary_ctxt_switches"])
+        totals["involuntary_switches"] += int(status["nonvoluntary_ctxt_switches"])
+    return totals
+
+
 # The services production mode shares the cores with, by process name: what "other" is made of.
 SERVICES = {
     "postgres": "postgresql",
@@ -248,6 +280,7 @@ class CpuMeter:
         self._machine0 = machine_busy_seconds()
         self._self0 = sum(os.times()[:2])
         self._threads0 = {s.name: thread_cpu(s.pid) for s in self.servers}
+        self._render0 = [render_threads(s.pid) for s in self.servers]
         self._services0 = service_cpu()
 
     def stop(self):
@@ -266,6 +299,11 @@ class CpuMeter:
                 "cores": round(sum(deltas.values()) / wall, 2),
                 "threads": {k: round(v / wall, 2) for k, v in top if v > 0},
             }
+        render = {}
+        for server, before in zip(self.servers, self._render0):
+            for key, value in render_threads(server.pid).items():
+                render[key] = render.get(key, 0) + value - before[key]
+        result["render_threads"] = render
         ours = sum(p["cores"] for p in result["processes"].values()) + result["loadgen_cores"]
         # Services (PostgreSQL, RabbitMQ, Redis, S3), the kernel and anyone else on the box.
         result["other_cores"] = round(result["machine_busy_cores"] - ours, 2)
@@ -861,22 +899,26 @@ def measure_throughput(mode, args, photos, files, sampler, meter, out):
         return
     # Each round is judged against the kernel runs just before and just after it, so drift
     # in the machine's speed falls on both sides of its ratio alike.
-    kernels = [kernel_throughput(args.bench, files, args.kernel_seconds)["images_per_s"]]
+    kernel_runs = [kernel_throughput(args.bench, files, args.kernel_seconds)]
+    kernels = [kernel_runs[0]["images_per_s"]]
     count = args.images or max(40, round(kernels[0] * args.seconds))
     rounds = []
     for r in range(1, args.rounds + 1):
         log(f"throughput: round {r} of {args.rounds}")
         tp = throughput_phase(mode, photos, count, args.concurrency, sampler, meter)
-        kernels.append(kernel_throughput(args.bench, files, args.kernel_seconds)["images_per_s"])
+        kernel_runs.append(kernel_throughput(args.bench, files, args.kernel_seconds))
+        kernels.append(kernel_runs[-1]["images_per_s"])
         before, after = kernels[-2], kernels[-1]
         tp["kernel_before_after"] = [round(before, 2), round(after, 2)]
         tp["kernel_images_per_s"] = round((before + after) / 2, 3)
         tp["kernel_source"] = "pixmill-bench"
         tp["ratio"] = round(tp["images_per_s"] / tp["kernel_images_per_s"], 3)
         tp["render_share"] = render_share(tp["cpu"])
+        tp["render_per_image"] = render_per_image(tp, kernel_runs[-2:])
         log(f"throughput: round {r}: {tp['images_per_s']} images/s e2e against a kernel of "
             f"{before:.2f} and {after:.2f}: ratio {tp['ratio']}, render share "
-            f"{tp['render_share']}; cpu {json.dumps(tp['cpu'])}")
+            f"{tp['render_share']}, render cost {tp['render_per_image']['cost']}; "
+            f"per image {json.dumps(tp['render_per_image'])}; cpu {json.dumps(tp['cpu'])}")
         rounds.append(tp)
     median = statistics.median_high(tp["ratio"] for tp in rounds)
     chosen = next(tp for tp in rounds if tp["ratio"] == median)
@@ -886,7 +928,36 @@ def measure_throughput(mode, args, photos, files, sampler, meter, out):
         "kernel_runs_images_per_s": [round(k, 2) for k in kernels],
     }
     log(f"throughput: ratios {[tp['ratio'] for tp in rounds]}, median {median}; render shares "
-        f"{[tp['render_share'] for tp in rounds]}; kernel runs {[round(k, 2) for k in kernels]} images/s")
+        f"{[tp['render_share'] for tp in rounds]}; render costs "
+        f"{[tp['render_per_image']['cost'] for tp in rounds]}; kernel runs "
+        f"{[round(k, 2) for k in kernels]} images/s")
+
+
+def render_per_image(tp, kernel_runs):
+    """What one render cost its thread in the pipeline (the phase's render threads over its
+    images) against the kernel bench's warm renders in the runs either side of it: `cost` is
+    the pipeline's CPU per render over the bench's (1.00: the same), and the page faults and
+    preemptions per render on each side say where a difference comes from."""
+    threads, images = tp["cpu"]["render_threads"], tp["images"]
+    warm = [k.get("warm") or {} for k in kernel_runs]
+
+    def bench(key):
+        values = [w[key] for w in warm if w.get(key) is not None]
+        return statistics.mean(values) if values else None
+
+    figures = {
+        "cpu_ms": (threads["cpu_s"] * 1000 / images, bench("cpu_ms_per_image")),
+        "minor_faults": (threads["minor_faults"] / images, bench("minor_faults_per_image")),
+        "involuntary_switches": (threads["involuntary_switches"] / images,
+                                 bench("involuntary_switches_per_image")),
+        "voluntary_switches": (threads["voluntary_switches"] / images,
+                               bench("voluntary_switches_per_image")),
+    }
+    pipeline_ms, bench_ms = figures["cpu_ms"]
+    result = {"cost": round(pipeline_ms / bench_ms, 3) if bench_ms else None}
+    for key, (ours, theirs) in figures.items():
+        result[key] = [round(ours, 2), None if theirs is None else round(theirs, 2)]
+    return result
 
 
 def render_share(cpu):
