@@ -2,6 +2,10 @@
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so a write the store acknowledged is on
 //! disk and survives a crash or power loss, not only a clean restart.
+//!
+//! Every statement on a hot path is prepared once per connection and kept
+//! (`prepare_cached`): parsing the SQL again for each read and write was a tenth of the
+//! standalone server's CPU outside rendering in a throughput profile (BENCHMARKS.md).
 
 mod codec;
 mod committer;
@@ -31,6 +35,11 @@ const MIGRATIONS: [&str; 2] = [
     include_str!("../../sql/sqlite/1_create_images.sql"),
     include_str!("../../sql/sqlite/2_add_callback_url.sql"),
 ];
+
+/// Prepared statements kept per connection: more than the distinct statements the store
+/// runs (reads, writes, the listing's filter combinations), so none is evicted and parsed
+/// again.
+const STATEMENT_CACHE: usize = 48;
 
 /// How long a statement waits for a lock held by another process on the same file (a
 /// second `pixmill` pointed at the same data directory) before failing with `Timeout`.
@@ -105,6 +114,7 @@ impl SqliteStore {
 
 fn configure(conn: &Connection) -> Result<(), BackendError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(sql_error)?;
@@ -156,7 +166,14 @@ fn select_one(
     params: impl rusqlite::Params,
 ) -> rusqlite::Result<Option<StoredRow>> {
     let sql = format!("SELECT {COLUMNS} FROM images WHERE {filter}");
-    conn.query_row(&sql, params, read_row).optional()
+    conn.prepare_cached(&sql)?
+        .query_row(params, read_row)
+        .optional()
+}
+
+/// Runs one statement that returns no rows, prepared once per connection.
+fn execute(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
 }
 
 fn by_id(conn: &Connection, id: ImageId) -> rusqlite::Result<Option<StoredRow>> {
@@ -195,7 +212,8 @@ fn insert(tx: &Connection, image: &NewImage) -> rusqlite::Result<Result<ImageRec
         }
     }
     let created = micros(to_micros(image.created_at));
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO images (id, owner, status, spec, original, variants, attempts, \
              dispatch_at, idempotency_key, created_at, updated_at, callback_url) \
          VALUES (?1, ?2, 'PENDING', ?3, ?4, '[]', 0, ?5, ?6, ?7, ?7, ?8)",
@@ -236,7 +254,7 @@ fn list(conn: &Connection, owner: &Owner, query: &ListQuery) -> rusqlite::Result
         "SELECT {COLUMNS} FROM images WHERE {} ORDER BY created_at DESC, id DESC LIMIT ?",
         filters.join(" AND ")
     );
-    let mut statement = conn.prepare(&sql)?;
+    let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params_from_iter(values), read_row)?;
     let mut items = rows
         .map(|row| row.map(|row| row.record))
@@ -254,7 +272,7 @@ fn delete(tx: &Connection, owner: &Owner, id: ImageId) -> rusqlite::Result<Optio
     let Some(row) = by_owner(tx, owner, id)? else {
         return Ok(None);
     };
-    tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
+    execute(tx, "DELETE FROM images WHERE id = ?1", [id.to_string()])?;
     Ok(Some(row.record))
 }
 
@@ -280,7 +298,8 @@ fn claim(
         ClaimStep::LeasedElsewhere => Claim::LeasedElsewhere,
         ClaimStep::NotDue => Claim::NotDue,
         ClaimStep::Exhaust(error) => {
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE images SET status = 'FAILED', error_code = ?2, error_message = ?3, \
                      lease_expires_at = NULL, dispatch_at = NULL, updated_at = ?4 \
                  WHERE id = ?1",
@@ -292,7 +311,8 @@ fn claim(
             attempt,
             lease_until,
         } => {
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE images SET status = 'PROCESSING', attempts = ?2, \
                      lease_expires_at = ?3, dispatch_at = NULL, updated_at = ?4 \
                  WHERE id = ?1",
@@ -323,7 +343,11 @@ fn guarded_update(
         Value::Text(id.to_string()),
         Value::Integer(i64::from(attempt)),
     ];
-    let changed = conn.execute(&sql, params_from_iter(values.into_iter().chain(guard)))?;
+    let changed = execute(
+        conn,
+        &sql,
+        params_from_iter(values.into_iter().chain(guard)),
+    )?;
     Ok(changed == 1)
 }
 
@@ -343,7 +367,8 @@ fn due_dispatches(
     // An expired lease means its worker died: mark the job due now so the relay's confirm
     // (`mark_dispatched`) has a mark to clear. Dropping the lease keeps the next scan from
     // finding the same job again once the confirm cleared the mark.
-    tx.execute(
+    execute(
+        tx,
         "UPDATE images SET dispatch_at = ?1, lease_expires_at = NULL \
          WHERE id IN (SELECT id FROM images \
                       WHERE status = 'PROCESSING' AND lease_expires_at <= ?1 \
@@ -351,7 +376,7 @@ fn due_dispatches(
         params![now, limit],
     )?;
     let due = {
-        let mut statement = tx.prepare(&format!(
+        let mut statement = tx.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM images WHERE dispatch_at <= ?1 \
              ORDER BY dispatch_at, id LIMIT ?2"
         ))?;
@@ -379,6 +404,7 @@ fn existing(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<ImageId>>
     let mut found = Vec::new();
     for chunk in ids.chunks(IDS_PER_QUERY) {
         let marks = vec!["?"; chunk.len()].join(", ");
+        // Not kept: its text changes with the number of ids, and the sweeper runs rarely.
         let mut statement =
             conn.prepare(&format!("SELECT id FROM images WHERE id IN ({marks})"))?;
         let rows = statement.query_map(params_from_iter(chunk), |row| row.get::<_, String>(0))?;
@@ -490,7 +516,8 @@ impl MetadataStore for SqliteStore {
     async fn mark_dispatched(&self, id: ImageId, due: DateTime<Utc>) -> Result<(), BackendError> {
         let due = micros(to_micros(due));
         self.write(move |conn| {
-            conn.execute(
+            execute(
+                conn,
                 "UPDATE images SET dispatch_at = NULL WHERE id = ?1 AND dispatch_at = ?2",
                 params![id.to_string(), due],
             )
@@ -513,7 +540,8 @@ impl MetadataStore for SqliteStore {
         self.write(move |conn| {
             // Only one engine runs on this file, so a `PROCESSING` job's worker is gone: its
             // lease goes too, or the job would wait for it to expire.
-            let changed = conn.execute(
+            let changed = execute(
+                conn,
                 "UPDATE images SET dispatch_at = ?1, \
                      lease_expires_at = CASE WHEN status = 'PROCESSING' THEN NULL \
                                              ELSE lease_expires_at END \

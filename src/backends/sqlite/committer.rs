@@ -116,7 +116,7 @@ where
         let Some(op) = self.op.take() else {
             return Ok(());
         };
-        if let Err(error) = conn.execute_batch("SAVEPOINT pixmill_write") {
+        if let Err(error) = control(conn, "SAVEPOINT pixmill_write") {
             if conn.is_autocommit() {
                 // The batch's transaction is gone with it.
                 return Err(SavepointLost::Failed(error));
@@ -137,8 +137,7 @@ where
         }
         let outcome = match result {
             Ok(Ok(value)) => {
-                conn.execute_batch("RELEASE pixmill_write")
-                    .map_err(SavepointLost::Failed)?;
+                control(conn, "RELEASE pixmill_write").map_err(SavepointLost::Failed)?;
                 Ok(value)
             }
             Ok(Err(error)) => {
@@ -247,18 +246,23 @@ fn commit_loop(conn: &Connection, writes: &mpsc::Receiver<Box<dyn Write>>, commi
     }
 }
 
+/// Runs one transaction-control statement (prepared once and kept: each write runs two, each
+/// batch two more).
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// Runs the batch in one transaction and commits it.
 fn commit(conn: &Connection, batch: &mut [Box<dyn Write>]) -> Result<(), BackendError> {
     // IMMEDIATE takes the write lock up front, waiting out (busy_timeout) another process
     // on the same file, as each write did on its own before.
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| sql_error(e).not_applied())?;
+    control(conn, "BEGIN IMMEDIATE").map_err(|e| sql_error(e).not_applied())?;
     for write in batch.iter_mut() {
         if let Err(lost) = write.run(conn) {
             return Err(abandon(conn, lost));
         }
     }
-    if let Err(error) = conn.execute_batch("COMMIT") {
+    if let Err(error) = control(conn, "COMMIT") {
         // A failed COMMIT may leave the transaction open (SQLITE_BUSY); end it so the next
         // batch can begin. Whether the flush reached the disk is unknown, so the error does
         // not say "not applied".
