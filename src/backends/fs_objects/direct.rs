@@ -90,14 +90,27 @@ pub(super) fn read_all(path: &Path) -> io::Result<Bytes> {
 /// buffer of whole blocks (the read that finds the end asks for whole blocks and gets the
 /// rest of the file). `None` when the reads came back short before the end (a filesystem
 /// may do that): the next direct read would be unaligned, so the caller reads buffered.
+///
+/// The buffer is not zeroed first: the reads fill it. Zeroing an original before reading it
+/// was 4% of the standalone server's CPU outside rendering in a throughput profile.
 fn read_aligned(file: &mut File, length: usize) -> io::Result<Option<Bytes>> {
     let capacity = padded(length);
-    let (mut storage, start) = aligned_buffer(capacity);
+    let mut storage: Vec<u8> = Vec::with_capacity(capacity + ALIGN);
+    // The bytes before the aligned start are part of the vector, so they are set (to zero);
+    // the reads append from the aligned start on.
+    let start = storage.as_ptr().align_offset(ALIGN);
+    storage.resize(start, 0);
     let mut filled = 0;
     while filled < length {
-        match file.read(&mut storage[start + filled..start + capacity]) {
+        let room = &mut storage.spare_capacity_mut()[..capacity - filled];
+        match read_into(file, room) {
             Ok(0) => break,
-            Ok(read) => filled += read,
+            Ok(read) => {
+                // SAFETY: `read_into` initialised the first `read` bytes of the spare room,
+                // which begins at the vector's current length.
+                unsafe { storage.set_len(storage.len() + read) };
+                filled += read;
+            }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),
         }
@@ -109,6 +122,22 @@ fn read_aligned(file: &mut File, length: usize) -> io::Result<Option<Bytes>> {
         return Ok(None);
     }
     Ok(Some(Bytes::from(storage).slice(start..start + filled)))
+}
+
+/// One `read(2)` into memory not yet initialised; how many bytes it wrote there.
+#[cfg(unix)]
+fn read_into(file: &File, room: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+
+    // SAFETY: the kernel writes at most `room.len()` bytes into `room`, which this call
+    // borrows mutably; the descriptor is borrowed from `file` for the call.
+    let read = unsafe { libc::read(file.as_raw_fd(), room.as_mut_ptr().cast(), room.len()) };
+    usize::try_from(read).map_err(|_| io::Error::last_os_error())
+}
+
+#[cfg(not(unix))]
+fn read_into(_file: &File, _room: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// Writes `body` in whole aligned blocks from an aligned buffer, then cuts the file back to
