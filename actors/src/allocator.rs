@@ -21,15 +21,30 @@
 //!   13 MB (BENCHMARKS.md). A block larger than a second arena's heap (64 MiB, beyond about
 //!   20 megapixels of RGB) is still mapped on its own there; the main arena grows with brk
 //!   and keeps even those.
+//! - A second arena's memory comes in heaps of 64 MiB, and a heap left empty is unmapped at
+//!   once, whatever the trim threshold: glibc keeps an empty heap only while the one before
+//!   it has less than the top pad (`M_TOP_PAD`, 128 KiB by default) free. Where a render's
+//!   buffers do not fit beside what else lives in the arena's first heap (two renders at
+//!   once on threads that landed in the same arena, say), each image mapped a second heap,
+//!   faulted in its pages and unmapped it again: `benches/e2e.py` saw the render threads
+//!   take 1,100 to 1,300 page faults per image in some runs of one build (0 to 40 in
+//!   others; which threads share an arena is settled at start), nearly all in
+//!   libjpeg-turbo's zeroing of its coefficient arrays, and a render cost 6 to 8% more than
+//!   the kernel bench's. A top pad of one whole heap keeps an emptied heap for
+//!   the next image. Peak memory is unchanged (the heap was in use at the peak); what
+//!   changes is that it is kept, like the rest of the arena.
 //!
 //! A variable of glibc's own (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`,
-//! `MALLOC_TRIM_THRESHOLD_`, or the same under `GLIBC_TUNABLES`) wins over the setting
-//! here. Other C libraries and allocators are left as they are.
+//! `MALLOC_TRIM_THRESHOLD_`, `MALLOC_TOP_PAD_`, or the same under `GLIBC_TUNABLES`) wins
+//! over the setting here. Other C libraries and allocators are left as they are.
 
 /// Arenas for the whole process.
 const ARENAS: i32 = 2;
 /// The mmap and trim thresholds: 256 MiB.
 const KEEP_BYTES: i32 = 256 << 20;
+/// The top pad: the size of a second arena's heap on 64-bit glibc, so an emptied heap is
+/// never unmapped (see above).
+const TOP_PAD: i32 = 64 << 20;
 
 /// Applies the settings above. Call before any thread is started.
 pub fn tune_for_rendering() {
@@ -39,7 +54,7 @@ pub fn tune_for_rendering() {
         let user_set = |variable: &str, tunable: &str| {
             std::env::var_os(variable).is_some() || names_tunable(&tunables, tunable)
         };
-        // SAFETY (all three calls): mallopt only sets an allocator parameter; the caller
+        // SAFETY (all four calls): mallopt only sets an allocator parameter; the caller
         // starts no thread before this returns.
         if !user_set("MALLOC_ARENA_MAX", "arena_max") {
             unsafe { libc::mallopt(libc::M_ARENA_MAX, ARENAS) };
@@ -55,6 +70,9 @@ pub fn tune_for_rendering() {
         };
         if mmap_taken && !user_set("MALLOC_TRIM_THRESHOLD_", "trim_threshold") {
             unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP_BYTES) };
+        }
+        if !user_set("MALLOC_TOP_PAD_", "top_pad") {
+            unsafe { libc::mallopt(libc::M_TOP_PAD, TOP_PAD) };
         }
     }
 }
