@@ -32,7 +32,13 @@
 //!   libjpeg-turbo's zeroing of its coefficient arrays, and a render cost 6 to 8% more than
 //!   the kernel bench's. A top pad of one whole heap keeps an emptied heap for
 //!   the next image. Peak memory is unchanged (the heap was in use at the peak); what
-//!   changes is that it is kept, like the rest of the arena.
+//!   changes is that it is kept, like the rest of the arena: a second arena's heaps no
+//!   longer shrink, and the main arena keeps 64 MiB when it trims. The pad is also
+//!   address space asked for up front (each new heap is made writable whole, each growth
+//!   of the main arena asks for 64 MiB more than it needs), not resident until touched,
+//!   but counted in full under `vm.overcommit_memory = 2` or an `RLIMIT_DATA` limit. So it
+//!   is set only on 64-bit glibc, where a heap is 64 MiB, and not when the user set a trim
+//!   threshold: one who asks glibc to hand memory back gets that instead.
 //!
 //! A variable of glibc's own (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`,
 //! `MALLOC_TRIM_THRESHOLD_`, `MALLOC_TOP_PAD_`, or the same under `GLIBC_TUNABLES`) wins
@@ -71,7 +77,11 @@ pub fn tune_for_rendering() {
         if mmap_taken && !user_set("MALLOC_TRIM_THRESHOLD_", "trim_threshold") {
             unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP_BYTES) };
         }
-        if !user_set("MALLOC_TOP_PAD_", "top_pad") {
+        let trim_chosen_by_user = user_set("MALLOC_TRIM_THRESHOLD_", "trim_threshold");
+        if cfg!(target_pointer_width = "64")
+            && !trim_chosen_by_user
+            && !user_set("MALLOC_TOP_PAD_", "top_pad")
+        {
             unsafe { libc::mallopt(libc::M_TOP_PAD, TOP_PAD) };
         }
     }
