@@ -226,12 +226,16 @@ def render_threads(pid):
                 cpu_ns = int(f.read().split()[0])
             with open(f"{task}/status") as f:
                 status = dict(line.split(":", 1) for line in f if ":" in line)
-        except (OSError, ValueError):
-            continue
-        totals["cpu_s"] += cpu_ns / 1e9
-        totals["minor_faults"] += int(text[text.rindex(")") + 2:].split()[7])
-        totals["voluntary_switches"] += int(status["voluntary_ctxt_switches"])
-        totals["involuntary_switches"] += int(status["nonvoluntary_ctxt_switches"])
+            thread = {
+                "cpu_s": cpu_ns / 1e9,
+                "minor_faults": int(text[text.rindex(")") + 2:].split()[7]),
+                "voluntary_switches": int(status["voluntary_ctxt_switches"]),
+                "involuntary_switches": int(status["nonvoluntary_ctxt_switches"]),
+            }
+        except (OSError, ValueError, KeyError, IndexError):
+            continue  # a thread that ended, or a kernel without these files
+        for key, value in thread.items():
+            totals[key] += value
     return totals
 
 
@@ -954,7 +958,8 @@ def render_per_image(tp, kernel_runs):
                                bench("voluntary_switches_per_image")),
     }
     pipeline_ms, bench_ms = figures["cpu_ms"]
-    result = {"cost": round(pipeline_ms / bench_ms, 3) if bench_ms else None}
+    # No render thread counted (none found, or their files unreadable): no cost, not 0.
+    result = {"cost": round(pipeline_ms / bench_ms, 3) if bench_ms and pipeline_ms else None}
     for key, (ours, theirs) in figures.items():
         result[key] = [round(ours, 2), None if theirs is None else round(theirs, 2)]
     return result

@@ -38,16 +38,18 @@ pub struct ThreadUsage {
 }
 
 impl ThreadUsage {
+    /// `None` where the platform has no per-thread usage (or, never seen, the call fails):
+    /// the figures are then reported as null rather than failing the run.
     #[cfg(target_os = "linux")]
-    pub fn of_this_thread() -> Result<Self, BoxError> {
+    pub fn of_this_thread() -> Option<Self> {
         // SAFETY: an all-zero rusage is a valid value of the plain C struct.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: `usage` is valid and writable for the duration of the call.
         if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
-            return Err(format!("getrusage: {}", std::io::Error::last_os_error()).into());
+            return None;
         }
         let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-        Ok(Self {
+        Some(Self {
             cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
             minor_faults: usage.ru_minflt as u64,
             voluntary_switches: usage.ru_nvcsw as u64,
@@ -56,8 +58,8 @@ impl ThreadUsage {
     }
 
     #[cfg(not(target_os = "linux"))]
-    pub fn of_this_thread() -> Result<Self, BoxError> {
-        Err("per-thread usage is read on Linux only".into())
+    pub fn of_this_thread() -> Option<Self> {
+        None
     }
 
     /// What was spent between `earlier` and `self`.

@@ -38,28 +38,32 @@ pub fn run(args: &[String]) -> Result<(), BoxError> {
         let workers: Vec<_> = (0..threads)
             .map(|t| scope.spawn(move || work(job, inputs, t, deadline, counter)))
             .collect();
-        let (mut warm_images, mut warm) = (0, ThreadUsage::default());
+        let (mut warm_images, mut warm) = (0, Some(ThreadUsage::default()));
         for worker in workers {
             let (n, usage) = worker.join().map_err(|_| "a worker thread panicked")??;
             warm_images += n;
-            warm = warm.add(usage);
+            warm = warm.zip(usage).map(|(sum, one)| sum.add(one));
         }
         Ok((warm_images, warm))
     })?;
     let elapsed = start.elapsed().as_secs_f64();
 
     let images = images.load(Ordering::Relaxed);
-    let per_image = |x: f64| (warm_images > 0).then(|| x / warm_images as f64);
+    let per_image = |figure: fn(&ThreadUsage) -> f64| {
+        warm.as_ref()
+            .filter(|_| warm_images > 0)
+            .map(|usage| figure(usage) / warm_images as f64)
+    };
     let answer = json!({
         "images": images,
         "seconds": elapsed,
         "images_per_s": images as f64 / elapsed,
         "warm": {
             "images": warm_images,
-            "cpu_ms_per_image": per_image(warm.cpu_seconds * 1000.0),
-            "minor_faults_per_image": per_image(warm.minor_faults as f64),
-            "voluntary_switches_per_image": per_image(warm.voluntary_switches as f64),
-            "involuntary_switches_per_image": per_image(warm.involuntary_switches as f64),
+            "cpu_ms_per_image": per_image(|u| u.cpu_seconds * 1000.0),
+            "minor_faults_per_image": per_image(|u| u.minor_faults as f64),
+            "voluntary_switches_per_image": per_image(|u| u.voluntary_switches as f64),
+            "involuntary_switches_per_image": per_image(|u| u.involuntary_switches as f64),
         },
     });
     println!("{answer}");
@@ -67,27 +71,33 @@ pub fn run(args: &[String]) -> Result<(), BoxError> {
 }
 
 /// One thread's loop: always finishes the image it started, so the count is whole images.
-/// Returns the images after its first and what they cost the thread.
+/// Returns the images after its first and what they cost the thread (`None` where the
+/// platform cannot say).
 fn work(
     job: &Job,
     inputs: &[Vec<u8>],
     first: usize,
     deadline: Instant,
     images: &AtomicU64,
-) -> Result<(u64, ThreadUsage), BoxError> {
+) -> Result<(u64, Option<ThreadUsage>), BoxError> {
     let mut next = first % inputs.len();
-    let mut warm: Option<(u64, ThreadUsage)> = None;
+    let mut warm: Option<(u64, Option<ThreadUsage>)> = None;
     while Instant::now() < deadline {
         job.run(&inputs[next])?;
         images.fetch_add(1, Ordering::Relaxed);
         next = (next + 1) % inputs.len();
         match &mut warm {
-            None => warm = Some((0, ThreadUsage::of_this_thread()?)),
+            None => warm = Some((0, ThreadUsage::of_this_thread())),
             Some((n, _)) => *n += 1,
         }
     }
-    match warm {
-        Some((n, since)) => Ok((n, ThreadUsage::of_this_thread()?.since(since))),
-        None => Ok((0, ThreadUsage::default())),
-    }
+    Ok(match warm {
+        Some((n, since)) => {
+            let spent = ThreadUsage::of_this_thread()
+                .zip(since)
+                .map(|(now, then)| now.since(then));
+            (n, spent)
+        }
+        None => (0, Some(ThreadUsage::default())),
+    })
 }
