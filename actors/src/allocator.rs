@@ -74,10 +74,10 @@ pub fn tune_for_rendering() {
         } else {
             unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, KEEP_BYTES) == 1 }
         };
-        if mmap_taken && !user_set("MALLOC_TRIM_THRESHOLD_", "trim_threshold") {
+        let trim_chosen_by_user = user_set("MALLOC_TRIM_THRESHOLD_", "trim_threshold");
+        if mmap_taken && !trim_chosen_by_user {
             unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP_BYTES) };
         }
-        let trim_chosen_by_user = user_set("MALLOC_TRIM_THRESHOLD_", "trim_threshold");
         if cfg!(target_pointer_width = "64")
             && !trim_chosen_by_user
             && !user_set("MALLOC_TOP_PAD_", "top_pad")

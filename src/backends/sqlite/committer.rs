@@ -25,7 +25,7 @@ use pixmill_actors::ports::{BackendError, ErrorKind};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::{sql_error, BACKEND};
+use super::{execute, sql_error, BACKEND};
 
 /// Most writes one transaction carries; the rest wait for the next flush.
 const MAX_BATCH: usize = 256;
@@ -116,7 +116,7 @@ where
         let Some(op) = self.op.take() else {
             return Ok(());
         };
-        if let Err(error) = control(conn, "SAVEPOINT pixmill_write") {
+        if let Err(error) = execute(conn, "SAVEPOINT pixmill_write", []) {
             if conn.is_autocommit() {
                 // The batch's transaction is gone with it.
                 return Err(SavepointLost::Failed(error));
@@ -137,7 +137,7 @@ where
         }
         let outcome = match result {
             Ok(Ok(value)) => {
-                control(conn, "RELEASE pixmill_write").map_err(SavepointLost::Failed)?;
+                execute(conn, "RELEASE pixmill_write", []).map_err(SavepointLost::Failed)?;
                 Ok(value)
             }
             Ok(Err(error)) => {
@@ -246,23 +246,17 @@ fn commit_loop(conn: &Connection, writes: &mpsc::Receiver<Box<dyn Write>>, commi
     }
 }
 
-/// Runs one transaction-control statement (prepared once and kept: each write runs two, each
-/// batch two more).
-fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
-}
-
 /// Runs the batch in one transaction and commits it.
 fn commit(conn: &Connection, batch: &mut [Box<dyn Write>]) -> Result<(), BackendError> {
     // IMMEDIATE takes the write lock up front, waiting out (busy_timeout) another process
     // on the same file, as each write did on its own before.
-    control(conn, "BEGIN IMMEDIATE").map_err(|e| sql_error(e).not_applied())?;
+    execute(conn, "BEGIN IMMEDIATE", []).map_err(|e| sql_error(e).not_applied())?;
     for write in batch.iter_mut() {
         if let Err(lost) = write.run(conn) {
             return Err(abandon(conn, lost));
         }
     }
-    if let Err(error) = control(conn, "COMMIT") {
+    if let Err(error) = execute(conn, "COMMIT", []) {
         // A failed COMMIT may leave the transaction open (SQLITE_BUSY); end it so the next
         // batch can begin. Whether the flush reached the disk is unknown, so the error does
         // not say "not applied".
