@@ -179,11 +179,16 @@ def proc_status(pid, key):
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(stat_path):
+def read_stat(stat_path):
+    """A /proc .../stat file as (comm, the fields after it); fields[0] is the state (field
+    3 of proc(5)), so field N is fields[N - 3]."""
     with open(stat_path) as f:
         text = f.read()
-    comm = text[text.index("(") + 1:text.rindex(")")]
-    fields = text[text.rindex(")") + 2:].split()
+    return text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+
+
+def cpu_seconds(stat_path):
+    comm, fields = read_stat(stat_path)
     return comm, (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
@@ -218,9 +223,8 @@ def render_threads(pid):
     for tid in tids:
         task = f"/proc/{pid}/task/{tid}"
         try:
-            with open(f"{task}/stat") as f:
-                text = f.read()
-            if not text[text.index("(") + 1:text.rindex(")")].startswith(RENDER_THREAD_PREFIX):
+            comm, fields = read_stat(f"{task}/stat")
+            if not comm.startswith(RENDER_THREAD_PREFIX):
                 continue
             with open(f"{task}/schedstat") as f:
                 cpu_ns = int(f.read().split()[0])
@@ -228,7 +232,7 @@ def render_threads(pid):
                 status = dict(line.split(":", 1) for line in f if ":" in line)
             thread = {
                 "cpu_s": cpu_ns / 1e9,
-                "minor_faults": int(text[text.rindex(")") + 2:].split()[7]),
+                "minor_faults": int(fields[7]),  # minflt
                 "voluntary_switches": int(status["voluntary_ctxt_switches"]),
                 "involuntary_switches": int(status["nonvoluntary_ctxt_switches"]),
             }
@@ -904,15 +908,13 @@ def measure_throughput(mode, args, photos, files, sampler, meter, out):
     # Each round is judged against the kernel runs just before and just after it, so drift
     # in the machine's speed falls on both sides of its ratio alike.
     kernel_runs = [kernel_throughput(args.bench, files, args.kernel_seconds)]
-    kernels = [kernel_runs[0]["images_per_s"]]
-    count = args.images or max(40, round(kernels[0] * args.seconds))
+    count = args.images or max(40, round(kernel_runs[0]["images_per_s"] * args.seconds))
     rounds = []
     for r in range(1, args.rounds + 1):
         log(f"throughput: round {r} of {args.rounds}")
         tp = throughput_phase(mode, photos, count, args.concurrency, sampler, meter)
         kernel_runs.append(kernel_throughput(args.bench, files, args.kernel_seconds))
-        kernels.append(kernel_runs[-1]["images_per_s"])
-        before, after = kernels[-2], kernels[-1]
+        before, after = (k["images_per_s"] for k in kernel_runs[-2:])
         tp["kernel_before_after"] = [round(before, 2), round(after, 2)]
         tp["kernel_images_per_s"] = round((before + after) / 2, 3)
         tp["kernel_source"] = "pixmill-bench"
@@ -929,12 +931,12 @@ def measure_throughput(mode, args, photos, files, sampler, meter, out):
     out["throughput"] = {
         **chosen,
         "rounds": [{key: tp[key] for key in ROUND_SUMMARY} for tp in rounds],
-        "kernel_runs_images_per_s": [round(k, 2) for k in kernels],
+        "kernel_runs_images_per_s": [round(k["images_per_s"], 2) for k in kernel_runs],
     }
     log(f"throughput: ratios {[tp['ratio'] for tp in rounds]}, median {median}; render shares "
         f"{[tp['render_share'] for tp in rounds]}; render costs "
         f"{[tp['render_per_image']['cost'] for tp in rounds]}; kernel runs "
-        f"{[round(k, 2) for k in kernels]} images/s")
+        f"{out['throughput']['kernel_runs_images_per_s']} images/s")
 
 
 def render_per_image(tp, kernel_runs):
@@ -971,7 +973,7 @@ def render_share(cpu):
     the plumbing (everything else, the load generator and services included) cost, while the
     ratio also asks whether a render costs what the kernel bench's does."""
     render = sum(cores for proc in cpu["processes"].values()
-                 for name, cores in proc["threads"].items() if name.startswith("pixmill-cpu"))
+                 for name, cores in proc["threads"].items() if name.startswith(RENDER_THREAD_PREFIX))
     busy = cpu["machine_busy_cores"]
     return round(render / busy, 3) if busy else None
 
