@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::config::Config;
-use crate::gateway::{Gateway, OwnerUploads, WaitLimits};
+use crate::gateway::{Gateway, OwnerUploads, WaitLimits, Watchers};
 use crate::metrics::{Metrics, RuntimeSources};
 use crate::webhooks::delivery::WebhookSender;
 use crate::webhooks::notifier::WebhookNotifier;
@@ -165,7 +165,7 @@ impl App {
             owner_uploads: OwnerUploads::new(config.server.max_concurrent_uploads_per_owner),
             draining: AtomicBool::new(false),
             actors,
-            events: backends.feed.clone(),
+            watchers: Watchers::start(backends.feed.clone()),
             waits: wait_limits(&config),
             metrics,
             webhooks: WebhookPolicy::from_config(&config.webhooks),

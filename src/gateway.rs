@@ -4,6 +4,7 @@
 mod admission;
 mod upload;
 mod wait;
+mod watchers;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,11 +26,12 @@ use tokio::sync::Semaphore;
 pub use admission::{retry_after_seconds, OwnerPermit, OwnerUploads};
 pub use upload::{PresetConfig, UploadRequest};
 pub use wait::{RecordStream, WaitLimits};
+pub use watchers::Watchers;
 
 use crate::api::errors::ApiError;
 use crate::auth::roles::RoleRequirement;
 use crate::auth::{Principal, TokenVerifier};
-use crate::fastpath::{RateLimiter, StatusCache, StatusFeed};
+use crate::fastpath::{RateLimiter, StatusCache};
 use crate::metrics::Metrics;
 use crate::webhooks::WebhookPolicy;
 
@@ -60,8 +62,8 @@ pub struct Gateway {
     /// Set on shutdown: new uploads get `503 shutting_down`.
     pub draining: AtomicBool,
     pub actors: Option<ActorsView>,
-    /// Status changes that wake long polls and event streams.
-    pub events: Arc<dyn StatusFeed>,
+    /// Routes status changes to the long polls and event streams waiting on each image.
+    pub watchers: Watchers,
     pub waits: WaitLimits,
     pub metrics: Arc<Metrics>,
     /// Whether uploads may name a `callback_url`, and which.

@@ -1,25 +1,21 @@
 //! Waiting for an image to change: long polls (`GET /v1/images/{id}?wait=30s`) and event
 //! streams (`GET /v1/images/{id}/events`).
 //!
-//! A waiter subscribes to the [`crate::fastpath::StatusFeed`] before its first read, so no
-//! change between the read and the subscription is missed, and re-reads the image when an
-//! event names it. Events are best effort (a lost Redis message, a lagging receiver), so the
-//! waiter also re-reads every `reread` interval: a lost event only delays the client. The
-//! store stays the truth; an event is only a hint to look.
-//!
-//! Every waiter receives every event of the process and discards the ones for other images,
-//! which is fine for thousands of waiters and a few hundred changes a second, not beyond.
+//! A waiter registers with the gateway's [`Watchers`](super::watchers::Watchers) before its
+//! first read, so no change between the read and the registration is missed, and re-reads
+//! the image when an event names it. Events are best effort (a lost Redis message, a feed
+//! that fell behind), so the waiter also re-reads every `reread` interval: a lost event only
+//! delays the client. The store stays the truth; an event is only a hint to look.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
-use pixmill_actors::events::StatusChanged;
 use pixmill_actors::{ImageId, ImageRecord};
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use super::watchers::Watch;
 use super::Gateway;
 use crate::api::errors::ApiError;
 use crate::auth::Principal;
@@ -54,10 +50,10 @@ enum Wake {
     Deadline,
 }
 
-/// One waiter's view of the feed: its events, its re-read clock and its deadline.
+/// One waiter: its registration for the image's events, its re-read clock and its deadline.
 struct Waiter {
     id: ImageId,
-    events: Option<broadcast::Receiver<StatusChanged>>,
+    watch: Watch,
     reread: Interval,
     deadline: Instant,
     _counted: WaitingGuard,
@@ -70,7 +66,7 @@ impl Waiter {
         reread.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
             id,
-            events: Some(gateway.events.subscribe()),
+            watch: gateway.watchers.watch(id),
             reread,
             deadline: Instant::now() + patience,
             _counted: gateway.metrics.waiting(),
@@ -78,24 +74,10 @@ impl Waiter {
     }
 
     async fn next(&mut self) -> Wake {
-        loop {
-            let event = async {
-                match self.events.as_mut() {
-                    Some(events) => events.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                received = event => match received {
-                    Ok(event) if event.image_id == self.id => return Wake::Look,
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => return Wake::Look,
-                    // No publisher left: the re-read clock carries on alone.
-                    Err(RecvError::Closed) => self.events = None,
-                },
-                _ = self.reread.tick() => return Wake::Look,
-                _ = tokio::time::sleep_until(self.deadline) => return Wake::Deadline,
-            }
+        tokio::select! {
+            _ = self.watch.changed() => Wake::Look,
+            _ = self.reread.tick() => Wake::Look,
+            _ = tokio::time::sleep_until(self.deadline) => Wake::Deadline,
         }
     }
 }

@@ -245,11 +245,18 @@ async fn every_response_carries_a_request_id() {
     app.stop().await;
 }
 
+/// A waiter's re-read interval longer than any test here: what a waiter hears in time came
+/// from an event.
+const NO_REREAD: Duration = Duration::from_secs(60);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_answers_when_the_job_completes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gate = Arc::new(Gate::default());
-    let mut app = Standalone::start_with(standalone_config(dir.path()), gate.clone()).await;
+    let mut config = standalone_config(dir.path());
+    // No re-read of its own within the test: the answer must come from the change's event.
+    config.server.wait_reread = NO_REREAD;
+    let mut app = Standalone::start_with(config, gate.clone()).await;
     let app_ref = &app;
     let token = token_for("poller");
     let (_, doc) = upload_small(&app, &token, &[]).await;
@@ -313,9 +320,11 @@ async fn an_event_stream_follows_a_job_until_it_completes() {
     config.engine.transform_workers = 1;
     config.engine.download_workers = 1;
     config.engine.persist_workers = 1;
+    config.server.wait_reread = NO_REREAD;
     let gate = Arc::new(Gate::default());
     let mut app = Standalone::start_with(config, gate.clone()).await;
     let token = token_for("streamer");
+    let started = Instant::now();
     let mut ids = Vec::new();
     for _ in 0..3 {
         let (status, doc) = upload_small(&app, &token, &[]).await;
@@ -355,6 +364,10 @@ async fn an_event_stream_follows_a_job_until_it_completes() {
         seen,
         ["PENDING", "PROCESSING", "COMPLETED"],
         "the stream must close after COMPLETED"
+    );
+    assert!(
+        started.elapsed() < NO_REREAD / 2,
+        "the stream followed re-reads, not the changes' events"
     );
     app.stop().await;
 }

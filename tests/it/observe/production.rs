@@ -215,8 +215,10 @@ async fn a_gateways_event_stream_hears_a_worker_through_redis() {
         last = status;
     }
     assert_eq!(last, "COMPLETED");
+    // The stream's first re-read falls due REREAD after it opened, a moment before
+    // `started`: half of it tells an event from that re-read with room to spare.
     assert!(
-        started.elapsed() < REREAD,
+        started.elapsed() < REREAD / 2,
         "the change arrived only with a re-read, not through Redis"
     );
 
