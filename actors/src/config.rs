@@ -55,9 +55,10 @@ pub struct EngineConfig {
     pub download_workers: usize,
     /// Results written at once.
     pub persist_workers: usize,
-    /// How long a claimed job stays leased to its worker. A worker that dies loses the job
-    /// to another after this long. Longer than the slowest transform: leases are not renewed
-    /// while a job runs.
+    /// How long a claimed job stays leased to its worker without a renewal. A live worker
+    /// renews it every third of this while it holds the job ([`crate::lease`]); a worker that
+    /// dies, or is paused or cut off from the metadata store this long, loses the job to
+    /// another.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
     pub retry: RetryPolicy,
@@ -87,7 +88,7 @@ impl Default for EngineConfig {
             transform_workers: 0,
             download_workers: 4,
             persist_workers: 2,
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             relay_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(20),

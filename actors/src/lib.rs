@@ -18,6 +18,7 @@
 //! - [`mailbox`]: credits that bound every stage's mailbox.
 //! - [`stages`]: the actors, and [`supervisor`] which restarts them and counts restarts;
 //!   [`cpu_pool`]: the threads the transformers render on, at background priority.
+//! - [`lease`]: renews a claimed job's lease while a worker holds it.
 //! - [`relay`]: publishes jobs that are due (new uploads the gateway could not confirm,
 //!   retries whose back-off ran out, expired leases).
 //! - [`sweeper`]: removes stored originals that no image refers to (uploads that died
@@ -45,6 +46,7 @@ pub mod cpu_pool;
 pub mod engine;
 pub mod events;
 pub mod faults;
+pub mod lease;
 pub mod mailbox;
 pub mod metrics;
 pub mod relay;

@@ -23,6 +23,7 @@ use crate::config::EngineConfig;
 use crate::cpu_pool::CpuPool;
 use crate::events::StatusEvents;
 use crate::faults::FaultPlan;
+use crate::lease::LeaseKeeper;
 use crate::mailbox::{Envelope, StagePool};
 use crate::metrics::EngineMetrics;
 use crate::ports::{ClaimedJob, Delivery, JobQueue, MetadataStore, ObjectStore};
@@ -44,6 +45,8 @@ pub struct Ports {
 pub struct TransformJob {
     pub delivery: Delivery,
     pub job: ClaimedJob,
+    /// Renews the claim's lease while the job is held; ends when the job is dropped.
+    pub lease: LeaseKeeper,
     pub original: Bytes,
 }
 
@@ -51,6 +54,7 @@ pub struct TransformJob {
 pub struct PersistJob {
     pub delivery: Delivery,
     pub job: ClaimedJob,
+    pub lease: LeaseKeeper,
     pub outcome: Result<Vec<Rendered>, TransformError>,
 }
 

@@ -28,7 +28,9 @@ use uuid::Uuid;
 use self::codec::{attempt_param, read_row, StoredRow, COLUMNS};
 pub use self::config::PostgresConfig;
 use self::errors::{pg_error, pool_error};
-use super::metadata_rules::{decide_claim, now_micros, page_limit, to_micros, ClaimRow, ClaimStep};
+use super::metadata_rules::{
+    decide_claim, later_by, now_micros, page_limit, to_micros, ClaimRow, ClaimStep,
+};
 
 const BACKEND: &str = "postgres";
 
@@ -358,6 +360,33 @@ async fn claim(
     Ok(claim)
 }
 
+/// Moves the lease of a live attempt on (see [`MetadataStore::renew_lease`]). A lease the
+/// relay has taken back is `NULL`, so the guard keeps a re-dispatched job re-dispatched.
+async fn renew_lease(
+    client: &Object,
+    id: ImageId,
+    attempt: u32,
+    lease: Duration,
+) -> PgResult<bool> {
+    let Some(attempt) = attempt_param(attempt) else {
+        return Ok(false);
+    };
+    let statement = client
+        .prepare_cached(
+            "UPDATE images SET lease_expires_at = $3 \
+             WHERE id = $1 AND attempts = $2 AND status = 'PROCESSING' \
+                   AND lease_expires_at IS NOT NULL",
+        )
+        .await
+        .map_err(pg_error)?;
+    let until = to_micros(later_by(now_micros(), lease));
+    let changed = client
+        .execute(&statement, &[&id.as_uuid(), &attempt, &until])
+        .await
+        .map_err(pg_error)?;
+    Ok(changed == 1)
+}
+
 /// A worker's write, guarded by its attempt: only the current attempt of a job still in
 /// `PROCESSING` may change the row. `set` uses parameters from `$4` on.
 async fn guarded_update(
@@ -483,6 +512,19 @@ impl MetadataStore for PostgresStore {
         let mut client = self.client().await?;
         let outcome = self
             .deadline(claim(&mut client, id, lease, max_attempts))
+            .await;
+        self.settle(client, outcome)
+    }
+
+    async fn renew_lease(
+        &self,
+        id: ImageId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<bool, BackendError> {
+        let client = self.client().await?;
+        let outcome = self
+            .deadline(renew_lease(&client, id, attempt, lease))
             .await;
         self.settle(client, outcome)
     }

@@ -26,7 +26,9 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 
 use self::codec::{json_text, micros, read_row, StoredRow, COLUMNS};
 use self::committer::Committer;
-use super::metadata_rules::{decide_claim, now_micros, page_limit, to_micros, ClaimRow, ClaimStep};
+use super::metadata_rules::{
+    decide_claim, later_by, now_micros, page_limit, to_micros, ClaimRow, ClaimStep,
+};
 
 const BACKEND: &str = "sqlite";
 
@@ -325,6 +327,25 @@ fn claim(
     Ok(claim)
 }
 
+/// Moves the lease of a live attempt on (see [`MetadataStore::renew_lease`]). A lease the
+/// relay has taken back is `NULL`, so the guard keeps a re-dispatched job re-dispatched.
+fn renew_lease(
+    conn: &Connection,
+    id: ImageId,
+    attempt: u32,
+    lease: Duration,
+) -> rusqlite::Result<bool> {
+    let until = to_micros(later_by(now_micros(), lease));
+    let changed = execute(
+        conn,
+        "UPDATE images SET lease_expires_at = ?1 \
+         WHERE id = ?2 AND attempts = ?3 AND status = 'PROCESSING' \
+               AND lease_expires_at IS NOT NULL",
+        params![micros(until), id.to_string(), attempt],
+    )?;
+    Ok(changed == 1)
+}
+
 /// Runs a worker's write, guarded by its attempt: only the current attempt of a job still
 /// in `PROCESSING` may change the row.
 fn guarded_update(
@@ -465,6 +486,16 @@ impl MetadataStore for SqliteStore {
         max_attempts: u32,
     ) -> Result<Claim, BackendError> {
         self.write(move |conn| claim(conn, id, lease, max_attempts))
+            .await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: ImageId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<bool, BackendError> {
+        self.write(move |conn| renew_lease(conn, id, attempt, lease))
             .await
     }
 

@@ -35,6 +35,8 @@ macro_rules! every_contract_test {
             concurrent_claims_take_a_job_once,
             a_live_lease_keeps_others_out,
             a_stale_attempt_cannot_write,
+            a_renewed_lease_keeps_the_job_from_the_relay,
+            a_lease_taken_back_is_not_renewed,
             final_status_never_goes_back,
             a_new_upload_is_due_until_confirmed,
             a_confirm_keeps_a_later_mark,

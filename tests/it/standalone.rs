@@ -366,6 +366,50 @@ async fn a_crashing_transform_is_restarted_and_the_job_retried() {
     app.stop().await;
 }
 
+/// Holds each job's first attempt in the transformer for a while, and counts attempts.
+struct SlowFirstAttempt {
+    hold: Duration,
+    attempts: std::sync::Mutex<Vec<u32>>,
+}
+
+impl FaultPlan for SlowFirstAttempt {
+    fn before_transform(&self, _record: &ImageRecord, attempt: u32) {
+        self.attempts.lock().unwrap().push(attempt);
+        if attempt == 1 {
+            std::thread::sleep(self.hold);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transform_longer_than_the_lease_runs_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = standalone_config(dir.path());
+    // The relay looks every 100 ms; the job is held for six leases.
+    config.engine.lease = Duration::from_millis(300);
+    let plan = Arc::new(SlowFirstAttempt {
+        hold: Duration::from_millis(1_800),
+        attempts: std::sync::Mutex::new(Vec::new()),
+    });
+    let mut app = Standalone::start_with(config, plan.clone()).await;
+    let token = token_for("patient");
+
+    let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+    assert_eq!(status, 202, "{doc}");
+    let doc = app
+        .wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
+
+    assert_eq!(doc["status"], "COMPLETED", "{doc}");
+    assert_eq!(doc["attempts"], 1, "{doc}");
+    assert_eq!(
+        *plan.attempts.lock().unwrap(),
+        [1],
+        "the job was taken from its live worker and transformed again"
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_always_crashes_ends_failed_with_a_reason() {
     let dir = tempfile::tempdir().expect("tempdir");

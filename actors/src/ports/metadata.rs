@@ -78,6 +78,16 @@ pub trait MetadataStore: Send + Sync + 'static {
         max_attempts: u32,
     ) -> Result<Claim, BackendError>;
 
+    /// Extends the lease of `attempt` to now + `lease`, while the job is still `PROCESSING`
+    /// under that attempt and its lease has not been taken back. `false` when it has: the
+    /// lease ran out and the relay dispatched the job again, or another worker claimed it.
+    async fn renew_lease(
+        &self,
+        id: ImageId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<bool, BackendError>;
+
     async fn complete(
         &self,
         id: ImageId,

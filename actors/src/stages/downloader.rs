@@ -9,6 +9,7 @@ use ractor::ActorProcessingErr;
 use super::outcome::{finished, requeue_later, settle, settle_failure, Retry};
 use super::{StageArgs, StageHandler, TransformJob};
 use crate::events::StatusChanged;
+use crate::lease::LeaseKeeper;
 use crate::metrics::{JobOutcome, Phase};
 use crate::ports::{Bucket, Claim, Delivery, ObjectKey, Settlement};
 use crate::record::{JobError, Status};
@@ -63,6 +64,7 @@ async fn download(args: &StageArgs, delivery: Delivery) {
         }
     };
     tracing::Span::current().record("attempt", job.attempt);
+    let lease = LeaseKeeper::start(&ctx.ports, id, job.attempt, ctx.config.lease);
     let waited = (Utc::now() - job.record.created_at)
         .to_std()
         .unwrap_or_default();
@@ -95,6 +97,7 @@ async fn download(args: &StageArgs, delivery: Delivery) {
                     TransformJob {
                         delivery,
                         job,
+                        lease,
                         original,
                     },
                     span,

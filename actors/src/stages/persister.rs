@@ -44,9 +44,11 @@ pub fn processed_key(
 
 async fn persist(args: &StageArgs, job: PersistJob) {
     let ctx = &args.ctx;
+    // The lease is renewed until this returns, whichever way the job ends.
     let PersistJob {
         delivery,
         job,
+        lease: _renewing,
         outcome,
     } = job;
     let id = job.record.id;

@@ -35,6 +35,7 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
     let TransformJob {
         delivery,
         job,
+        lease,
         original,
     } = job;
     let ctx = args.ctx.clone();
@@ -69,6 +70,7 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
                     PersistJob {
                         delivery,
                         job,
+                        lease,
                         outcome,
                     },
                     span,

@@ -349,6 +349,69 @@ pub async fn a_stale_attempt_cannot_write(store: Store) {
         .unwrap());
 }
 
+pub async fn a_renewed_lease_keeps_the_job_from_the_relay(store: Store) {
+    let owner = owner();
+    let (renewed, job) = claimed(&store, &owner, Duration::from_secs(2)).await;
+    let (left, _job) = claimed(&store, &owner, Duration::from_secs(2)).await;
+
+    assert!(store
+        .renew_lease(renewed.id, job.attempt, LEASE)
+        .await
+        .unwrap());
+
+    let later = now() + secs(30);
+    assert_eq!(
+        due_ids(&store, later).await,
+        vec![(left.id, later)],
+        "only the lease that was not renewed runs out"
+    );
+    let other = store.claim(renewed.id, LEASE, MAX_ATTEMPTS).await.unwrap();
+    assert!(matches!(other, Claim::LeasedElsewhere), "got {other:?}");
+    assert!(store
+        .complete(renewed.id, job.attempt, &rendered(renewed.id))
+        .await
+        .unwrap());
+}
+
+pub async fn a_lease_taken_back_is_not_renewed(store: Store) {
+    let (record, first) = claimed(&store, &owner(), Duration::ZERO).await;
+    // The relay finds the lease expired and dispatches the job again.
+    let scan = now() + secs(1);
+    assert!(is_due(&store, record.id, scan).await);
+
+    assert!(
+        !store
+            .renew_lease(record.id, first.attempt, LEASE)
+            .await
+            .unwrap(),
+        "a re-dispatched job's lease came back to its old attempt"
+    );
+    store.mark_dispatched(record.id, scan).await.unwrap();
+    let second = claim(&store, record.id, LEASE).await;
+    assert!(!store
+        .renew_lease(record.id, first.attempt, LEASE)
+        .await
+        .unwrap());
+    assert!(store
+        .renew_lease(record.id, second.attempt, LEASE)
+        .await
+        .unwrap());
+
+    assert!(store
+        .complete(record.id, second.attempt, &rendered(record.id))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .renew_lease(record.id, second.attempt, LEASE)
+            .await
+            .unwrap(),
+        "a finished job was leased again"
+    );
+    let done = status_of(&store, &record).await;
+    assert_eq!((done.status, done.attempts), (Status::Completed, 2));
+}
+
 pub async fn final_status_never_goes_back(store: Store) {
     let (record, job) = claimed(&store, &owner(), LEASE).await;
     let error = JobError::new("unsupported_format", "not an image");
