@@ -56,7 +56,8 @@ struct Waiter {
     watch: Watch,
     reread: Interval,
     deadline: Instant,
-    _counted: WaitingGuard,
+    /// Counted as waiting (`pixmill_http_waiting_requests`) from the first read on.
+    counted: Option<WaitingGuard>,
 }
 
 impl Waiter {
@@ -69,8 +70,15 @@ impl Waiter {
             watch: gateway.watchers.watch(id),
             reread,
             deadline: Instant::now() + patience,
-            _counted: gateway.metrics.waiting(),
+            counted: None,
         }
+    }
+
+    /// Counts the request as waiting; called once its first read is done, so the count
+    /// means "will answer on a change", not "still reading".
+    fn count(&mut self, gateway: &Gateway) {
+        self.counted
+            .get_or_insert_with(|| gateway.metrics.waiting());
     }
 
     async fn next(&mut self) -> Wake {
@@ -101,6 +109,7 @@ impl Gateway {
         if first.status.is_final() || patience.is_zero() {
             return Ok(first);
         }
+        waiter.count(self);
         loop {
             let wake = waiter.next().await;
             let now = self.image(who, raw_id).await?;
@@ -118,8 +127,9 @@ impl Gateway {
         raw_id: &str,
     ) -> Result<RecordStream, ApiError> {
         let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
-        let waiter = Waiter::new(&self, id, self.waits.stream_lifetime);
+        let mut waiter = Waiter::new(&self, id, self.waits.stream_lifetime);
         let first = self.image(&who, raw_id).await?;
+        waiter.count(&self);
         let state = StreamState {
             gateway: self,
             who,

@@ -30,15 +30,13 @@ pub struct Watchers {
     _feed: Arc<dyn StatusFeed>,
 }
 
+/// Each image's waiters, by the number their [`Watch`] was given.
+type Waiting = HashMap<ImageId, HashMap<u64, Arc<Notify>>>;
+
 #[derive(Default)]
 struct Registry {
-    waiting: Mutex<HashMap<ImageId, Vec<Entry>>>,
+    waiting: Mutex<Waiting>,
     next_entry: AtomicU64,
-}
-
-struct Entry {
-    id: u64,
-    notify: Arc<Notify>,
 }
 
 /// One waiter's registration; dropping it leaves the map.
@@ -51,7 +49,8 @@ pub struct Watch {
 
 impl Watchers {
     /// Starts routing the feed's events; call from within the runtime. The routing task ends
-    /// when the feed closes or every `Watchers` handle is gone.
+    /// when the feed closes, which dropping the last `Watchers` handle (and with it the feed)
+    /// brings about, unless something else holds the feed: then at its next event.
     pub fn start(feed: Arc<dyn StatusFeed>) -> Self {
         let registry = Arc::new(Registry::default());
         let mut events = feed.subscribe();
@@ -68,7 +67,10 @@ impl Watchers {
                         tracing::debug!(missed, "status events lagged; waking every waiter");
                         registry.wake(None);
                     }
-                    Err(RecvError::Closed) => return,
+                    Err(RecvError::Closed) => {
+                        tracing::debug!("status feed closed; waiters carry on with re-reads");
+                        return;
+                    }
                 }
             }
         });
@@ -83,10 +85,11 @@ impl Watchers {
     pub fn watch(&self, image: ImageId) -> Watch {
         let entry = self.registry.next_entry.fetch_add(1, Ordering::Relaxed);
         let notify = Arc::new(Notify::new());
-        self.registry.lock().entry(image).or_default().push(Entry {
-            id: entry,
-            notify: Arc::clone(&notify),
-        });
+        self.registry
+            .lock()
+            .entry(image)
+            .or_default()
+            .insert(entry, Arc::clone(&notify));
         Watch {
             registry: Arc::clone(&self.registry),
             image,
@@ -103,19 +106,27 @@ impl Watchers {
 }
 
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ImageId, Vec<Entry>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
         // The map is consistent after every statement, so a panic elsewhere leaves it usable.
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Wakes the waiters of `image`, or every waiter for `None`.
+    /// Wakes the waiters of `image`, or every waiter for `None`; outside the lock, so
+    /// waiters coming and going do not wait for thousands of wake-ups.
     fn wake(&self, image: Option<ImageId>) {
-        let waiting = self.lock();
-        let mut wake = |entries: &Vec<Entry>| entries.iter().for_each(|e| e.notify.notify_one());
-        match image {
-            Some(image) => waiting.get(&image).into_iter().for_each(&mut wake),
-            None => waiting.values().for_each(wake),
-        }
+        let woken: Vec<Arc<Notify>> = {
+            let waiting = self.lock();
+            match image {
+                Some(image) => waiting
+                    .get(&image)
+                    .into_iter()
+                    .flat_map(|w| w.values())
+                    .cloned()
+                    .collect(),
+                None => waiting.values().flat_map(|w| w.values()).cloned().collect(),
+            }
+        };
+        woken.iter().for_each(|notify| notify.notify_one());
     }
 }
 
@@ -130,7 +141,7 @@ impl Drop for Watch {
     fn drop(&mut self) {
         let mut waiting = self.registry.lock();
         if let Some(entries) = waiting.get_mut(&self.image) {
-            entries.retain(|e| e.id != self.entry);
+            entries.remove(&self.entry);
             if entries.is_empty() {
                 waiting.remove(&self.image);
             }
