@@ -57,10 +57,15 @@ pub struct EngineConfig {
     pub persist_workers: usize,
     /// How long a claimed job stays leased to its worker without a renewal. A live worker
     /// renews it every third of this while it holds the job ([`crate::lease`]); a worker that
-    /// dies, or is paused or cut off from the metadata store this long, loses the job to
-    /// another.
+    /// dies, or is paused or cut off from the metadata store for about two thirds of this,
+    /// loses the job to another.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// How long a worker keeps renewing the lease of one job. A job still held after this
+    /// (a render that hangs) stops being renewed, so its lease runs out and the job is
+    /// dispatched again, counting an attempt, and ends `FAILED` when it keeps hanging.
+    #[serde(with = "humantime_serde")]
+    pub max_job_time: Duration,
     pub retry: RetryPolicy,
     /// How often the relay looks for due jobs (unconfirmed uploads, retries, expired leases).
     #[serde(with = "humantime_serde")]
@@ -89,6 +94,7 @@ impl Default for EngineConfig {
             download_workers: 4,
             persist_workers: 2,
             lease: Duration::from_secs(30),
+            max_job_time: Duration::from_secs(600),
             retry: RetryPolicy::default(),
             relay_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(20),

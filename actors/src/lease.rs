@@ -3,68 +3,122 @@
 //! A claim leases the job for `engine.lease`; when its worker dies, the lease runs out and
 //! the relay dispatches the job again. A live worker renews the lease every third of it, so
 //! a job that takes longer than the lease (a large image on a busy machine, a long wait for
-//! a CPU slot) is never dispatched a second time, and the lease can be short enough that a
-//! dead worker's jobs move on within seconds. A worker that is paused or cut off from the
-//! metadata store cannot renew: its lease runs out as if it had died, and its attempt's
-//! writes are refused after another attempt has begun.
+//! a CPU slot) is not dispatched a second time, and the lease can be short enough that a
+//! dead worker's jobs move on within seconds.
+//!
+//! A renewal that fails (the metadata store is down) is tried again every second, so the
+//! lease survives an outage of up to about two thirds of it. A worker that is paused or cut
+//! off for longer loses the job, and its attempt's later writes are refused once another
+//! attempt has begun. Renewals stop after `engine.max_job_time`: a render that hangs must
+//! not hold its job forever.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
 use crate::ids::ImageId;
+use crate::metrics::EngineMetrics;
+use crate::ports::MetadataStore;
 use crate::stages::Ports;
 
 /// Leases shorter than three times this are not renewed: a lease that short is a test's
 /// way of saying "already expired".
 const SHORTEST_RENEWAL: Duration = Duration::from_millis(10);
 
+/// Pause before trying a failed renewal again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Renews one attempt's lease until dropped. It travels with the job through the stages, so
-/// the renewals end when the job is settled, whichever stage settles it.
+/// renewals end when the job is settled, whichever stage settles it. Dropping it stops the
+/// renewals between calls: a renewal in flight is let finish, so no store call is cut off
+/// half way.
 pub struct LeaseKeeper {
-    renewing: Option<JoinHandle<()>>,
+    _stop: Option<DropGuard>,
+}
+
+/// What the renewing task needs.
+struct Renewal {
+    metadata: Arc<dyn MetadataStore>,
+    metrics: Arc<dyn EngineMetrics>,
+    id: ImageId,
+    attempt: u32,
+    lease: Duration,
+    max_job_time: Duration,
 }
 
 impl LeaseKeeper {
-    /// Starts renewing the lease of `attempt` on `id`, every third of `lease`, in the
-    /// current span. Call from within the runtime.
-    pub fn start(ports: &Ports, id: ImageId, attempt: u32, lease: Duration) -> Self {
-        let every = lease / 3;
-        if every < SHORTEST_RENEWAL {
-            return Self { renewing: None };
+    /// Starts renewing the lease of `attempt` on `id`, in the current span. Call from
+    /// within the runtime.
+    pub fn start(
+        ports: &Ports,
+        id: ImageId,
+        attempt: u32,
+        lease: Duration,
+        max_job_time: Duration,
+    ) -> Self {
+        if lease / 3 < SHORTEST_RENEWAL {
+            return Self { _stop: None };
         }
-        let (metadata, metrics) = (ports.metadata.clone(), ports.metrics.clone());
-        let renew = async move {
-            let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                match metadata.renew_lease(id, attempt, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::info!(attempt, "the job's lease was taken back; this attempt's result will not be recorded");
-                        return;
-                    }
-                    Err(error) => {
-                        metrics.backend_error(&error);
-                        tracing::warn!(attempt, error = %error, "could not renew the job's lease; trying again");
-                    }
-                }
-            }
+        let renewal = Renewal {
+            metadata: ports.metadata.clone(),
+            metrics: ports.metrics.clone(),
+            id,
+            attempt,
+            lease,
+            max_job_time,
         };
-        let renewing = tokio::spawn(renew.instrument(tracing::Span::current()));
+        let stop = CancellationToken::new();
+        tokio::spawn(
+            renewal
+                .run(stop.clone())
+                .instrument(tracing::Span::current()),
+        );
         Self {
-            renewing: Some(renewing),
+            _stop: Some(stop.drop_guard()),
         }
     }
 }
 
-impl Drop for LeaseKeeper {
-    fn drop(&mut self) {
-        if let Some(renewing) = self.renewing.take() {
-            renewing.abort();
+impl Renewal {
+    async fn run(self, stop: CancellationToken) {
+        let every = self.lease / 3;
+        let give_up_at = Instant::now() + self.max_job_time;
+        let mut next = Instant::now() + every;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stop.cancelled() => return,
+            }
+            if Instant::now() >= give_up_at {
+                tracing::warn!(attempt = self.attempt, max_job_time_s = self.max_job_time.as_secs(),
+                    "the job has been held for engine.max_job_time; its lease is no longer renewed, so it will be dispatched again");
+                return;
+            }
+            let asked = Instant::now();
+            match self
+                .metadata
+                .renew_lease(self.id, self.attempt, self.lease)
+                .await
+            {
+                Ok(true) => next = asked + every,
+                Ok(false) => {
+                    // Settled by this attempt, taken back by the relay, claimed again, or
+                    // deleted: in every case nothing is left to renew.
+                    tracing::debug!(
+                        attempt = self.attempt,
+                        "the lease is no longer this attempt's; renewals end"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    self.metrics.backend_error(&error);
+                    tracing::warn!(attempt = self.attempt, error = %error, "could not renew the job's lease; trying again");
+                    next = Instant::now() + RETRY_AFTER.min(every);
+                }
+            }
         }
     }
 }

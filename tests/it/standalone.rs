@@ -385,10 +385,11 @@ impl FaultPlan for SlowFirstAttempt {
 async fn a_transform_longer_than_the_lease_runs_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = standalone_config(dir.path());
-    // The relay looks every 100 ms; the job is held for six leases.
-    config.engine.lease = Duration::from_millis(300);
+    // The relay looks every 100 ms; the job is held for four leases, each renewed every
+    // 300 ms (SQLite's commits take milliseconds, so the margin is wide).
+    config.engine.lease = Duration::from_millis(900);
     let plan = Arc::new(SlowFirstAttempt {
-        hold: Duration::from_millis(1_800),
+        hold: Duration::from_millis(3_600),
         attempts: std::sync::Mutex::new(Vec::new()),
     });
     let mut app = Standalone::start_with(config, plan.clone()).await;
@@ -407,6 +408,35 @@ async fn a_transform_longer_than_the_lease_runs_once() {
         [1],
         "the job was taken from its live worker and transformed again"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_held_past_max_job_time_is_dispatched_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = standalone_config(dir.path());
+    // Renewed for 1 s, then the lease (600 ms) runs out while the first attempt still hangs.
+    config.engine.lease = Duration::from_millis(600);
+    config.engine.max_job_time = Duration::from_secs(1);
+    let plan = Arc::new(SlowFirstAttempt {
+        hold: Duration::from_secs(4),
+        attempts: std::sync::Mutex::new(Vec::new()),
+    });
+    let mut app = Standalone::start_with(config, plan.clone()).await;
+    let token = token_for("hung");
+
+    let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+    assert_eq!(status, 202, "{doc}");
+    let doc = app
+        .wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
+
+    assert_eq!(doc["status"], "COMPLETED", "{doc}");
+    assert_eq!(
+        doc["attempts"], 2,
+        "the second attempt completes while the first still hangs: {doc}"
+    );
+    assert_eq!(*plan.attempts.lock().unwrap(), [1, 2]);
     app.stop().await;
 }
 

@@ -79,8 +79,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Claim, BackendError>;
 
     /// Extends the lease of `attempt` to now + `lease`, while the job is still `PROCESSING`
-    /// under that attempt and its lease has not been taken back. `false` when it has: the
-    /// lease ran out and the relay dispatched the job again, or another worker claimed it.
+    /// under that attempt and its lease has not been taken back. `false` otherwise: the
+    /// attempt already recorded its outcome (completed, failed, handed back for a retry),
+    /// the lease ran out and the relay took it back, another attempt claimed the job, or
+    /// the image was deleted.
     async fn renew_lease(
         &self,
         id: ImageId,

@@ -64,7 +64,13 @@ async fn download(args: &StageArgs, delivery: Delivery) {
         }
     };
     tracing::Span::current().record("attempt", job.attempt);
-    let lease = LeaseKeeper::start(&ctx.ports, id, job.attempt, ctx.config.lease);
+    let lease = LeaseKeeper::start(
+        &ctx.ports,
+        id,
+        job.attempt,
+        ctx.config.lease,
+        ctx.config.max_job_time,
+    );
     let waited = (Utc::now() - job.record.created_at)
         .to_std()
         .unwrap_or_default();
@@ -82,7 +88,7 @@ async fn download(args: &StageArgs, delivery: Delivery) {
         Ok(key) => key,
         Err(error) => {
             let reason = JobError::new("original_missing", error.to_string());
-            settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
+            settle_failure(ctx, delivery, &job, lease, reason, Retry::Permanent).await;
             return;
         }
     };
@@ -112,7 +118,7 @@ async fn download(args: &StageArgs, delivery: Delivery) {
                 "original_missing",
                 "the original image is no longer in storage; upload it again",
             );
-            settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
+            settle_failure(ctx, delivery, &job, lease, reason, Retry::Permanent).await;
         }
         Err(error) => {
             ctx.ports.metrics.backend_error(&error);
@@ -120,7 +126,7 @@ async fn download(args: &StageArgs, delivery: Delivery) {
                 "storage_unavailable",
                 format!("could not read the original: {error}"),
             );
-            settle_failure(ctx, delivery, &job, reason, Retry::from(&error)).await;
+            settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
         }
     }
 }

@@ -5,6 +5,7 @@ use chrono::Utc;
 
 use super::StageContext;
 use crate::events::StatusChanged;
+use crate::lease::LeaseKeeper;
 use crate::metrics::{JobOutcome, Phase};
 use crate::ports::{BackendError, ClaimedJob, Delivery, Settlement};
 use crate::record::{ImageRecord, JobError, Status};
@@ -26,11 +27,13 @@ impl From<&BackendError> for Retry {
     }
 }
 
-/// Settles a job that failed in `attempt`. Returns the status the job ends this attempt in.
+/// Settles a job that failed in `attempt`, ending its lease's renewals. Returns the status the
+/// job ends this attempt in.
 pub async fn settle_failure(
     ctx: &StageContext,
     delivery: Delivery,
     job: &ClaimedJob,
+    lease: LeaseKeeper,
     error: JobError,
     retry: Retry,
 ) -> Status {
@@ -50,6 +53,10 @@ pub async fn settle_failure(
         tracing::warn!(code = %error.code, reason = %error.message, "job failed");
         ctx.ports.metadata.fail(id, job.attempt, &error).await
     };
+    // Renewals end here either way: the store recorded the outcome and dropped the lease
+    // with it, or the job is handed back below, where a lease kept alive through the
+    // back-off would only make the redelivery find it taken.
+    drop(lease);
     match written {
         Ok(_) => {
             // A retry is re-published by the relay when due, so this delivery is done with;

@@ -44,11 +44,11 @@ pub fn processed_key(
 
 async fn persist(args: &StageArgs, job: PersistJob) {
     let ctx = &args.ctx;
-    // The lease is renewed until this returns, whichever way the job ends.
+    // The lease is renewed until the job is settled, whichever way it ends.
     let PersistJob {
         delivery,
         job,
-        lease: _renewing,
+        lease,
         outcome,
     } = job;
     let id = job.record.id;
@@ -57,7 +57,7 @@ async fn persist(args: &StageArgs, job: PersistJob) {
         Err(error) => {
             args.stats.job_failed();
             let reason = JobError::new(error.code(), error.to_string());
-            settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
+            settle_failure(ctx, delivery, &job, lease, reason, Retry::Permanent).await;
             return;
         }
     };
@@ -68,7 +68,7 @@ async fn persist(args: &StageArgs, job: PersistJob) {
         match store_rendition(args, id, rendition, output).await {
             Ok(variant) => variants.push(variant),
             Err(Failure::Job(reason)) => {
-                settle_failure(ctx, delivery, &job, reason, Retry::Permanent).await;
+                settle_failure(ctx, delivery, &job, lease, reason, Retry::Permanent).await;
                 return;
             }
             Err(Failure::Backend(error)) => {
@@ -77,7 +77,7 @@ async fn persist(args: &StageArgs, job: PersistJob) {
                     "storage_unavailable",
                     format!("could not store the result: {error}"),
                 );
-                settle_failure(ctx, delivery, &job, reason, Retry::from(&error)).await;
+                settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
                 return;
             }
         }
@@ -106,7 +106,7 @@ async fn persist(args: &StageArgs, job: PersistJob) {
                 "database_unavailable",
                 format!("could not record the result: {error}"),
             );
-            settle_failure(ctx, delivery, &job, reason, Retry::from(&error)).await;
+            settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
         }
     }
 }
