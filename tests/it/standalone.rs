@@ -8,7 +8,7 @@ use std::time::Duration;
 use pixmill::app::{App, Mode, StartOptions};
 use pixmill_actors::faults::FaultPlan;
 use pixmill_actors::ImageRecord;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::tokens::{token_for, token_with_roles};
 use crate::support::{corpus, standalone_config, Standalone};
@@ -381,6 +381,28 @@ impl FaultPlan for SlowFirstAttempt {
     }
 }
 
+/// Processes one photo with its first attempt held in the transformer for `hold`; returns
+/// the final document and the attempts the transformer saw.
+async fn with_a_slow_first_attempt(
+    config: pixmill::config::Config,
+    hold: Duration,
+) -> (Value, Vec<u32>) {
+    let plan = Arc::new(SlowFirstAttempt {
+        hold,
+        attempts: std::sync::Mutex::new(Vec::new()),
+    });
+    let mut app = Standalone::start_with(config, plan.clone()).await;
+    let token = token_for("patient");
+    let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+    assert_eq!(status, 202, "{doc}");
+    let doc = app
+        .wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
+    app.stop().await;
+    let attempts = plan.attempts.lock().unwrap().clone();
+    (doc, attempts)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transform_longer_than_the_lease_runs_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -388,27 +410,19 @@ async fn a_transform_longer_than_the_lease_runs_once() {
     // The relay looks every 100 ms; the job is held for four leases, each renewed every
     // 300 ms (SQLite's commits take milliseconds, so the margin is wide).
     config.engine.lease = Duration::from_millis(900);
-    let plan = Arc::new(SlowFirstAttempt {
-        hold: Duration::from_millis(3_600),
-        attempts: std::sync::Mutex::new(Vec::new()),
-    });
-    let mut app = Standalone::start_with(config, plan.clone()).await;
-    let token = token_for("patient");
 
-    let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
-    assert_eq!(status, 202, "{doc}");
-    let doc = app
-        .wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE)
-        .await;
+    let (doc, attempts) = with_a_slow_first_attempt(config, Duration::from_millis(3_600)).await;
 
-    assert_eq!(doc["status"], "COMPLETED", "{doc}");
-    assert_eq!(doc["attempts"], 1, "{doc}");
     assert_eq!(
-        *plan.attempts.lock().unwrap(),
+        (&doc["status"], &doc["attempts"]),
+        (&json!("COMPLETED"), &json!(1)),
+        "{doc}"
+    );
+    assert_eq!(
+        attempts,
         [1],
         "the job was taken from its live worker and transformed again"
     );
-    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,26 +432,15 @@ async fn a_job_held_past_max_job_time_is_dispatched_again() {
     // Renewed for 1 s, then the lease (600 ms) runs out while the first attempt still hangs.
     config.engine.lease = Duration::from_millis(600);
     config.engine.max_job_time = Duration::from_secs(1);
-    let plan = Arc::new(SlowFirstAttempt {
-        hold: Duration::from_secs(4),
-        attempts: std::sync::Mutex::new(Vec::new()),
-    });
-    let mut app = Standalone::start_with(config, plan.clone()).await;
-    let token = token_for("hung");
 
-    let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
-    assert_eq!(status, 202, "{doc}");
-    let doc = app
-        .wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE)
-        .await;
+    let (doc, attempts) = with_a_slow_first_attempt(config, Duration::from_secs(4)).await;
 
-    assert_eq!(doc["status"], "COMPLETED", "{doc}");
     assert_eq!(
-        doc["attempts"], 2,
+        (&doc["status"], &doc["attempts"]),
+        (&json!("COMPLETED"), &json!(2)),
         "the second attempt completes while the first still hangs: {doc}"
     );
-    assert_eq!(*plan.attempts.lock().unwrap(), [1, 2]);
-    app.stop().await;
+    assert_eq!(attempts, [1, 2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
