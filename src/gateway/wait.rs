@@ -52,7 +52,6 @@ enum Wake {
 
 /// One waiter: its registration for the image's events, its re-read clock and its deadline.
 struct Waiter {
-    id: ImageId,
     watch: Watch,
     reread: Interval,
     deadline: Instant,
@@ -66,7 +65,6 @@ impl Waiter {
             tokio::time::interval_at(Instant::now() + gateway.waits.reread, gateway.waits.reread);
         reread.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
-            id,
             watch: gateway.watchers.watch(id),
             reread,
             deadline: Instant::now() + patience,
@@ -168,7 +166,7 @@ impl StreamState {
             if let Wake::Deadline = self.waiter.next().await {
                 return None;
             }
-            let id = self.waiter.id.to_string();
+            let id = self.waiter.watch.image().to_string();
             match self.gateway.image(&self.who, &id).await {
                 Ok(record) if self.last.as_ref() != Some(&record) => self.next = Some(record),
                 Ok(_) => {}

@@ -131,6 +131,11 @@ impl Registry {
 }
 
 impl Watch {
+    /// The image this waiter watches.
+    pub fn image(&self) -> ImageId {
+        self.image
+    }
+
     /// Resolves at the next event for this image (at once if one came since the last call).
     pub async fn changed(&self) {
         self.notify.notified().await;
