@@ -5,8 +5,8 @@
 //! the same priority. Its threads come and go, so each render landed on a different thread
 //! (cold caches, another malloc arena) and had to lower and restore its priority per job.
 //! And it is sized for waiting, not for cores. Here each thread lowers its own priority
-//! once, for life (see `niceness`), so request handling in the same process or on the same
-//! host always goes first, and the gateway's blocking work never runs in the background.
+//! once, for life (see `priority`), so request handling in the same process goes first,
+//! and the gateway's blocking work never runs in the background.
 //!
 //! The pool queues at most one task per thread: the transformer actors, one per slot, each
 //! wait for their render, so the bound is never what holds a caller back.
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, oneshot};
 
-mod niceness;
+mod priority;
 
 type Task = Box<dyn FnOnce() + Send>;
 
@@ -79,7 +79,7 @@ impl CpuPool {
 
 /// One pool thread: background priority for life, then tasks until the pool is dropped.
 fn work(queue: &Mutex<mpsc::Receiver<Task>>) {
-    niceness::lower_this_thread();
+    priority::lower_this_thread();
     loop {
         // One idle thread waits on the queue, the others on the lock; a task is short work
         // next to a render, so the hand-over costs nothing measurable.
@@ -120,13 +120,14 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn pool_threads_run_at_background_priority_and_the_caller_does_not() {
-        // SAFETY: getpriority with `who` 0 reads the calling thread's nice value.
-        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    async fn pool_threads_run_at_idle_priority_and_the_caller_does_not() {
+        // SAFETY: sched_getscheduler with pid 0 reads the calling thread's policy.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
         let pool = CpuPool::start(1).expect("threads start");
-        let before = nice();
-        let inside = pool.run(nice).await.ok();
-        assert_eq!(inside, Some((before + 10).min(19)));
-        assert_eq!(nice(), before);
+        let before = policy();
+        let inside = pool.run(policy).await.ok();
+        assert_eq!(inside, Some(libc::SCHED_IDLE));
+        assert_eq!(policy(), before);
+        assert_ne!(before, libc::SCHED_IDLE);
     }
 }
