@@ -12,8 +12,8 @@
 //! (EEVDF, Linux 6.6 on) may let the render finish its time slice first, and on Linux 6.18
 //! the gateway's threads waited 0.7 ms on average after each wake-up in an upload-latency
 //! phase while both renders ran; with `SCHED_IDLE`, three alternated pairs of phases gave
-//! 13 to 16% more uploads a second and a p99 15% lower (BENCHMARKS.md). Where the policy is
-//! refused (a seccomp profile may), the thread falls back to nice 10.
+//! 13 to 16% more uploads a second and a p99 15 to 27% lower (BENCHMARKS.md). Where the
+//! policy is refused (a seccomp profile may), the thread falls back to nice 10.
 //!
 //! The cost is stated where it applies: a render gets only the time the rest of its CPU
 //! scheduling group leaves it. On a bare host whose cores other processes keep busy, jobs
