@@ -9,5 +9,7 @@ mod queue;
 
 pub use error::{BackendError, ErrorKind};
 pub use metadata::{Claim, ClaimedJob, Completion, MetadataStore};
-pub use objects::{Bucket, InvalidObjectKey, ListedObject, ObjectKey, ObjectStore, ObjectStream};
+pub use objects::{
+    Bucket, InvalidObjectKey, ListedObject, ObjectKey, ObjectStore, ObjectStream, BODY_ALIGN,
+};
 pub use queue::{Delivery, JobMessage, JobQueue, JobStream, Settle, Settlement};

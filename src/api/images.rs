@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use pixmill_actors::pipeline::{OutputSpec, Rgb};
 use pixmill_actors::ports::Bucket;
@@ -432,8 +433,8 @@ async fn download_variant(
 /// received in memory, as the gateway needs it anyway: poem-openapi's `Upload` would spool
 /// it to a temporary file through tokio's blocking pool, a thread hand-off per chunk written
 /// and read back, which cost more than the rest of an upload.
-fn read_file(file: FilePart, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
-    let mut bytes = file.0;
+fn read_file(file: FilePart, max_bytes: u64) -> Result<Bytes, ApiError> {
+    let bytes = file.0;
     if bytes.len() as u64 > max_bytes {
         return Err(pixmill_actors::transform::InputError::TooManyBytes {
             bytes: bytes.len() as u64,
@@ -441,9 +442,6 @@ fn read_file(file: FilePart, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
         }
         .into());
     }
-    // The buffer grew by doubling while the file arrived; keep only what it holds for the
-    // rest of the upload (a large buffer is shrunk in place by the allocator, not copied).
-    bytes.shrink_to_fit();
     Ok(bytes)
 }
 

@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
 use chrono::Utc;
 use pixmill_actors::pipeline::OutputSpec;
 use pixmill_actors::ports::{BackendError, Bucket, JobMessage, ObjectKey};
@@ -36,7 +37,9 @@ pub struct PresetConfig {
 
 /// A validated upload.
 pub struct UploadRequest {
-    pub bytes: Vec<u8>,
+    /// The file; from the API it starts at a [`pixmill_actors::ports::BODY_ALIGN`] boundary,
+    /// which lets the embedded store write it without a copy.
+    pub bytes: Bytes,
     pub spec: JobSpec,
     pub idempotency_key: Option<String>,
     pub trace_id: Option<String>,
@@ -98,12 +101,7 @@ impl Gateway {
             frames: 1,
         };
         self.objects
-            .put(
-                Bucket::Raw,
-                &key,
-                request.bytes.into(),
-                probed.format.mime(),
-            )
+            .put(Bucket::Raw, &key, request.bytes, probed.format.mime())
             .await
             .map_err(|e| ApiError::backend(&e))?;
         clock.lap(UploadStep::StoreOriginal);
@@ -203,7 +201,7 @@ impl Gateway {
     /// honest files (a millisecond or two for a few MB), but a hostile one may cost real CPU
     /// in a decoder's header parsing, which must not stall the executor that serves every
     /// other request.
-    async fn probe(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, Probe, String), ApiError> {
+    async fn probe(&self, bytes: Bytes) -> Result<(Bytes, Probe, String), ApiError> {
         let limits = self.limits.clone();
         let task = tokio::task::spawn_blocking(move || {
             let probed = probe(&bytes, &limits).map(|probed| {

@@ -12,10 +12,11 @@
 //! ([`super::FsObjectStore::get_stream`]) stay buffered: they read in small pieces, and a
 //! result fetched again is worth caching.
 //!
-//! Direct I/O needs the buffer, the file offset and the length aligned to the device's block,
-//! so the bytes pass through aligned buffers: a write copies through one of at most [`CHUNK`]
-//! bytes, pads the last block with zeros and cuts the file back to the object's length; a
-//! read fills a buffer of whole blocks and hands out the object's part of it.
+//! Direct I/O needs the buffer, the file offset and the length aligned to the device's block.
+//! A write takes the whole blocks of a body that starts on a block boundary from where they
+//! lie, copies anything else through an aligned buffer of at most [`CHUNK`] bytes, pads the
+//! last block with zeros and cuts the file back to the object's length; a read fills a
+//! buffer of whole blocks and hands out the object's part of it.
 //! A file is opened as usual and switched to direct I/O with `fcntl`; where the filesystem
 //! refuses (`EINVAL`: some FUSE and network mounts, or a block larger than 4 KiB), that
 //! object is written or read again through the page cache, so a refusal costs speed, never
@@ -28,8 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
-/// Alignment that satisfies direct I/O on 512-byte and 4 KiB block devices alike.
-const ALIGN: usize = 4096;
+/// Alignment that satisfies direct I/O on 512-byte and 4 KiB block devices alike: the object
+/// port's `BODY_ALIGN`, at which the gateway receives uploads.
+const ALIGN: usize = pixmill_actors::ports::BODY_ALIGN;
 
 /// Largest piece copied into the aligned buffer and written at once. 256 KiB against 1 MiB
 /// kept the upload-latency phase's p99 at 71-74 ms instead of 97-101 (two runs each): less
@@ -140,18 +142,33 @@ fn read_into(_file: &File, _room: &mut [std::mem::MaybeUninit<u8>]) -> io::Resul
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
-/// Writes `body` in whole aligned blocks from an aligned buffer, then cuts the file back to
-/// the body's length.
+/// Writes `body` in whole aligned blocks, then cuts the file back to the body's length.
+///
+/// A body that starts on a block boundary (an upload's original, received that way: see
+/// `BODY_ALIGN` in the object port) goes to the disk from where it lies, all its whole
+/// blocks in one write; only its last partial block is copied. Any other body is copied
+/// through an aligned buffer of at most [`CHUNK`] bytes at a time. One write instead of one
+/// per chunk also means one wait for the device instead of six for a 1.5 MB photo, and so
+/// fewer wake-ups of this thread, each of which preempts a render.
 fn write_aligned(file: &mut File, body: &[u8]) -> io::Result<()> {
-    let (mut storage, start) = aligned_buffer(padded(body.len()).min(CHUNK));
-    let buffer = &mut storage[start..];
-    for piece in body.chunks(CHUNK) {
-        let length = padded(piece.len());
-        buffer[..piece.len()].copy_from_slice(piece);
-        buffer[piece.len()..length].fill(0);
-        // Whole aligned blocks at an aligned offset. A short write would leave the next one
-        // unaligned, which fails with EINVAL and sends the caller to the buffered write.
-        file.write_all(&buffer[..length])?;
+    let in_place = if body.as_ptr().align_offset(ALIGN) == 0 {
+        body.len() / ALIGN * ALIGN
+    } else {
+        0
+    };
+    // Whole aligned blocks at an aligned offset. A short write would leave the next one
+    // unaligned, which fails with EINVAL and sends the caller to the buffered write.
+    file.write_all(&body[..in_place])?;
+    let rest = &body[in_place..];
+    if !rest.is_empty() {
+        let (mut storage, start) = aligned_buffer(padded(rest.len()).min(CHUNK));
+        let buffer = &mut storage[start..];
+        for piece in rest.chunks(CHUNK) {
+            let length = padded(piece.len());
+            buffer[..piece.len()].copy_from_slice(piece);
+            buffer[piece.len()..length].fill(0);
+            file.write_all(&buffer[..length])?;
+        }
     }
     file.set_len(body.len() as u64)
 }
@@ -271,6 +288,22 @@ mod tests {
                     "length {length}, direct"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_body_on_a_block_boundary_reads_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        for length in LENGTHS {
+            let (mut storage, start) = aligned_buffer(length);
+            storage.truncate(start + length);
+            storage[start..].copy_from_slice(&pattern(length));
+            let body = &storage[start..];
+            assert_eq!(body.as_ptr().align_offset(ALIGN), 0);
+
+            let path = dir.path().join(format!("object-{length}"));
+            write_new(&path, body).unwrap().sync_all().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), body, "length {length}");
         }
     }
 
