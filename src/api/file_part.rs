@@ -84,8 +84,8 @@ async fn read_aligned(mut reader: impl AsyncRead + Unpin) -> std::io::Result<Byt
 /// a quarter of a MiB times a power of two, so a freed buffer fits the next upload of about
 /// the same size as it is, and the spare room lives only as long as the upload. Heaps keep
 /// what odd sizes leave between them: buffers sized exactly from `Content-Length` peaked at
-/// 314 to 339 MB in a latency phase, doubling buffers shrunk in place at 301 to 316 on
-/// another machine, and these at 234 to 244 there (BENCHMARKS.md).
+/// 314 to 339 MB in a latency phase; on a later machine, doubling buffers shrunk in place
+/// peaked at 301 and 308 MB, and these at 234 and 244 (BENCHMARKS.md).
 struct AlignedBuffer {
     storage: Vec<u8>,
     start: usize,
