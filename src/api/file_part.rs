@@ -6,7 +6,8 @@
 //! room, chunk by chunk as the body arrives. The spec is the same (`string`, `binary`).
 //!
 //! The buffer starts at a [`BODY_ALIGN`] boundary, so the embedded object store writes the
-//! original to disk from where it lies instead of copying it through a buffer of its own.
+//! original's whole blocks to disk from where they lie instead of copying them through a
+//! buffer of its own (where the filesystem takes direct I/O).
 
 use std::borrow::Cow;
 
@@ -82,13 +83,17 @@ async fn read_aligned(mut reader: impl AsyncRead + Unpin) -> std::io::Result<Byt
 ///
 /// The buffer is not shrunk to the file's size once the file is in: every buffer's room is
 /// a quarter of a MiB times a power of two, so a freed buffer fits the next upload of about
-/// the same size as it is, and the spare room lives only as long as the upload. Heaps keep
-/// what odd sizes leave between them: buffers sized exactly from `Content-Length` peaked at
-/// 314 to 339 MB in a latency phase; on a later machine, doubling buffers shrunk in place
-/// peaked at 301 and 308 MB, and these at 234 and 244 (BENCHMARKS.md).
+/// the same size as it is. The spare room lives until the original is stored, so an upload
+/// holds about twice its file at most (a quarter of a MiB at least). Heaps keep what odd
+/// sizes leave between them: buffers sized exactly from `Content-Length` peaked at 314 to
+/// 339 MB in a latency phase; on a later machine, doubling buffers shrunk in place peaked at
+/// 301 and 308 MB, and these at 234 and 244 (BENCHMARKS.md).
 struct AlignedBuffer {
     storage: Vec<u8>,
     start: usize,
+    /// The room asked for, which `doubled` doubles: the vector's capacity is this plus up
+    /// to one alignment's padding, so requested sizes stay the same from upload to upload.
+    room: usize,
 }
 
 impl AlignedBuffer {
@@ -96,7 +101,11 @@ impl AlignedBuffer {
         let mut storage: Vec<u8> = Vec::with_capacity(room + BODY_ALIGN);
         let start = storage.as_ptr().align_offset(BODY_ALIGN);
         storage.resize(start, 0);
-        Self { storage, start }
+        Self {
+            storage,
+            start,
+            room,
+        }
     }
 
     fn is_full(&self) -> bool {
@@ -105,9 +114,10 @@ impl AlignedBuffer {
 
     /// The same bytes in a buffer with twice the room.
     fn doubled(self) -> Self {
-        let bytes = &self.storage[self.start..];
-        let mut bigger = Self::with_room(2 * bytes.len().max(FIRST_ROOM));
-        bigger.storage.extend_from_slice(bytes);
+        let mut bigger = Self::with_room(2 * self.room);
+        bigger
+            .storage
+            .extend_from_slice(&self.storage[self.start..]);
         bigger
     }
 

@@ -32,6 +32,7 @@ use bytes::Bytes;
 /// Alignment that satisfies direct I/O on 512-byte and 4 KiB block devices alike: the object
 /// port's `BODY_ALIGN`, at which the gateway receives uploads.
 const ALIGN: usize = pixmill_actors::ports::BODY_ALIGN;
+const _: () = assert!(ALIGN >= 4096 && ALIGN.is_power_of_two());
 
 /// Largest piece copied into the aligned buffer and written at once. 256 KiB against 1 MiB
 /// kept the upload-latency phase's p99 at 71-74 ms instead of 97-101 (two runs each): less
@@ -147,9 +148,10 @@ fn read_into(_file: &File, _room: &mut [std::mem::MaybeUninit<u8>]) -> io::Resul
 /// A body that starts on a block boundary (an upload's original, received that way: see
 /// `BODY_ALIGN` in the object port) goes to the disk from where it lies, all its whole
 /// blocks in one write; only its last partial block is copied. Any other body is copied
-/// through an aligned buffer of at most [`CHUNK`] bytes at a time. One write instead of one
-/// per chunk also means one wait for the device instead of six for a 1.5 MB photo, and so
-/// fewer wake-ups of this thread, each of which preempts a render.
+/// through an aligned buffer of at most [`CHUNK`] bytes at a time. Two writes (the whole
+/// blocks, the padded tail) instead of one per chunk also mean two waits for the device
+/// instead of six for a 1.5 MB photo, and so fewer wake-ups of this thread, each of which
+/// preempts a render.
 fn write_aligned(file: &mut File, body: &[u8]) -> io::Result<()> {
     let in_place = if body.as_ptr().align_offset(ALIGN) == 0 {
         body.len() / ALIGN * ALIGN
@@ -304,6 +306,29 @@ mod tests {
             let path = dir.path().join(format!("object-{length}"));
             write_new(&path, body).unwrap().sync_all().unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), body, "length {length}");
+        }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_body_on_a_block_boundary_is_written_direct_without_the_fallback() {
+        // `write_new` falls back to the page cache on EINVAL, which would hide a broken
+        // in-place write; here a refusal fails the test.
+        let dir = tempfile::tempdir().unwrap();
+        for length in [ALIGN, ALIGN + 5, CHUNK + 7, 3 * CHUNK] {
+            let (mut storage, start) = aligned_buffer(length);
+            storage.truncate(start + length);
+            storage[start..].copy_from_slice(&pattern(length));
+            let path = dir.path().join(format!("object-{length}"));
+            let mut file = File::create(&path).unwrap();
+            set_direct(&file, true).unwrap();
+            write_aligned(&mut file, &storage[start..]).unwrap();
+            drop(file);
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                pattern(length),
+                "length {length}"
+            );
         }
     }
 
