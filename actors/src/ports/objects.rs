@@ -106,8 +106,8 @@ pub struct ListedObject {
 /// Where in memory a body of [`ObjectStore::put`] should start for a store to hand it to the
 /// disk as it lies. Direct I/O (the embedded store's writes, which skip the page cache) moves
 /// whole 4 KiB blocks from 4 KiB boundaries; the blocks of any other body, and the last
-/// partial block of every body, are first copied through an aligned buffer. The gateway receives uploads at this alignment; stores that send bytes
-/// over a network ignore it.
+/// partial block of every body, are first copied through an aligned buffer. The gateway
+/// receives uploads at this alignment; stores that send bytes over a network ignore it.
 pub const BODY_ALIGN: usize = 4096;
 
 /// Object storage with the two buckets.

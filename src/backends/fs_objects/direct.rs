@@ -293,13 +293,19 @@ mod tests {
         }
     }
 
+    /// `pattern(length)` from an [`ALIGN`]ed address: the storage and the pattern's offset.
+    fn aligned_pattern(length: usize) -> (Vec<u8>, usize) {
+        let (mut storage, start) = aligned_buffer(length);
+        storage.truncate(start + length);
+        storage[start..].copy_from_slice(&pattern(length));
+        (storage, start)
+    }
+
     #[test]
     fn a_body_on_a_block_boundary_reads_back_exactly() {
         let dir = tempfile::tempdir().unwrap();
         for length in LENGTHS {
-            let (mut storage, start) = aligned_buffer(length);
-            storage.truncate(start + length);
-            storage[start..].copy_from_slice(&pattern(length));
+            let (storage, start) = aligned_pattern(length);
             let body = &storage[start..];
             assert_eq!(body.as_ptr().align_offset(ALIGN), 0);
 
@@ -316,9 +322,7 @@ mod tests {
         // in-place write; here a refusal fails the test.
         let dir = tempfile::tempdir().unwrap();
         for length in [ALIGN, ALIGN + 5, CHUNK + 7, 3 * CHUNK] {
-            let (mut storage, start) = aligned_buffer(length);
-            storage.truncate(start + length);
-            storage[start..].copy_from_slice(&pattern(length));
+            let (storage, start) = aligned_pattern(length);
             let path = dir.path().join(format!("object-{length}"));
             let mut file = File::create(&path).unwrap();
             set_direct(&file, true).unwrap();
