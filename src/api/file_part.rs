@@ -87,8 +87,9 @@ async fn read_aligned(mut reader: impl AsyncRead + Unpin) -> std::io::Result<Byt
 /// holds about twice its file at most (a quarter of a MiB at least). Heaps keep what odd
 /// sizes leave between them: buffers sized exactly from `Content-Length` peaked at 314 to
 /// 339 MB in a latency phase; on a later machine, doubling buffers shrunk in place peaked at
-/// 301 and 308 MB, and these at 234 and 244 (262 and 269 after the room asked for became
-/// exact; not yet compared side by side: BENCHMARKS.md).
+/// 301 and 308 MB, and these at 234 and 244. Whether the rooms are exact or drift by the
+/// padding, or are picked from `Content-Length` up front, made no difference the runs could
+/// show (BENCHMARKS.md).
 struct AlignedBuffer {
     storage: Vec<u8>,
     start: usize,
