@@ -69,6 +69,10 @@ HTTP_TIMEOUT_S = 70
 DRAIN_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 30
 LONG_POLL = "30s"
+# How the load generator learns that an image is final: "poll" (GET with `wait`, a long poll
+# per status change: the records' method) or "events" (one request per image on its event
+# stream, which the server ends when the job is final). `--watch` sets it.
+WATCH = "poll"
 
 
 def log(message):
@@ -420,6 +424,18 @@ class Client:
             raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
         return json.loads(body)
 
+    def image_events(self, image_id):
+        """The last document of the image's event stream: final, unless the stream ended
+        first."""
+        path = f"/v1/images/{image_id}/events"
+        status, body = self._request("GET", path, headers={"Accept": "text/event-stream"})
+        if status != 200:
+            raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
+        documents = [line[5:] for line in body.decode().splitlines() if line.startswith("data:")]
+        if not documents:
+            raise RuntimeError(f"GET {path} sent no document")
+        return json.loads(documents[-1])
+
     def metrics(self, path="/metrics"):
         status, body = self._request("GET", path)
         return body.decode() if status == 200 else ""
@@ -499,11 +515,16 @@ class Completions:
             client = clients.setdefault(token, Client(self._base, token))
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
             try:
-                doc = client.image(image_id)
+                if WATCH == "events":
+                    doc = client.image_events(image_id)
+                    again = client.image_events
+                else:
+                    doc = client.image(image_id)
+                    again = lambda i: client.image(i, wait=LONG_POLL)  # noqa: E731
                 while doc["status"] not in ("COMPLETED", "FAILED"):
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"image {image_id} still {doc['status']}")
-                    doc = client.image(image_id, wait=LONG_POLL)
+                    doc = again(image_id)
                 self.done[image_id] = (uploaded_at, doc)
             except Exception as error:
                 self.errors.append(error)
@@ -1114,7 +1135,12 @@ def parse_args():
     p.add_argument("--corpus", required=True, help="the corpus directory (benches/corpus.sh prints it)")
     p.add_argument("--out", default=os.path.join(REPO, "benches", "results"))
     p.add_argument("--command", default=" ".join(sys.argv))
+    p.add_argument("--watch", choices=("poll", "events"), default="poll",
+                   help="how the load generator waits for images to end: long polls (the "
+                        "records' method) or each image's event stream")
     args = p.parse_args()
+    global WATCH
+    WATCH = args.watch
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
     return args
