@@ -10,6 +10,7 @@ mod queue;
 pub use error::{BackendError, ErrorKind};
 pub use metadata::{Claim, ClaimedJob, Completion, MetadataStore};
 pub use objects::{
-    Bucket, InvalidObjectKey, ListedObject, ObjectKey, ObjectStore, ObjectStream, BODY_ALIGN,
+    aligned_vec, Bucket, InvalidObjectKey, ListedObject, ObjectKey, ObjectStore, ObjectStream,
+    BODY_ALIGN,
 };
 pub use queue::{Delivery, JobMessage, JobQueue, JobStream, Settle, Settlement};

@@ -5,14 +5,15 @@
 //! in some 750 reads for 1.5 MB. Here the part is read straight into the buffer's spare
 //! room, chunk by chunk as the body arrives. The spec is the same (`string`, `binary`).
 //!
-//! The buffer starts at a [`BODY_ALIGN`] boundary, so the embedded object store writes the
-//! original's whole blocks to disk from where they lie instead of copying them through a
-//! buffer of its own (where the filesystem takes direct I/O).
+//! The buffer starts at a [`BODY_ALIGN`](pixmill_actors::ports::BODY_ALIGN) boundary, so
+//! the embedded object store writes the original's whole blocks to disk from where they lie
+//! instead of copying them through a buffer of its own (where the filesystem takes direct
+//! I/O).
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use pixmill_actors::ports::BODY_ALIGN;
+use pixmill_actors::ports::aligned_vec;
 use poem::web::Field;
 use poem_openapi::registry::MetaSchemaRef;
 use poem_openapi::types::{Binary, ParseError, ParseFromMultipartField, ParseResult, Type};
@@ -63,7 +64,7 @@ impl ParseFromMultipartField for FilePart {
     }
 }
 
-/// Reads `reader` to its end into one buffer that starts at a [`BODY_ALIGN`] boundary.
+/// Reads `reader` to its end into one buffer that starts at a `BODY_ALIGN` boundary.
 async fn read_aligned(mut reader: impl AsyncRead + Unpin) -> std::io::Result<Bytes> {
     let mut buffer = AlignedBuffer::with_room(FIRST_ROOM);
     loop {
@@ -78,7 +79,7 @@ async fn read_aligned(mut reader: impl AsyncRead + Unpin) -> std::io::Result<Byt
     }
 }
 
-/// Bytes from `start` on, where `start` is the first [`BODY_ALIGN`] boundary of the vector's
+/// Bytes from `start` on, where `start` is the first `BODY_ALIGN` boundary of the vector's
 /// allocation (the bytes before it are padding).
 ///
 /// The buffer is not shrunk to the file's size once the file is in: every buffer's room is
@@ -100,9 +101,7 @@ struct AlignedBuffer {
 
 impl AlignedBuffer {
     fn with_room(room: usize) -> Self {
-        let mut storage: Vec<u8> = Vec::with_capacity(room + BODY_ALIGN);
-        let start = storage.as_ptr().align_offset(BODY_ALIGN);
-        storage.resize(start, 0);
+        let (storage, start) = aligned_vec(room);
         Self {
             storage,
             start,
@@ -130,6 +129,8 @@ impl AlignedBuffer {
 
 #[cfg(test)]
 mod tests {
+    use pixmill_actors::ports::BODY_ALIGN;
+
     use super::*;
 
     #[tokio::test]

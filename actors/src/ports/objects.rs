@@ -110,6 +110,16 @@ pub struct ListedObject {
 /// receives uploads at this alignment; stores that send bytes over a network ignore it.
 pub const BODY_ALIGN: usize = 4096;
 
+/// A vector with room for `capacity` bytes from its first [`BODY_ALIGN`] boundary, and that
+/// boundary's offset. The bytes before it are in the vector already (zeroed padding), so
+/// what is appended lands on the boundary; the room itself is not zeroed (callers fill it).
+pub fn aligned_vec(capacity: usize) -> (Vec<u8>, usize) {
+    let mut storage: Vec<u8> = Vec::with_capacity(capacity + BODY_ALIGN);
+    let start = storage.as_ptr().align_offset(BODY_ALIGN);
+    storage.resize(start, 0);
+    (storage, start)
+}
+
 /// Object storage with the two buckets.
 ///
 /// Writes are all-or-nothing: a reader sees either the whole new object or none. Writing the

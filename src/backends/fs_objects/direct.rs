@@ -28,6 +28,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use pixmill_actors::ports::aligned_vec;
 
 /// Alignment that satisfies direct I/O on 512-byte and 4 KiB block devices alike: the object
 /// port's `BODY_ALIGN`, at which the gateway receives uploads.
@@ -98,11 +99,8 @@ pub(super) fn read_all(path: &Path) -> io::Result<Bytes> {
 /// was 4% of the standalone server's CPU outside rendering in a throughput profile.
 fn read_aligned(file: &mut File, length: usize) -> io::Result<Option<Bytes>> {
     let capacity = padded(length);
-    let mut storage: Vec<u8> = Vec::with_capacity(capacity + ALIGN);
-    // The bytes before the aligned start are part of the vector, so they are set (to zero);
-    // the reads append from the aligned start on.
-    let start = storage.as_ptr().align_offset(ALIGN);
-    storage.resize(start, 0);
+    // The reads append from the aligned start on.
+    let (mut storage, start) = aligned_vec(capacity);
     let mut filled = 0;
     while filled < length {
         let room = &mut storage.spare_capacity_mut()[..capacity - filled];
