@@ -226,8 +226,8 @@ fn refuses_direct_io(error: &io::Error) -> bool {
 
 /// A zeroed buffer holding `length` bytes from an [`ALIGN`]ed offset, and that offset.
 fn aligned_buffer(length: usize) -> (Vec<u8>, usize) {
-    let storage = vec![0u8; length + ALIGN];
-    let start = storage.as_ptr().align_offset(ALIGN);
+    let (mut storage, start) = aligned_vec(length);
+    storage.resize(start + length, 0);
     (storage, start)
 }
 
@@ -293,9 +293,8 @@ mod tests {
 
     /// `pattern(length)` from an [`ALIGN`]ed address: the storage and the pattern's offset.
     fn aligned_pattern(length: usize) -> (Vec<u8>, usize) {
-        let (mut storage, start) = aligned_buffer(length);
-        storage.truncate(start + length);
-        storage[start..].copy_from_slice(&pattern(length));
+        let (mut storage, start) = aligned_vec(length);
+        storage.extend_from_slice(&pattern(length));
         (storage, start)
     }
 
