@@ -70,8 +70,9 @@ DRAIN_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 30
 LONG_POLL = "30s"
 # How the load generator learns that an image is final: "poll" (GET with `wait`, a long poll
-# per status change: the records' method) or "events" (one request per image on its event
-# stream, which the server ends when the job is final). `--watch` sets it.
+# per status change: the goal lines' method, since polling is how the product spec's clients
+# follow their images) or "events" (one request per image on its event stream, which the
+# server ends when the job is final; BENCHMARKS.md says what it changes). `--watch` sets it.
 WATCH = "poll"
 
 
@@ -1137,7 +1138,7 @@ def parse_args():
     p.add_argument("--command", default=" ".join(sys.argv))
     p.add_argument("--watch", choices=("poll", "events"), default="poll",
                    help="how the load generator waits for images to end: long polls (the "
-                        "records' method) or each image's event stream")
+                        "goal lines' method) or each image's event stream")
     args = p.parse_args()
     global WATCH
     WATCH = args.watch
