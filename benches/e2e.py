@@ -17,6 +17,8 @@ fresh server:
    runs on either side of it; the figure is the median round.
 2. upload latency: 16 clients each uploading 1-2 MB photos back to back, client-side
    latency from request start to the 202, while the workers process what came before.
+   The clients are `pixmill-bench uploads` (one compiled thread, so no client's clock waits
+   for this script's interpreter lock); `--load-client python` sends from threads here.
 3. rss: the 20 MP photo uploaded repeatedly (thumbnail and grayscale at full size), with the
    worker's VmRSS sampled every 50 ms; VmHWM (the process's lifetime peak) at the end.
 
@@ -291,7 +293,8 @@ class CpuMeter:
     def start(self):
         self._t0 = time.monotonic()
         self._machine0 = machine_busy_seconds()
-        self._self0 = sum(os.times()[:2])
+        # This script and the children it waited for (the compiled upload clients).
+        self._self0 = sum(os.times()[:4])
         self._threads0 = {s.name: thread_cpu(s.pid) for s in self.servers}
         self._render0 = [render_threads(s.pid) for s in self.servers]
         self._services0 = service_cpu()
@@ -301,7 +304,7 @@ class CpuMeter:
         result = {
             "wall_s": round(wall, 2),
             "machine_busy_cores": round((machine_busy_seconds() - self._machine0) / wall, 2),
-            "loadgen_cores": round((sum(os.times()[:2]) - self._self0) / wall, 2),
+            "loadgen_cores": round((sum(os.times()[:4]) - self._self0) / wall, 2),
             "processes": {},
         }
         for server in self.servers:
@@ -712,19 +715,9 @@ def throughput_phase(mode, photos, count, concurrency, sampler, meter):
     }
 
 
-def latency_phase(mode, photos, clients_n, per_client, sampler, meter):
-    # One owner per client: 16 clients are 16 users, each with one upload in flight, as the
-    # per-owner cap on concurrent uploads (server.max_concurrent_uploads_per_owner) expects.
-    tokens = [mode.token_for(f"lat{c}") for c in range(clients_n)]
-    uploads = [Upload(name, data, THUMBNAIL_STEPS, [("format", "jpeg"), ("quality", "80")])
-               for name, data in photos]
-    total = clients_n * per_client
-    log(f"latency: {clients_n} clients x {per_client} uploads of 1-2 MB")
-    text0 = mode.gateway_metrics()
-    steps0, buckets0 = step_metrics(text0), step_buckets(text0)
-    sampler.phase = "latency"
-    meter.start()
-    completions = Completions(mode.base, tokens[0])
+def python_clients(mode, tokens, uploads, per_client, completions):
+    """The latency phase's uploads from one thread per client of this script; their
+    latencies in seconds."""
     latencies = []
 
     def client_loop(c):
@@ -738,8 +731,70 @@ def latency_phase(mode, photos, clients_n, per_client, sampler, meter):
         latencies.extend(mine)
         return mine
 
+    run_pool(len(tokens), len(tokens), client_loop, "clients done", len(tokens))
+    return latencies
+
+
+def compiled_clients(bench, work, mode, tokens, uploads, per_client, completions):
+    """The same uploads (same owners, bodies and order) from `pixmill-bench uploads`: one
+    thread drives every client, so a client's clock does not wait for this script's
+    interpreter lock. Images are watched as their ids arrive, as with the threads."""
+    tokens_file = os.path.join(work, "latency-tokens.txt")
+    with open(tokens_file, "w") as f:
+        f.write("".join(f"{t}\n" for t in tokens))
+    bodies_file = os.path.join(work, "latency-bodies.txt")
+    with open(bodies_file, "w") as f:
+        for i, upload in enumerate(uploads):
+            path = os.path.join(work, f"latency-body-{i}")
+            with open(path, "wb") as body:
+                body.write(upload.body)
+            f.write(f"{upload.content_type}\t{path}\n")
+    stderr_file = os.path.join(work, "latency-clients.err")
+    argv = [bench, "uploads", "--base", mode.base, "--tokens", tokens_file,
+            "--bodies", bodies_file, "--per-client", str(per_client)]
+    latencies, total, last_log = [], len(tokens) * per_client, time.monotonic()
+    with open(stderr_file, "w") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            for line in proc.stdout:
+                answer = json.loads(line)
+                completions.add(answer["id"], time.time() - answer["seconds"],
+                                tokens[answer["client"]])
+                latencies.append(answer["seconds"])
+                if time.monotonic() - last_log >= 2:
+                    last_log = time.monotonic()
+                    log(f"  uploaded {len(latencies)}/{total}")
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if code != 0 or len(latencies) != total:
+        with open(stderr_file) as f:
+            raise RuntimeError(f"pixmill-bench uploads ended with {code} after "
+                               f"{len(latencies)}/{total} uploads: {f.read().strip()[-300:]}")
+    return latencies
+
+
+def latency_phase(mode, photos, clients_n, per_client, sampler, meter, bench=None, work=None):
+    # One owner per client: 16 clients are 16 users, each with one upload in flight, as the
+    # per-owner cap on concurrent uploads (server.max_concurrent_uploads_per_owner) expects.
+    tokens = [mode.token_for(f"lat{c}") for c in range(clients_n)]
+    uploads = [Upload(name, data, THUMBNAIL_STEPS, [("format", "jpeg"), ("quality", "80")])
+               for name, data in photos]
+    total = clients_n * per_client
+    clients = "pixmill-bench uploads" if bench else "Python threads"
+    log(f"latency: {clients_n} clients x {per_client} uploads of 1-2 MB ({clients})")
+    text0 = mode.gateway_metrics()
+    steps0, buckets0 = step_metrics(text0), step_buckets(text0)
+    sampler.phase = "latency"
+    meter.start()
+    completions = Completions(mode.base, tokens[0])
     start = time.time()
-    run_pool(clients_n, clients_n, client_loop, "clients done", clients_n)
+    if bench:
+        latencies = compiled_clients(bench, work, mode, tokens, uploads, per_client, completions)
+    else:
+        latencies = python_clients(mode, tokens, uploads, per_client, completions)
     upload_wall = time.time() - start
     cpu = meter.stop()
     text1 = mode.gateway_metrics()
@@ -748,6 +803,7 @@ def latency_phase(mode, photos, clients_n, per_client, sampler, meter):
     completions.wait(total, "latency drain")
     return {
         "clients": clients_n,
+        "client_program": clients,
         "uploads": total,
         "seconds": round(upload_wall, 2),
         "uploads_per_s": round(total / upload_wall, 2),
@@ -1025,7 +1081,11 @@ def run_mode(name, args, photos, files, big, results):
         if "throughput" in args.phases:
             measure_throughput(mode, args, photos, files, sampler, meter, out)
         if "latency" in args.phases:
-            out["latency"] = latency_phase(mode, photos, args.clients, args.per_client, sampler, meter)
+            bench = args.bench if args.load_client == "compiled" else None
+            if args.load_client == "compiled" and not bench:
+                log("latency: no pixmill-bench binary; the clients are Python threads")
+            out["latency"] = latency_phase(mode, photos, args.clients, args.per_client, sampler,
+                                           meter, bench, work)
             log(f"latency: p50 {out['latency']['p50_ms']} ms, p99 {out['latency']['p99_ms']} ms; "
                 f"gateway steps (mean ms) {json.dumps(out['latency']['upload_step_mean_ms'])}, "
                 f"(p99 at most, ms) {json.dumps(out['latency']['upload_step_p99_at_most_ms'])}; "
@@ -1116,7 +1176,8 @@ def machine():
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pixmill", required=True, help="the pixmill binary")
-    p.add_argument("--bench", help="the pixmill-bench binary (kernel baseline)")
+    p.add_argument("--bench", help="the pixmill-bench binary (the kernel baseline and the "
+                                    "latency phase's upload clients)")
     p.add_argument("--build", default="?", help="how the binaries were built, for the report")
     p.add_argument("--modes", default="standalone,production")
     p.add_argument("--phases", default="throughput,latency,rss")
@@ -1139,6 +1200,9 @@ def parse_args():
     p.add_argument("--watch", choices=("poll", "events"), default="poll",
                    help="how the load generator waits for images to end: long polls (the "
                         "goal lines' method) or each image's event stream")
+    p.add_argument("--load-client", choices=("compiled", "python"), default="compiled",
+                   help="who sends the latency phase's uploads: pixmill-bench's one-thread "
+                        "clients (the goal lines' way; needs --bench) or this script's threads")
     args = p.parse_args()
     global WATCH
     WATCH = args.watch

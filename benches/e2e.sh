@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end figures of issue 5, in one command: builds the release `pixmill` (with
-# libjpeg-turbo, `--features turbo`) and the kernel bench `pixmill-bench` (benches/kernel/,
-# when present), then runs benches/e2e.py in standalone and production mode and prints one
-# `goal=... measured=... target=... ok|short` line per goal.
+# libjpeg-turbo, `--features turbo`) and `pixmill-bench` (benches/kernel/: the kernel
+# baseline and the latency phase's upload clients), then runs benches/e2e.py in standalone
+# and production mode and prints one `goal=... measured=... target=... ok|short` line per
+# goal.
 #
 #   benches/e2e.sh                                  both modes (about 8 minutes once built)
 #   benches/e2e.sh --modes standalone               one mode; any other e2e.py flag too

@@ -8,6 +8,8 @@
 //! - `mem` runs one op in a fresh process and reports its peak RSS above the baseline.
 //! - `count` runs one op (or its floor) once, for callgrind to count its instructions
 //!   (`benches/regression.sh`, the cheap regression check CI runs).
+//! - `uploads` is the end-to-end harness's upload clients (`benches/e2e.py`'s latency
+//!   phase): HTTP, not the kernel, kept here so the harness needs one binary of ours.
 
 mod count;
 mod cpu;
@@ -16,6 +18,7 @@ mod mem;
 mod ops;
 mod serve;
 mod throughput;
+mod uploads;
 
 use std::process::ExitCode;
 
@@ -28,6 +31,7 @@ const USAGE: &str = "usage:
   pixmill-bench throughput --op OP --threads N --seconds S FILE...
   pixmill-bench mem --op OP FILE
   pixmill-bench count (--op OP | --floor OP) FILE   one run, for callgrind to count
+  pixmill-bench uploads --base URL --tokens FILE --bodies FILE --per-client N
 ops: thumbnail, resize, grayscale, blur, webp";
 
 fn main() -> ExitCode {
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
         Some("throughput") => throughput::run(&args[1..]),
         Some("mem") => mem::run(&args[1..]),
         Some("count") => count::run(&args[1..]),
+        Some("uploads") => uploads::run(&args[1..]),
         _ => Err(USAGE.into()),
     };
     match result {
