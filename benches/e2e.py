@@ -293,20 +293,24 @@ class CpuMeter:
     def start(self):
         self._t0 = time.monotonic()
         self._machine0 = machine_busy_seconds()
-        # This script and the children it waited for (the compiled upload clients).
-        self._self0 = sum(os.times()[:4])
+        self._self0 = sum(os.times()[:2])
         self._threads0 = {s.name: thread_cpu(s.pid) for s in self.servers}
         self._render0 = [render_threads(s.pid) for s in self.servers]
         self._services0 = service_cpu()
 
-    def stop(self):
+    def stop(self, clients_cpu_s=None):
+        """`clients_cpu_s`: the CPU of a load-generating child reaped in the phase (the
+        compiled upload clients), counted in the load generator and reported on its own."""
         wall = time.monotonic() - self._t0
+        loadgen = sum(os.times()[:2]) - self._self0 + (clients_cpu_s or 0.0)
         result = {
             "wall_s": round(wall, 2),
             "machine_busy_cores": round((machine_busy_seconds() - self._machine0) / wall, 2),
-            "loadgen_cores": round((sum(os.times()[:4]) - self._self0) / wall, 2),
+            "loadgen_cores": round(loadgen / wall, 2),
             "processes": {},
         }
+        if clients_cpu_s is not None:
+            result["upload_clients_cores"] = round(clients_cpu_s / wall, 2)
         for server in self.servers:
             before, after = self._threads0[server.name], thread_cpu(server.pid)
             deltas = {k: v - before.get(k, 0.0) for k, v in after.items()}
@@ -735,10 +739,9 @@ def python_clients(mode, tokens, uploads, per_client, completions):
     return latencies
 
 
-def compiled_clients(bench, work, mode, tokens, uploads, per_client, completions):
-    """The same uploads (same owners, bodies and order) from `pixmill-bench uploads`: one
-    thread drives every client, so a client's clock does not wait for this script's
-    interpreter lock. Images are watched as their ids arrive, as with the threads."""
+def write_client_files(work, tokens, uploads):
+    """What `pixmill-bench uploads` reads: the tokens, one a line, and one line per prepared
+    body (`<content type>\t<file>`). Returns the two files' paths."""
     tokens_file = os.path.join(work, "latency-tokens.txt")
     with open(tokens_file, "w") as f:
         f.write("".join(f"{t}\n" for t in tokens))
@@ -749,12 +752,25 @@ def compiled_clients(bench, work, mode, tokens, uploads, per_client, completions
             with open(path, "wb") as body:
                 body.write(upload.body)
             f.write(f"{upload.content_type}\t{path}\n")
+    return tokens_file, bodies_file
+
+
+def compiled_clients(bench, files, work, mode, tokens, per_client, completions):
+    """The same uploads (same owners, bodies and order) from `pixmill-bench uploads`, which
+    `write_client_files` prepared for: one thread drives every client, so a client's clock
+    does not wait for this script's interpreter lock. Images are watched as their ids arrive,
+    as with the threads. Returns the latencies in seconds and the clients' CPU seconds."""
+    tokens_file, bodies_file = files
     stderr_file = os.path.join(work, "latency-clients.err")
     argv = [bench, "uploads", "--base", mode.base, "--tokens", tokens_file,
-            "--bodies", bodies_file, "--per-client", str(per_client)]
+            "--bodies", bodies_file, "--per-client", str(per_client),
+            "--timeout-s", str(HTTP_TIMEOUT_S)]
     latencies, total, last_log = [], len(tokens) * per_client, time.monotonic()
-    with open(stderr_file, "w") as err:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+    cpu_s = 0.0
+    # A session of its own, as the servers have: Ctrl-C reaches this script, whose clean-up
+    # then ends the clients.
+    with open(stderr_file, "w") as err, subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True) as proc:
         try:
             for line in proc.stdout:
                 answer = json.loads(line)
@@ -764,16 +780,22 @@ def compiled_clients(bench, work, mode, tokens, uploads, per_client, completions
                 if time.monotonic() - last_log >= 2:
                     last_log = time.monotonic()
                     log(f"  uploaded {len(latencies)}/{total}")
-            code = proc.wait()
+            # Reaped here rather than by Popen, for the clients' own CPU time.
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu_s = usage.ru_utime + usage.ru_stime
         finally:
-            if proc.poll() is None:
+            if proc.returncode is None:
                 proc.kill()
                 proc.wait()
-    if code != 0 or len(latencies) != total:
-        with open(stderr_file) as f:
-            raise RuntimeError(f"pixmill-bench uploads ended with {code} after "
-                               f"{len(latencies)}/{total} uploads: {f.read().strip()[-300:]}")
-    return latencies
+    with open(stderr_file) as f:
+        stderr = f.read().strip()
+    if proc.returncode != 0 or len(latencies) != total:
+        raise RuntimeError(f"pixmill-bench uploads ended with {proc.returncode} after "
+                           f"{len(latencies)}/{total} uploads: {stderr[-300:]}")
+    if stderr:
+        log(f"latency: the upload clients said: {stderr[-300:]}")
+    return latencies, cpu_s
 
 
 def latency_phase(mode, photos, clients_n, per_client, sampler, meter, bench=None, work=None):
@@ -785,6 +807,7 @@ def latency_phase(mode, photos, clients_n, per_client, sampler, meter, bench=Non
     total = clients_n * per_client
     clients = "pixmill-bench uploads" if bench else "Python threads"
     log(f"latency: {clients_n} clients x {per_client} uploads of 1-2 MB ({clients})")
+    files = write_client_files(work, tokens, uploads) if bench else None
     text0 = mode.gateway_metrics()
     steps0, buckets0 = step_metrics(text0), step_buckets(text0)
     sampler.phase = "latency"
@@ -792,11 +815,13 @@ def latency_phase(mode, photos, clients_n, per_client, sampler, meter, bench=Non
     completions = Completions(mode.base, tokens[0])
     start = time.time()
     if bench:
-        latencies = compiled_clients(bench, work, mode, tokens, uploads, per_client, completions)
+        latencies, clients_cpu_s = compiled_clients(bench, files, work, mode, tokens, per_client,
+                                                    completions)
     else:
-        latencies = python_clients(mode, tokens, uploads, per_client, completions)
+        latencies, clients_cpu_s = python_clients(mode, tokens, uploads, per_client,
+                                                  completions), None
     upload_wall = time.time() - start
-    cpu = meter.stop()
+    cpu = meter.stop(clients_cpu_s)
     text1 = mode.gateway_metrics()
     steps1, buckets1 = step_metrics(text1), step_buckets(text1)
     log("latency: uploads done; draining the queue")
@@ -1152,7 +1177,9 @@ def write_reports(results, lines, out_dir):
         f"- kernel baseline: {results['kernel']}",
         f"- bench config: per-owner upload limit raised to "
         f"{results['uploads_per_window']} per window (PIXMILL_CACHE__UPLOADS_PER_WINDOW); "
-        "one owner per phase", "",
+        "one owner per phase",
+        f"- environment: {json.dumps(results['env']) if results['env'] else 'no TOKIO_, MALLOC_ or GLIBC_TUNABLES variable set'}",
+        "",
         "## Goals", "", "```", *lines, "```", "",
     ]
     for mode, out in results.get("modes", {}).items():
@@ -1226,7 +1253,12 @@ def main():
     results = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": args.command, "build": args.build, "machine": machine(), "corpus": corpus,
-        "photos": len(photos), "uploads_per_window": args.uploads_per_window, "modes": {},
+        "photos": len(photos), "uploads_per_window": args.uploads_per_window,
+        # Variables that change the servers' speed or memory (the runtime's threads, glibc's
+        # allocator), so a run made with one says so.
+        "env": {k: v for k, v in sorted(os.environ.items())
+                if k.startswith(("TOKIO_", "MALLOC_")) or k == "GLIBC_TUNABLES"},
+        "modes": {},
     }
     code = 0
     try:

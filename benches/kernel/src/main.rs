@@ -31,7 +31,7 @@ const USAGE: &str = "usage:
   pixmill-bench throughput --op OP --threads N --seconds S FILE...
   pixmill-bench mem --op OP FILE
   pixmill-bench count (--op OP | --floor OP) FILE   one run, for callgrind to count
-  pixmill-bench uploads --base URL --tokens FILE --bodies FILE --per-client N
+  pixmill-bench uploads --base URL --tokens FILE --bodies FILE --per-client N [--timeout-s S]
 ops: thumbnail, resize, grayscale, blur, webp";
 
 fn main() -> ExitCode {
