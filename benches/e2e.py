@@ -1178,7 +1178,8 @@ def write_reports(results, lines, out_dir):
         f"- bench config: per-owner upload limit raised to "
         f"{results['uploads_per_window']} per window (PIXMILL_CACHE__UPLOADS_PER_WINDOW); "
         "one owner per phase",
-        f"- environment: {json.dumps(results['env']) if results['env'] else 'no TOKIO_, MALLOC_ or GLIBC_TUNABLES variable set'}",
+        "- environment: " + (json.dumps(results["env"]) if results["env"]
+                             else "no TOKIO_, MALLOC_ or GLIBC_TUNABLES variable set"),
         "",
         "## Goals", "", "```", *lines, "```", "",
     ]
