@@ -6,7 +6,8 @@
 //! - [`system`] serves `/v1/system/actors` (operators)
 //! - [`health`] serves `/healthz`, `/readyz`; `/metrics` (Prometheus) is outside the spec
 //! - [`request_log`] wraps everything: request ids, the access line, HTTP metrics
-//! - [`security`]: the bearer scheme; [`errors`]: status and code mapping; [`models`],
+//! - [`security`]: the bearer scheme; [`errors`]: status and code mapping, with
+//!   `request_errors` for requests the framework refused before a handler; [`models`],
 //!   [`steps`]: request and response documents; `file_part` and `step_parts`: the upload
 //!   form's file and steps as they arrive.
 
@@ -20,6 +21,7 @@ pub mod images;
 mod linger;
 mod metrics_endpoint;
 pub mod models;
+mod request_errors;
 pub mod request_log;
 pub mod security;
 mod status_events;

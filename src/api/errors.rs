@@ -12,6 +12,7 @@ use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::Object;
 
+use super::request_errors;
 use crate::auth::AuthError;
 
 /// The body of every error response.
@@ -201,6 +202,12 @@ fn render_error(error: poem::Error) -> Response {
     if let Some(param) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
         return ApiError::bad_request(parameter_code(param.name), error.to_string()).as_response();
     }
+    if let Some(form) = error.downcast_ref::<poem_openapi::error::ParseMultipartError>() {
+        return request_errors::form_error(form).as_response();
+    }
+    if let Some(content_type) = error.downcast_ref::<poem_openapi::error::ContentTypeError>() {
+        return request_errors::content_type_error(content_type).as_response();
+    }
     let status = error.status();
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such endpoint; see /docs".to_owned()),
@@ -220,7 +227,7 @@ fn render_error(error: poem::Error) -> Response {
             "missing_token",
             "this endpoint needs an Authorization: Bearer token".to_owned(),
         ),
-        s if s.is_client_error() => ("bad_request", error.to_string()),
+        s if s.is_client_error() => ("invalid_request", error.to_string()),
         _ => {
             tracing::error!(error = %error, status = status.as_u16(), "request failed");
             (
@@ -243,7 +250,7 @@ fn parameter_code(name: &str) -> &'static str {
     match name {
         "wait" => "invalid_wait",
         "cursor" => "invalid_cursor",
-        _ => "bad_request",
+        _ => "invalid_request",
     }
 }
 

@@ -96,8 +96,8 @@ error_responses!(
         Forbidden = 403: "The token lacks the role uploads require (`missing_role`).",
         Timeout = 408: "The request, body included, took longer than the server allows (`request_timeout`).",
         TooLarge = 413: "The body is over the byte limit, declared or streamed (`file_too_large`).",
-        Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`).",
-        Unprocessable = 422: "Dimensions over the limits, or a corrupt header (`image_dimensions_exceed_limit`, `corrupt_image`).",
+        Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`), or a body that is not `multipart/form-data` (`unsupported_content_type`).",
+        Unprocessable = 422: "Dimensions over the limits, a corrupt header, or a file that ends early (`image_dimensions_exceed_limit`, `corrupt_image`, `truncated_image`).",
         TooMany = 429: "Over the per-owner upload rate (`rate_limited`), or the owner already has as many uploads in progress as allowed (`too_many_concurrent_uploads`); see Retry-After. Both are checked before the body is read.",
         Unavailable = 503: "A backend is down, or this gateway is shutting down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }

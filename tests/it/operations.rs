@@ -176,7 +176,7 @@ async fn presets_replace_steps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_steps_are_refused_before_anything_is_stored() {
+async fn invalid_steps_and_bodies_are_refused_before_anything_is_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut app = Standalone::start(dir.path()).await;
     let token = token_for("steps");
@@ -191,15 +191,33 @@ async fn invalid_steps_are_refused_before_anything_is_stored() {
     ] {
         let (status, body) = app.upload(&token, &corpus("rocket.jpg"), Some(steps)).await;
         assert_eq!(status, 400, "{steps}: {body}");
+        // The documented code, whether the form's parser or the steps' own checks refused
+        // them, and a message that names the field.
+        assert_eq!(body["code"], "invalid_steps", "{steps}: {body}");
         assert!(
-            body["code"].as_str().is_some_and(|c| !c.is_empty()),
-            "{steps}: {body}"
-        );
-        assert!(
-            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            body["message"].as_str().is_some_and(|m| m.contains("step")),
             "{steps}: {body}"
         );
     }
+    // A body that is not a form at all: the photo sent as is.
+    let response = app
+        .http
+        .post(app.url("/v1/images"))
+        .bearer_auth(&token)
+        .header("content-type", "image/jpeg")
+        .body(std::fs::read(corpus("rocket.jpg")).expect("fixture"))
+        .send()
+        .await
+        .expect("raw upload");
+    assert_eq!(response.status().as_u16(), 415);
+    let body: Value = response.json().await.expect("json body");
+    assert_eq!(body["code"], "unsupported_content_type", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("image/jpeg") && m.contains("multipart/form-data")),
+        "{body}"
+    );
     assert_eq!(
         stored(dir.path(), "raw-images"),
         0,

@@ -15,7 +15,7 @@ const BOUNDARY: &str = "pixmill-hostile-boundary";
 
 /// Names a client could send, each with a fragment that must never show up anywhere, and
 /// the status of the upload: the name is ignored, unless the multipart parser refuses the
-/// part's headers outright (a raw NUL), which is a plain `400 bad_request`.
+/// part's headers outright (a raw NUL), which is a plain `400 invalid_request`.
 fn hostile_names() -> Vec<(&'static str, Vec<u8>, &'static [u8], u16)> {
     let mut long = "x".repeat(10 * 1024).into_bytes();
     long.extend_from_slice(b".jpg");
@@ -118,7 +118,7 @@ async fn client_file_names_are_never_used() {
         let accepted = upload_named(&app, &token, &name).await;
         assert_eq!(accepted.0, status, "{what}: {}", accepted.1);
         if status != 202 {
-            assert_eq!(accepted.1["code"], "bad_request", "{what}");
+            assert_eq!(accepted.1["code"], "invalid_request", "{what}");
             assert!(!contains(accepted.1.to_string().as_bytes(), fragment));
             continue;
         }

@@ -1,0 +1,137 @@
+//! Requests poem-openapi refused before a handler ran (a form it could not read, a body of
+//! the wrong content type), as documented codes and messages that say what to change.
+//!
+//! The framework's own texts name its types, not the request's fields ("Expected input
+//! type \"StepRequest\", found ..."); they are kept as the detail after a sentence that
+//! names the field and where its schema is.
+
+use poem::http::StatusCode;
+use poem_openapi::error::{ContentTypeError, ParseMultipartError};
+
+use super::errors::ApiError;
+
+/// Where a client finds every field's schema.
+const SCHEMA_HINT: &str = "the schema is at /docs";
+
+/// An upload form poem-openapi could not read: `invalid_steps` for the steps, otherwise
+/// `invalid_request`, naming the field.
+pub fn form_error(error: &ParseMultipartError) -> ApiError {
+    let reason = error.reason.as_str();
+    if let Some((field, detail)) = failed_field(reason) {
+        if field == "steps" {
+            return ApiError::bad_request(
+                "invalid_steps",
+                format!(
+                    "`steps` is not a list of known steps: each is an object with an `op` \
+                     (resize, crop, rotate, ...) and that op's fields; {SCHEMA_HINT} \
+                     (StepRequest). Detail: {detail}"
+                ),
+            );
+        }
+        return ApiError::bad_request(
+            "invalid_request",
+            format!("the form field `{field}` is not valid; {SCHEMA_HINT}. Detail: {detail}"),
+        );
+    }
+    if let Some(field) = missing_field(reason) {
+        return ApiError::bad_request(
+            "invalid_request",
+            format!("the form needs a `{field}` field; {SCHEMA_HINT}"),
+        );
+    }
+    ApiError::bad_request(
+        "invalid_request",
+        format!("the upload form could not be read: {reason}; {SCHEMA_HINT}"),
+    )
+}
+
+/// A body whose `Content-Type` the operation does not take.
+pub fn content_type_error(error: &ContentTypeError) -> ApiError {
+    let sent = match error {
+        ContentTypeError::NotSupported { content_type } => format!("a body of type {content_type}"),
+        ContentTypeError::ExpectContentType => "a body without a Content-Type".to_owned(),
+    };
+    // Only the upload takes a body, so the message can say what it takes.
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_content_type",
+        format!(
+            "this endpoint does not take {sent}: an upload is multipart/form-data with a \
+             `file` part; {SCHEMA_HINT}"
+        ),
+    )
+}
+
+/// `failed to parse field `name`: detail`, poem-openapi's text for a field it refused.
+fn failed_field(reason: &str) -> Option<(&str, &str)> {
+    let rest = reason.strip_prefix("failed to parse field `")?;
+    let (field, detail) = rest.split_once("`: ")?;
+    Some((field, detail))
+}
+
+/// `field `name` is required`.
+fn missing_field(reason: &str) -> Option<&str> {
+    reason
+        .strip_prefix("field `")?
+        .strip_suffix("` is required")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(reason: &str) -> ApiError {
+        form_error(&ParseMultipartError {
+            reason: reason.to_owned(),
+        })
+    }
+
+    #[test]
+    fn a_refused_steps_field_is_invalid_steps_and_says_what_a_step_is() {
+        let error = form(
+            "failed to parse field `steps`: Expected input type \"StepRequest\", found {\"op\":\"foo\"}",
+        );
+        assert_eq!(
+            (error.status, error.code),
+            (StatusCode::BAD_REQUEST, "invalid_steps")
+        );
+        assert!(error
+            .message
+            .starts_with("`steps` is not a list of known steps"));
+        assert!(
+            error.message.contains("{\"op\":\"foo\"}"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn other_fields_are_named() {
+        let error = form("failed to parse field `quality`: failed to parse \"integer\"");
+        assert_eq!(error.code, "invalid_request");
+        assert!(error
+            .message
+            .starts_with("the form field `quality` is not valid"));
+        let error = form("field `file` is required");
+        assert_eq!(error.code, "invalid_request");
+        assert!(error.message.starts_with("the form needs a `file` field"));
+        let error = form("something else");
+        assert_eq!(error.code, "invalid_request");
+        assert!(error.message.contains("something else"));
+    }
+
+    #[test]
+    fn a_body_of_the_wrong_type_names_the_type_sent() {
+        let error = content_type_error(&ContentTypeError::NotSupported {
+            content_type: "image/jpeg".to_owned(),
+        });
+        assert_eq!(
+            (error.status, error.code),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_type"
+            )
+        );
+        assert!(error.message.contains("image/jpeg"));
+    }
+}
