@@ -51,9 +51,11 @@ enum Command {
     },
     /// Print a bearer token signed by the standalone issuer's key.
     Token {
-        /// The owner: the token's `sub`.
-        #[arg(long)]
+        /// The owner: the token's `sub` (not empty; the server refuses a token without one).
+        #[arg(long, value_parser = owner)]
         sub: String,
+        /// The data directory whose issuer key signs the token: the one `standalone` uses
+        /// (default: the configured data directory, `./data` unless set).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// How long the token is valid, e.g. `1h`, `30m`.
@@ -74,6 +76,15 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
         url: String,
     },
+}
+
+/// `--sub`: an owner the server accepts, so the command never prints a token that every
+/// request would then be refused with.
+fn owner(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("the owner cannot be empty: pass --sub <name>, e.g. --sub alice".to_owned());
+    }
+    Ok(value.to_owned())
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -183,5 +194,24 @@ async fn healthcheck(url: &str) -> ExitCode {
             eprintln!("{url} did not answer: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn a_token_needs_an_owner() {
+        for blank in ["", "  "] {
+            let message = match Cli::try_parse_from(["pixmill", "token", "--sub", blank]) {
+                Ok(_) => panic!("a blank --sub {blank:?} was taken"),
+                Err(error) => error.to_string(),
+            };
+            assert!(message.contains("the owner cannot be empty"), "{message}");
+        }
+        assert!(Cli::try_parse_from(["pixmill", "token", "--sub", "alice"]).is_ok());
     }
 }
