@@ -27,6 +27,8 @@ use super::ApiTags;
 use crate::gateway::{encode_cursor, Gateway, UploadRequest};
 
 /// The output format of an upload; default: the input's when it can be written, else JPEG.
+/// `avif` only from a server built with the `avif` feature; others refuse it with
+/// `output_format_unavailable`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "lowercase")]
 pub enum OutputFormat {
@@ -91,7 +93,7 @@ pub enum UploadResponse {
 error_responses!(
     /// Why an upload was refused.
     UploadError {
-        BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_request`), or a refused `callback_url` (`invalid_callback_url`, `callback_url_unresolvable`, `callback_url_not_allowed`, `webhooks_disabled`).",
+        BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_background`, `invalid_request`), an output format this build cannot write (`output_format_unavailable`: AVIF needs the `avif` feature), or a refused `callback_url` (`invalid_callback_url`, `callback_url_unresolvable`, `callback_url_not_allowed`, `webhooks_disabled`).",
         Unauthorized = 401: "Missing, invalid or expired token.",
         Forbidden = 403: "The token lacks the role uploads require (`missing_role`).",
         Timeout = 408: "The request, body included, took longer than the server allows (`request_timeout`).",
@@ -506,6 +508,20 @@ fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
             pipeline,
             output: overrides(output),
         });
+    }
+    // Checked against this gateway's build; the workers run the same image in a deployment.
+    if let Some(format) = renditions
+        .iter()
+        .filter_map(|r| r.output.format)
+        .find(|&f| !pixmill_actors::transform::can_write(f))
+    {
+        return Err(ApiError::bad_request(
+            "output_format_unavailable",
+            format!(
+                "this server cannot write {format} (AVIF needs a build with the `avif` \
+                 feature); ask for jpeg, png, webp or gif"
+            ),
+        ));
     }
     Ok(JobSpec { renditions })
 }

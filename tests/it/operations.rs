@@ -223,6 +223,16 @@ async fn invalid_steps_and_bodies_are_refused_before_anything_is_stored() {
         0,
         "a refused upload stored its original"
     );
+    // An output format this build cannot write is refused now, not failed later (a build
+    // with the `avif` feature takes it).
+    let (status, body) =
+        upload_fields(&app, &token, &corpus("rocket.jpg"), &[("format", "avif")]).await;
+    if pixmill_actors::transform::can_write(pixmill_actors::ImageFormat::Avif) {
+        assert_eq!(status, 202, "{body}");
+    } else {
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["code"], "output_format_unavailable", "{body}");
+    }
     app.stop().await;
 }
 
