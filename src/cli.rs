@@ -78,13 +78,12 @@ enum Command {
     },
 }
 
-/// `--sub`: an owner the server accepts, so the command never prints a token that every
-/// request would then be refused with.
+/// `--sub`: an owner the server accepts (the server's own rule), so the command never prints
+/// a token that every request would then be refused with.
 fn owner(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        return Err("the owner cannot be empty: pass --sub <name>, e.g. --sub alice".to_owned());
-    }
-    Ok(value.to_owned())
+    pixmill_actors::Owner::parse(value)
+        .map(|owner| owner.as_str().to_owned())
+        .map_err(|e| format!("{e}: pass --sub <name>, e.g. --sub alice"))
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -205,12 +204,13 @@ mod tests {
 
     #[test]
     fn a_token_needs_an_owner() {
-        for blank in ["", "  "] {
-            let message = match Cli::try_parse_from(["pixmill", "token", "--sub", blank]) {
-                Ok(_) => panic!("a blank --sub {blank:?} was taken"),
+        let too_long = "a".repeat(pixmill_actors::ids::MAX_OWNER_LEN + 1);
+        for refused in ["", "tab\there", too_long.as_str()] {
+            let message = match Cli::try_parse_from(["pixmill", "token", "--sub", refused]) {
+                Ok(_) => panic!("--sub {refused:?} was taken"),
                 Err(error) => error.to_string(),
             };
-            assert!(message.contains("the owner cannot be empty"), "{message}");
+            assert!(message.contains("owner id must be"), "{message}");
         }
         assert!(Cli::try_parse_from(["pixmill", "token", "--sub", "alice"]).is_ok());
     }

@@ -44,7 +44,6 @@ mod sniff;
 #[cfg(feature = "turbo")]
 mod turbo;
 
-pub use encode::can_write;
 pub use error::{InputError, TransformError};
 pub use limits::InputLimits;
 pub use probe::{probe, Probe};

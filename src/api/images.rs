@@ -150,7 +150,7 @@ pub enum PageResponse {
 error_responses!(
     /// Why the listing failed.
     ListError {
-        BadRequest = 400: "Invalid cursor or parameters (`invalid_cursor`).",
+        BadRequest = 400: "Invalid cursor (`invalid_cursor`) or another parameter out of its schema, e.g. `limit` or `status` (`invalid_request`).",
         Unauthorized = 401: "Missing, invalid or expired token.",
         Unavailable = 503: "A backend is down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
@@ -453,6 +453,20 @@ fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
     let invalid = |e: pixmill_actors::pipeline::StepError| {
         ApiError::bad_request("invalid_steps", e.to_string())
     };
+    // The client's own choice, checked against this gateway's build (the workers run the same
+    // image in a deployment): refused now rather than a job that could only fail. A preset's
+    // format is the server's configuration, not the client's to fix.
+    if let Some(format) = form.format.map(ImageFormat::from) {
+        if !format.is_writable() {
+            return Err(ApiError::bad_request(
+                "output_format_unavailable",
+                format!(
+                    "this server cannot write {format} (AVIF needs a build with the `avif` \
+                     feature); ask for jpeg, png, webp or gif"
+                ),
+            ));
+        }
+    }
     let background = form
         .background
         .as_deref()
@@ -508,20 +522,6 @@ fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
             pipeline,
             output: overrides(output),
         });
-    }
-    // Checked against this gateway's build; the workers run the same image in a deployment.
-    if let Some(format) = renditions
-        .iter()
-        .filter_map(|r| r.output.format)
-        .find(|&f| !pixmill_actors::transform::can_write(f))
-    {
-        return Err(ApiError::bad_request(
-            "output_format_unavailable",
-            format!(
-                "this server cannot write {format} (AVIF needs a build with the `avif` \
-                 feature); ask for jpeg, png, webp or gif"
-            ),
-        ));
     }
     Ok(JobSpec { renditions })
 }

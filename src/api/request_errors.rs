@@ -22,8 +22,8 @@ pub fn form_error(error: &ParseMultipartError) -> ApiError {
             return ApiError::bad_request(
                 "invalid_steps",
                 format!(
-                    "`steps` is not a list of known steps: each is an object with an `op` \
-                     (resize, crop, rotate, ...) and that op's fields; {SCHEMA_HINT} \
+                    "`steps` could not be read: it is a JSON array of objects, each with an \
+                     `op` (resize, crop, rotate, ...) and that op's fields; {SCHEMA_HINT} \
                      (StepRequest). Detail: {detail}"
                 ),
             );
@@ -31,6 +31,16 @@ pub fn form_error(error: &ParseMultipartError) -> ApiError {
         return ApiError::bad_request(
             "invalid_request",
             format!("the form field `{field}` is not valid; {SCHEMA_HINT}. Detail: {detail}"),
+        );
+    }
+    if let Some((field, rule)) = refused_value(reason) {
+        let code = match field {
+            "background" => "invalid_background",
+            _ => "invalid_request",
+        };
+        return ApiError::bad_request(
+            code,
+            format!("the form field `{field}` is out of its schema ({rule}); {SCHEMA_HINT}"),
         );
     }
     if let Some(field) = missing_field(reason) {
@@ -69,6 +79,13 @@ fn failed_field(reason: &str) -> Option<(&str, &str)> {
     Some((field, detail))
 }
 
+/// `field `name` verification failed. rule`: a value its validator refused.
+fn refused_value(reason: &str) -> Option<(&str, &str)> {
+    let rest = reason.strip_prefix("field `")?;
+    let (field, rule) = rest.split_once("` verification failed. ")?;
+    Some((field, rule))
+}
+
 /// `field `name` is required`.
 fn missing_field(reason: &str) -> Option<&str> {
     reason
@@ -95,9 +112,7 @@ mod tests {
             (error.status, error.code),
             (StatusCode::BAD_REQUEST, "invalid_steps")
         );
-        assert!(error
-            .message
-            .starts_with("`steps` is not a list of known steps"));
+        assert!(error.message.starts_with("`steps` could not be read"));
         assert!(
             error.message.contains("{\"op\":\"foo\"}"),
             "{}",
@@ -112,6 +127,14 @@ mod tests {
         assert!(error
             .message
             .starts_with("the form field `quality` is not valid"));
+        let error = form("field `background` verification failed. pattern(\"^#?[0-9a-f]{6}$\")");
+        assert_eq!(error.code, "invalid_background");
+        assert!(error
+            .message
+            .starts_with("the form field `background` is out of its schema"));
+        let error = form("field `quality` verification failed. maximum(100, exclusive: false)");
+        assert_eq!(error.code, "invalid_request");
+        assert!(error.message.contains("`quality`"));
         let error = form("field `file` is required");
         assert_eq!(error.code, "invalid_request");
         assert!(error.message.starts_with("the form needs a `file` field"));

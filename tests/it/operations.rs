@@ -199,6 +199,24 @@ async fn invalid_steps_and_bodies_are_refused_before_anything_is_stored() {
             "{steps}: {body}"
         );
     }
+    // Other fields out of their schema: the field is named, with its own code where the
+    // spec has one.
+    for (field, value, code) in [
+        ("background", "red", "invalid_background"),
+        ("quality", "0", "invalid_request"),
+        ("quality", "abc", "invalid_request"),
+    ] {
+        let (status, body) =
+            upload_fields(&app, &token, &corpus("rocket.jpg"), &[(field, value)]).await;
+        assert_eq!(status, 400, "{field}={value}: {body}");
+        assert_eq!(body["code"], code, "{field}={value}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("`{field}`"))),
+            "{field}={value}: {body}"
+        );
+    }
     // A body that is not a form at all: the photo sent as is.
     let response = app
         .http
@@ -227,7 +245,7 @@ async fn invalid_steps_and_bodies_are_refused_before_anything_is_stored() {
     // with the `avif` feature takes it).
     let (status, body) =
         upload_fields(&app, &token, &corpus("rocket.jpg"), &[("format", "avif")]).await;
-    if pixmill_actors::transform::can_write(pixmill_actors::ImageFormat::Avif) {
+    if pixmill_actors::ImageFormat::Avif.is_writable() {
         assert_eq!(status, 202, "{body}");
     } else {
         assert_eq!(status, 400, "{body}");

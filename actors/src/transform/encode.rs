@@ -52,17 +52,6 @@ pub(crate) fn encode_still(
     }
 }
 
-/// True when this build writes `format`: the formats `encode_still` handles, AVIF only with
-/// the `avif` feature. The gateway asks before it accepts an upload, so a job that could only
-/// fail is refused at once.
-pub fn can_write(format: ImageFormat) -> bool {
-    match format {
-        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Webp | ImageFormat::Gif => true,
-        ImageFormat::Avif => cfg!(feature = "avif"),
-        _ => false,
-    }
-}
-
 /// True when `format` can hold an animation.
 pub(crate) fn can_animate(format: ImageFormat) -> bool {
     matches!(format, ImageFormat::Gif | ImageFormat::Webp)
@@ -158,7 +147,7 @@ mod tests {
     #[cfg(not(feature = "avif"))]
     #[test]
     fn avif_output_needs_the_feature() {
-        assert!(!can_write(ImageFormat::Avif));
+        assert!(!ImageFormat::Avif.is_writable());
         let err = encode_still(&photo_like(), ImageFormat::Avif, &OutputSpec::default());
         assert_eq!(err.unwrap_err().code(), "unsupported_operation");
     }
