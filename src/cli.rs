@@ -51,7 +51,7 @@ enum Command {
     },
     /// Print a bearer token signed by the standalone issuer's key.
     Token {
-        /// The owner: the token's `sub` (not empty; the server refuses a token without one).
+        /// The owner: the token's `sub`, 1 to 255 printable characters (the server's rule).
         #[arg(long, value_parser = owner)]
         sub: String,
         /// The data directory whose issuer key signs the token: the one `standalone` uses
