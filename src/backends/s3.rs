@@ -4,7 +4,10 @@
 //! bounded by [`S3Config::request_timeout`], within which a call that failed in a way that
 //! may pass is sent again, twice at most (see `S3ObjectStore::call`). Objects are written in
 //! one PUT with their content type and an `x-amz-checksum-sha256`, which the store verifies
-//! before keeping the object; reads ask for the stored checksum back and verify it.
+//! before keeping the object; the engine's reads (`get`) ask for the stored checksum back and
+//! verify it. Streamed downloads (`get_stream`) pass the bytes on as they arrive, unverified:
+//! the whole body would have to be held first (a client can compare the status document's
+//! `sha256`).
 
 use std::fmt;
 use std::future::Future;
@@ -44,13 +47,36 @@ const BUCKET_EXISTS_CODE: &str = "bucketalreadyexists";
 const ATTEMPTS: u32 = 3;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
-/// Codes after which the same request may succeed later.
-const TRANSIENT_CODES: [&str; 5] = [
-    "internalerror",
-    "serviceunavailable",
-    "slowdown",
-    "requesttimeout",
-    "operationaborted",
+/// Error codes (lowercase, as the crate keeps them) after which sending the same request
+/// again cannot succeed: credentials, signatures, names and malformed requests. Every code
+/// not listed here, nor among the crate's own variants handled in [`code_kind`], counts as
+/// transient: MinIO answers an overload, a lost read or write quorum or a server still
+/// starting with codes of its own (`SlowDownWrite`, `XMinioReadQuorum`,
+/// `XMinioServerNotInitialized`, ...), and a job retried in vain still ends `FAILED` after
+/// its attempts, where one refused in error would end `FAILED` at once for an outage.
+const PERMANENT_CODES: [&str; 22] = [
+    "accountproblem",
+    "allaccessdisabled",
+    "authorizationheadermalformed",
+    "authorizationqueryparameterserror",
+    "entitytoolarge",
+    "entitytoosmall",
+    "expiredtoken",
+    "invalidaccesskeyid",
+    "invalidargument",
+    "invalidbucketname",
+    "invalidobjectname",
+    "invalidrange",
+    "invalidrequest",
+    "invalidstorageclass",
+    "invalidtoken",
+    "keytoolongerror",
+    "malformedxml",
+    "missingcontentlength",
+    "notimplemented",
+    "requesttimetooskewed",
+    "signaturedoesnotmatch",
+    "xminioinvalidobjectname",
 ];
 
 /// Where and how to reach the store.
@@ -479,22 +505,37 @@ fn error_kind(error: &S3Error) -> ErrorKind {
             http_status_code: status,
             ..
         }) => status_kind(*status),
-        S3Error::S3Server(S3ServerError::S3Error(response)) => match response.code() {
-            MinioErrorCode::NoSuchKey
-            | MinioErrorCode::NoSuchBucket
-            | MinioErrorCode::ResourceNotFound => ErrorKind::NotFound,
-            MinioErrorCode::OtherError(code) if TRANSIENT_CODES.contains(&code.as_str()) => {
-                ErrorKind::Unavailable
-            }
-            // Access denied, bad signature, wrong region, malformed request: retrying the same
-            // request cannot help.
-            _ => ErrorKind::Rejected,
-        },
+        S3Error::S3Server(S3ServerError::S3Error(response)) => code_kind(&response.code()),
         // A checksum mismatch or a broken body: the next attempt may well succeed.
         S3Error::Validation(ValidationErr::ChecksumMismatch { .. })
         | S3Error::Validation(ValidationErr::IOError(_))
         | S3Error::DriveIo(_) => ErrorKind::Internal,
         S3Error::Validation(_) => ErrorKind::Rejected,
+    }
+}
+
+/// Sorts an S3 error code: missing things, requests that cannot succeed (see
+/// [`PERMANENT_CODES`]), and the rest, which may pass.
+fn code_kind(code: &MinioErrorCode) -> ErrorKind {
+    match code {
+        MinioErrorCode::NoSuchKey
+        | MinioErrorCode::NoSuchBucket
+        | MinioErrorCode::ResourceNotFound => ErrorKind::NotFound,
+        // Access denied, a wrong region or endpoint, a malformed or unsupported request.
+        MinioErrorCode::AccessDenied
+        | MinioErrorCode::BadRequest
+        | MinioErrorCode::MethodNotAllowed
+        | MinioErrorCode::NotSupported
+        | MinioErrorCode::PermanentRedirect
+        | MinioErrorCode::Redirect
+        | MinioErrorCode::InvalidWriteOffset
+        | MinioErrorCode::BucketNotEmpty
+        | MinioErrorCode::BucketAlreadyOwnedByYou
+        | MinioErrorCode::WarehouseBucketOperationNotSupported => ErrorKind::Rejected,
+        MinioErrorCode::OtherError(code) if PERMANENT_CODES.contains(&code.as_str()) => {
+            ErrorKind::Rejected
+        }
+        _ => ErrorKind::Unavailable,
     }
 }
 
@@ -566,6 +607,34 @@ mod tests {
         let error = S3ObjectStore::connect(&config).err().unwrap();
 
         assert_eq!(error.kind, ErrorKind::Rejected);
+    }
+
+    #[test]
+    fn minio_outage_codes_are_transient_and_request_faults_are_not() {
+        let kind = |code: &str| code_kind(&code.parse::<MinioErrorCode>().unwrap());
+        // MinIO's answers while it lost quorum, is overloaded or is still starting (503s).
+        for code in [
+            "SlowDown",
+            "SlowDownWrite",
+            "SlowDownRead",
+            "XMinioServerNotInitialized",
+            "XMinioReadQuorum",
+            "XMinioWriteQuorum",
+            "InternalError",
+            "ServiceUnavailable",
+            "SomeCodeNoListKnows",
+        ] {
+            assert_eq!(kind(code), ErrorKind::Unavailable, "{code}");
+        }
+        for code in [
+            "AccessDenied",
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "InvalidBucketName",
+        ] {
+            assert_eq!(kind(code), ErrorKind::Rejected, "{code}");
+        }
+        assert_eq!(kind("NoSuchKey"), ErrorKind::NotFound);
     }
 
     #[test]
