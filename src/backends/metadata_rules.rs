@@ -12,6 +12,11 @@ pub const ATTEMPTS_EXHAUSTED: &str = "attempts_exhausted";
 /// The largest page a listing returns, whatever the caller asked for.
 pub const MAX_PAGE: u32 = 1_000;
 
+/// How far apart the clocks of the hosts running pixmill may be: a retry whose time is
+/// less than this ahead of the claiming worker's clock counts as due (see
+/// [`decide_claim`]). Leases rest on the same clocks (`engine.lease`, seconds to minutes).
+pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(2);
+
 /// What a claim must do to the row it locked.
 #[derive(Debug, PartialEq)]
 pub enum ClaimStep {
@@ -19,8 +24,9 @@ pub enum ClaimStep {
     Finished,
     /// A live lease is held by another worker: change nothing.
     LeasedElsewhere,
-    /// A retry is scheduled and not due yet: change nothing (the delivery is a duplicate of
-    /// an earlier publish; the relay publishes the job again when the retry falls due).
+    /// A retry is scheduled and not due yet, by more than [`CLOCK_SKEW_ALLOWANCE`]: change
+    /// nothing (the delivery is a duplicate of an earlier publish; the relay publishes the
+    /// job again when the retry falls due).
     NotDue,
     /// Out of attempts: mark the row `FAILED` with this error.
     Exhaust(JobError),
@@ -55,8 +61,13 @@ pub fn decide_claim(
         return ClaimStep::LeasedElsewhere;
     }
     // A new upload waits for its first publish with a mark in the future too, but has no
-    // attempts yet: only a job that already failed an attempt can be early.
-    let retry_pending = row.dispatch_at.is_some_and(|at| at > now);
+    // attempts yet: only a job that already failed an attempt can be early. "Early" allows
+    // for clocks: the relay that published this very delivery may run on a host whose clock
+    // is ahead, and it clears the mark once published, so a delivery dropped as early here
+    // would leave the job with no mark and no message, PENDING for good.
+    let retry_pending = row
+        .dispatch_at
+        .is_some_and(|at| at > later_by(now, CLOCK_SKEW_ALLOWANCE));
     if row.status == Status::Pending && row.attempts > 0 && retry_pending {
         return ClaimStep::NotDue;
     }
@@ -138,6 +149,15 @@ mod tests {
         };
         assert!(matches!(
             decide_claim(&due, now, lease, 3),
+            ClaimStep::Take { attempt: 2, .. }
+        ));
+        // Published by a relay whose clock runs ahead of this worker's: due all the same.
+        let published_from_ahead = ClaimRow {
+            dispatch_at: Some(later_by(now, Duration::from_millis(1_500))),
+            ..row(Status::Pending, 1, None)
+        };
+        assert!(matches!(
+            decide_claim(&published_from_ahead, now, lease, 3),
             ClaimStep::Take { attempt: 2, .. }
         ));
         let new_upload = ClaimRow {
