@@ -30,7 +30,6 @@ impl Actor for Relay {
         myself: ActorRef<Self::Msg>,
         args: StageArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.send_interval(args.ctx.config.relay_interval, || RelayMsg::Tick);
         myself.cast(RelayMsg::Tick)?;
         args.stats.set_state(ActorState::Running);
         Ok(args)
@@ -38,40 +37,48 @@ impl Actor for Relay {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         _msg: Self::Msg,
         args: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let ports = &args.ctx.ports;
         if args.ctx.shutdown.is_cancelled() {
             return Ok(());
         }
-        let due = match ports.metadata.due_dispatches(Utc::now(), BATCH).await {
-            Ok(due) => due,
+        relay_due(args).await;
+        // Scheduled after the pass, not on a fixed interval: a pass slowed by an outage
+        // (publish and query timeouts) never queues further ticks up behind it.
+        myself.send_after(args.ctx.config.relay_interval, || RelayMsg::Tick);
+        Ok(())
+    }
+}
+
+/// Publishes the jobs whose dispatch mark fell due (a batch at most) and clears each mark.
+async fn relay_due(args: &mut StageArgs) {
+    let ports = &args.ctx.ports;
+    let due = match ports.metadata.due_dispatches(Utc::now(), BATCH).await {
+        Ok(due) => due,
+        Err(error) => {
+            ports.metrics.backend_error(&error);
+            tracing::warn!(error = %error, "relay could not read due jobs");
+            return;
+        }
+    };
+    for (job, due_at) in due {
+        match ports.queue.publish(&job).await {
+            Ok(()) => {
+                if let Err(error) = ports.metadata.mark_dispatched(job.image_id, due_at).await {
+                    ports.metrics.backend_error(&error);
+                    tracing::warn!(image_id = %job.image_id, error = %error, "published, but could not clear the dispatch mark");
+                }
+                args.stats.job_done();
+                tracing::debug!(image_id = %job.image_id, "relay published job");
+            }
             Err(error) => {
                 ports.metrics.backend_error(&error);
-                tracing::warn!(error = %error, "relay could not read due jobs");
-                return Ok(());
-            }
-        };
-        for (job, due_at) in due {
-            match ports.queue.publish(&job).await {
-                Ok(()) => {
-                    if let Err(error) = ports.metadata.mark_dispatched(job.image_id, due_at).await {
-                        ports.metrics.backend_error(&error);
-                        tracing::warn!(image_id = %job.image_id, error = %error, "published, but could not clear the dispatch mark");
-                    }
-                    args.stats.job_done();
-                    tracing::debug!(image_id = %job.image_id, "relay published job");
-                }
-                Err(error) => {
-                    ports.metrics.backend_error(&error);
-                    tracing::warn!(image_id = %job.image_id, error = %error, "relay could not publish; will retry");
-                    args.stats.job_failed();
-                    break;
-                }
+                tracing::warn!(image_id = %job.image_id, error = %error, "relay could not publish; will retry");
+                args.stats.job_failed();
+                break;
             }
         }
-        Ok(())
     }
 }
