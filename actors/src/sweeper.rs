@@ -84,9 +84,10 @@ async fn sweep(ctx: &StageContext) -> Result<usize, BackendError> {
             .objects
             .list(Bucket::Raw, after.as_ref(), PAGE)
             .await?;
+        // Only an empty page ends the listing: a store may return fewer than asked for
+        // (it leaves out keys that are not pixmill's) with more to come.
         let Some(last) = page.last() else { break };
         after = Some(last.key.clone());
-        let full = page.len() == usize::from(PAGE);
 
         let old: Vec<_> = page
             .into_iter()
@@ -101,9 +102,6 @@ async fn sweep(ctx: &StageContext) -> Result<usize, BackendError> {
                 tracing::info!(image_id = %id, key = %key, "removed an original no image refers to");
                 removed += 1;
             }
-        }
-        if !full {
-            break;
         }
     }
     Ok(removed)

@@ -24,7 +24,7 @@ use minio::s3::http::BaseUrl;
 use minio::s3::minio_error_response::MinioErrorCode;
 use minio::s3::multimap_ext::{Multimap, MultimapExt};
 use minio::s3::segmented_bytes::SegmentedBytes;
-use minio::s3::types::{BucketName, Region, S3Api, ToStream};
+use minio::s3::types::{BucketName, ListEntry, Region, S3Api, ToStream};
 use minio::s3::utils::ChecksumAlgorithm;
 use minio::s3::{MinioClient, MinioClientBuilder};
 use pixmill_actors::ports::{
@@ -280,6 +280,32 @@ impl S3ObjectStore {
         }
     }
 
+    /// One ListObjectsV2 request: up to `limit` entries after `start_after`, as listed.
+    async fn list_page(
+        &self,
+        bucket: Bucket,
+        start_after: Option<String>,
+        limit: u16,
+    ) -> Result<Vec<ListEntry>, BackendError> {
+        let request = || async {
+            let mut pages = self
+                .client
+                .list_objects(self.bucket(bucket).clone())
+                .map_err(S3Error::from)?
+                .recursive(true)
+                .start_after(start_after.clone())
+                .max_keys(limit)
+                .build()
+                .to_stream()
+                .await;
+            match pages.next().await {
+                Some(page) => page.map(|page| page.contents),
+                None => Ok(Vec::new()),
+            }
+        };
+        self.call("list objects", request).await
+    }
+
     fn checksum_headers() -> Multimap {
         let mut headers = Multimap::new();
         headers.add(CHECKSUM_MODE.0, CHECKSUM_MODE.1);
@@ -366,7 +392,9 @@ impl ObjectStore for S3ObjectStore {
         })
     }
 
-    /// One ListObjectsV2 request. An entry without a modification time is listed as
+    /// ListObjectsV2 requests until a page holds a valid key or the bucket ends: entries
+    /// that are not pixmill's keys are skipped, and a page of nothing but those must not
+    /// read as the end of the listing. An entry without a modification time is listed as
     /// modified now, so age-based clean-up never takes it for old.
     async fn list(
         &self,
@@ -374,32 +402,26 @@ impl ObjectStore for S3ObjectStore {
         after: Option<&ObjectKey>,
         limit: u16,
     ) -> Result<Vec<ListedObject>, BackendError> {
-        let request = || async {
-            let mut pages = self
-                .client
-                .list_objects(self.bucket(bucket).clone())
-                .map_err(S3Error::from)?
-                .recursive(true)
-                .start_after(after.map(|key| key.as_str().to_owned()))
-                .max_keys(limit)
-                .build()
-                .to_stream()
-                .await;
-            match pages.next().await {
-                Some(page) => page.map(|page| page.contents),
-                None => Ok(Vec::new()),
+        let mut start_after = after.map(|key| key.as_str().to_owned());
+        loop {
+            let entries = self.list_page(bucket, start_after.clone(), limit).await?;
+            let Some(last) = entries.last() else {
+                return Ok(Vec::new());
+            };
+            start_after = Some(last.name.clone());
+            let listed: Vec<_> = entries
+                .into_iter()
+                .filter(|entry| !entry.is_prefix && !entry.is_delete_marker)
+                .filter_map(|entry| {
+                    let key = ObjectKey::parse(entry.name).ok()?;
+                    let modified = entry.last_modified.unwrap_or_else(chrono::Utc::now);
+                    Some(ListedObject { key, modified })
+                })
+                .collect();
+            if !listed.is_empty() {
+                return Ok(listed);
             }
-        };
-        let entries = self.call("list objects", request).await?;
-        Ok(entries
-            .into_iter()
-            .filter(|entry| !entry.is_prefix && !entry.is_delete_marker)
-            .filter_map(|entry| {
-                let key = ObjectKey::parse(entry.name).ok()?;
-                let modified = entry.last_modified.unwrap_or_else(chrono::Utc::now);
-                Some(ListedObject { key, modified })
-            })
-            .collect())
+        }
     }
 
     async fn delete(&self, bucket: Bucket, key: &ObjectKey) -> Result<(), BackendError> {
