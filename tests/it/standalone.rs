@@ -248,6 +248,58 @@ impl FaultPlan for Gate {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_deleted_while_it_renders_leaves_no_result_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = standalone_config(dir.path());
+    // One render and one persist at a time: the second image's result is stored after the
+    // first's, so its completion says the first job has been through the persister.
+    config.engine.transform_workers = 1;
+    config.engine.persist_workers = 1;
+    let gate = Arc::new(Gate::default());
+    let mut app = Standalone::start_with(config, gate.clone()).await;
+    let token = token_for("regretful");
+    let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+    assert_eq!(status, 202, "{doc}");
+    let id = doc["id"].as_str().unwrap_or_default().to_owned();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, doc) = app.get_json(&token, &format!("/v1/images/{id}")).await;
+        if doc["status"] == "PROCESSING" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never claimed: {doc}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Deleted while its render waits at the gate: the render then goes on and stores a result
+    // that no image refers to.
+    let response = app
+        .http
+        .delete(app.url(&format!("/v1/images/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status().as_u16(), 204);
+    gate.open.store(true, Ordering::SeqCst);
+    let (_, later) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+    let later = app
+        .wait_until_final(&token, later["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
+    assert_eq!(later["status"], "COMPLETED", "{later}");
+
+    let processed_dir = dir.path().join("objects/processed-images").join(&id);
+    let left: Vec<_> = std::fs::read_dir(&processed_dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "the deleted image's result stayed: {left:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_jobs_complete_after_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = standalone_config(dir.path());

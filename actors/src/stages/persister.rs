@@ -13,7 +13,7 @@ use super::{PersistJob, StageArgs, StageHandler};
 use crate::ids::ImageId;
 use crate::metrics::{JobOutcome, Phase};
 use crate::pipeline::Rendition;
-use crate::ports::{BackendError, Bucket, Completion, ObjectKey, Settlement};
+use crate::ports::{BackendError, Bucket, ClaimedJob, Completion, ObjectKey, Settlement};
 use crate::record::{JobError, StoredImage, StoredVariant};
 use crate::transform::Rendered;
 
@@ -83,6 +83,7 @@ async fn persist(args: &StageArgs, job: PersistJob) {
         }
     }
 
+    let stored: Vec<String> = variants.iter().map(|v| v.image.key.clone()).collect();
     match ctx
         .ports
         .metadata
@@ -96,9 +97,8 @@ async fn persist(args: &StageArgs, job: PersistJob) {
             finished(ctx, &job.record, job.attempt, JobOutcome::Completed, None).await;
         }
         Ok(false) => {
-            // Our lease expired and another attempt owns the job now; its result wins.
-            tracing::info!(attempt = job.attempt, "stale attempt; result not recorded");
             settle(delivery, Settlement::Ack).await;
+            not_recorded(args, &job, stored).await;
         }
         Err(error) => {
             ctx.ports.metrics.backend_error(&error);
@@ -107,6 +107,40 @@ async fn persist(args: &StageArgs, job: PersistJob) {
                 format!("could not record the result: {error}"),
             );
             settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
+        }
+    }
+}
+
+/// The result was stored but `complete` changed nothing. Either another attempt owns the job
+/// now (our lease expired; its result, under the same keys, wins), or the image was deleted
+/// while it rendered: then nothing refers to what was just stored and no sweep looks at
+/// `processed-images`, so it is removed here rather than kept after the owner's delete.
+async fn not_recorded(args: &StageArgs, job: &ClaimedJob, stored: Vec<String>) {
+    let ctx = &args.ctx;
+    let id = job.record.id;
+    match ctx.ports.metadata.get(&job.record.owner, id).await {
+        Ok(Some(_)) => {
+            tracing::info!(attempt = job.attempt, "stale attempt; result not recorded");
+        }
+        Ok(None) => {
+            tracing::info!(
+                attempt = job.attempt,
+                "the image was deleted while it rendered; removing its result"
+            );
+            for key in stored
+                .into_iter()
+                .filter_map(|key| ObjectKey::parse(key).ok())
+            {
+                if let Err(error) = ctx.ports.objects.delete(Bucket::Processed, &key).await {
+                    ctx.ports.metrics.backend_error(&error);
+                    tracing::warn!(key = %key, error = %error, "could not remove the result of a deleted image");
+                }
+            }
+        }
+        Err(error) => {
+            ctx.ports.metrics.backend_error(&error);
+            tracing::warn!(attempt = job.attempt, error = %error,
+                "result not recorded, and the image could not be read to find out why; a deleted image's result stays");
         }
     }
 }
