@@ -27,8 +27,7 @@ impl From<&BackendError> for Retry {
     }
 }
 
-/// Settles a job that failed in `attempt`, ending its lease's renewals. Returns the status the
-/// job ends this attempt in.
+/// Settles a job that failed in `attempt`, ending its lease's renewals.
 pub async fn settle_failure(
     ctx: &StageContext,
     delivery: Delivery,
@@ -36,7 +35,7 @@ pub async fn settle_failure(
     lease: LeaseKeeper,
     error: JobError,
     retry: Retry,
-) -> Status {
+) {
     let id = job.record.id;
     let policy = &ctx.config.retry;
     let retrying = retry == Retry::Transient && job.attempt < policy.max_attempts;
@@ -58,7 +57,11 @@ pub async fn settle_failure(
     // back-off would only make the redelivery find it taken.
     drop(lease);
     match written {
-        Ok(_) => {
+        Ok(false) => {
+            settle(delivery, Settlement::Ack).await;
+            report_settled_elsewhere(ctx, job).await;
+        }
+        Ok(true) => {
             // A retry is re-published by the relay when due, so this delivery is done with;
             // a final failure goes to the dead-letter queue for inspection.
             let how = if retrying {
@@ -67,17 +70,47 @@ pub async fn settle_failure(
                 Settlement::DeadLetter
             };
             settle(delivery, how).await;
-            let (status, outcome) = if retrying {
-                (Status::Pending, JobOutcome::Retried)
+            let outcome = if retrying {
+                JobOutcome::Retried
             } else {
-                (Status::Failed, JobOutcome::Failed)
+                JobOutcome::Failed
             };
             finished(ctx, &job.record, job.attempt, outcome, Some(&error)).await;
-            status
         }
-        Err(store_error) => {
-            requeue_later(ctx, delivery, job.attempt, &store_error).await;
-            Status::Processing
+        Err(store_error) => requeue_later(ctx, delivery, job.attempt, &store_error).await,
+    }
+}
+
+/// After a guarded write that changed nothing: the image was deleted while its job ran,
+/// another attempt owns the job now (it reports its own end), or this attempt's own earlier
+/// write landed after all (a commit whose answer was lost, which sent the job down the
+/// failure path). Only the last is this attempt's to report, as what the store holds, so
+/// its status event and webhook are not lost; the others are not failures of the job.
+async fn report_settled_elsewhere(ctx: &StageContext, job: &ClaimedJob) {
+    let attempt = job.attempt;
+    match ctx
+        .ports
+        .metadata
+        .get(&job.record.owner, job.record.id)
+        .await
+    {
+        Ok(Some(record)) if record.attempts == attempt && record.status.is_final() => {
+            let outcome = if record.status == Status::Completed {
+                JobOutcome::Completed
+            } else {
+                JobOutcome::Failed
+            };
+            tracing::info!(attempt, status = %record.status, "this attempt's outcome was already recorded");
+            finished(ctx, &record, attempt, outcome, record.error.as_ref()).await;
+        }
+        Ok(Some(record)) => {
+            tracing::info!(attempt, current_attempt = record.attempts, status = %record.status,
+                "stale attempt; the job's current attempt settles it");
+        }
+        Ok(None) => tracing::info!(attempt, "the image was deleted while its job ran"),
+        Err(error) => {
+            ctx.ports.metrics.backend_error(&error);
+            tracing::warn!(attempt, error = %error, "the outcome was not recorded, and the image could not be read to find out why");
         }
     }
 }
