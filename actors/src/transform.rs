@@ -48,4 +48,6 @@ pub use error::{InputError, TransformError};
 pub use limits::InputLimits;
 pub use probe::{probe, Probe};
 pub use probe_check::probe_violation;
-pub use render::{decode_only, render_all, render_all_with, RenderOptions, Rendered};
+pub use render::{
+    check_result_size, decode_only, render_all, render_all_with, RenderOptions, Rendered,
+};

@@ -93,13 +93,13 @@ pub enum UploadResponse {
 error_responses!(
     /// Why an upload was refused.
     UploadError {
-        BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_background`, `invalid_request`), an output format this build cannot write (`output_format_unavailable`: AVIF needs the `avif` feature), or a refused `callback_url` (`invalid_callback_url`, `callback_url_unresolvable`, `callback_url_not_allowed`, `webhooks_disabled`).",
+        BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_background`, `invalid_idempotency_key`, `invalid_request`), an output format this build cannot write (`output_format_unavailable`: AVIF needs the `avif` feature), or a refused `callback_url` (`invalid_callback_url`, `callback_url_unresolvable`, `callback_url_not_allowed`, `webhooks_disabled`).",
         Unauthorized = 401: "Missing, invalid or expired token.",
         Forbidden = 403: "The token lacks the role uploads require (`missing_role`).",
         Timeout = 408: "The request, body included, took longer than the server allows (`request_timeout`).",
         TooLarge = 413: "The body is over the byte limit, declared or streamed (`file_too_large`).",
         Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`), or a body that is not `multipart/form-data` (`unsupported_content_type`).",
-        Unprocessable = 422: "Dimensions over the limits, a corrupt header, or a file that ends early (`image_dimensions_exceed_limit`, `corrupt_image`, `truncated_image`).",
+        Unprocessable = 422: "Dimensions, frames or animation size over the limits, a zero-sized image, a corrupt header or a file that ends early (`image_dimensions_exceed_limit`, `too_many_frames`, `animation_too_large`, `image_zero_size`, `corrupt_image`, `truncated_image`), or steps that would make a result larger than an input may be (`result_too_large`).",
         TooMany = 429: "Over the per-owner upload rate (`rate_limited`), or the owner already has as many uploads in progress as allowed (`too_many_concurrent_uploads`); see Retry-After. Both are checked before the body is read.",
         Unavailable = 503: "A backend is down, or this gateway is shutting down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }

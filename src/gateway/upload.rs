@@ -14,8 +14,9 @@ use chrono::Utc;
 use pixmill_actors::pipeline::OutputSpec;
 use pixmill_actors::ports::{BackendError, Bucket, JobMessage, ObjectKey};
 use pixmill_actors::record::NewImage;
-use pixmill_actors::transform::{probe, Probe};
+use pixmill_actors::transform::{check_result_size, probe, Probe};
 use pixmill_actors::{ImageId, ImageRecord, JobSpec, StoredImage};
+use poem::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -87,6 +88,13 @@ impl Gateway {
 
         let mut clock = StepClock::start(&self.metrics);
         let (bytes, probed, sha256) = self.probe(request.bytes).await?;
+        check_result_size(&probed, &request.spec, &self.limits).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                error.code(),
+                error.to_string(),
+            )
+        })?;
         clock.lap(UploadStep::Probe);
         let request = UploadRequest { bytes, ..request };
         let id = ImageId::new();

@@ -255,6 +255,51 @@ async fn invalid_steps_and_bodies_are_refused_before_anything_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_that_would_make_a_result_larger_than_an_input_may_be_are_refused_at_upload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("enlarger");
+    // A 70-byte PNG enlarged to 16384x16384 (268 megapixels, over the 100 allowed an input),
+    // then turned 45 degrees (537 megapixels): gigabytes of canvas from one pixel.
+    for steps in [
+        r#"[{"op":"resize","width":16384,"height":16384,"upscale":true}]"#,
+        r#"[{"op":"resize","width":9000,"height":9000,"upscale":true},{"op":"rotate","angle":45}]"#,
+    ] {
+        let (status, body) = app.upload(&token, &case("one_px.png"), Some(steps)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("result_too_large")),
+            "{steps}: {body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("100000000 pixels"),
+            "the refusal says the limit: {body}"
+        );
+    }
+    // Enlarging within the limits is still fine.
+    let (status, body) = app
+        .upload(
+            &token,
+            &case("one_px.png"),
+            Some(r#"[{"op":"resize","width":2000,"height":2000,"upscale":true}]"#),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let done = app
+        .wait_until_final(&token, body["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
+    assert_eq!(
+        (done["status"].as_str(), done["processed"]["width"].as_u64()),
+        (Some("COMPLETED"), Some(2000)),
+        "{done}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn problem_files_get_the_documented_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut app = Standalone::start(dir.path()).await;

@@ -78,6 +78,7 @@ impl InputError {
 /// | any [`InputError`] code | the input itself was refused |
 /// | `undecodable_image` | the header was fine but the pixel data could not be decoded |
 /// | `crop_outside_image` | a crop lies entirely outside the image (a client error, 422) |
+/// | `result_too_large` | the steps would make an image larger than an input may be |
 /// | `encode_failed` | the encoder refused the result |
 /// | `unsupported_operation` | e.g. an output format this build cannot write |
 /// | `internal_error` | a decoder or encoder panicked on this input (a bug, logged) |
@@ -93,6 +94,13 @@ pub enum TransformError {
         y: u32,
         image_width: u32,
         image_height: u32,
+    },
+    #[error("the steps would make a {width}x{height} image; results may be at most {max_side} px a side and {max_pixels} pixels, as inputs: ask for a smaller size or rotate before enlarging")]
+    ResultTooLarge {
+        width: u32,
+        height: u32,
+        max_side: u32,
+        max_pixels: u64,
     },
     #[error("the result could not be encoded as {format}: {reason}")]
     Encode { format: ImageFormat, reason: String },
@@ -110,6 +118,7 @@ impl TransformError {
             Self::Input(e) => e.code(),
             Self::Decode(_) => "undecodable_image",
             Self::CropOutsideImage { .. } => "crop_outside_image",
+            Self::ResultTooLarge { .. } => "result_too_large",
             Self::Encode { .. } => "encode_failed",
             Self::Unsupported(_) => "unsupported_operation",
             Self::Internal(_) => "internal_error",

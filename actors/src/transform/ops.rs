@@ -30,6 +30,27 @@ pub(crate) fn apply(canvas: Canvas, step: &Step) -> Result<Canvas, TransformErro
     }
 }
 
+/// The logical size `step` turns an image of `size` into, without touching pixels: what a
+/// pipeline will allocate, known before it runs.
+pub(crate) fn size_after(step: &Step, size: (u32, u32)) -> (u32, u32) {
+    match step {
+        Step::Resize(r) => {
+            let g = resize::geometry(r, size);
+            g.padded.unwrap_or(g.scaled)
+        }
+        Step::Crop(c) => (
+            c.width.min(size.0.saturating_sub(c.x)).max(1),
+            c.height.min(size.1.saturating_sub(c.y)).max(1),
+        ),
+        Step::Rotate(r) => match rotate::quarter_turns(r.angle) {
+            Some(0 | 2) => size,
+            Some(_) => (size.1, size.0),
+            None => rotate::free_bounds(size, r.angle),
+        },
+        _ => size,
+    }
+}
+
 /// How a step treats a canvas decoded smaller than its logical size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ScaleBehaviour {

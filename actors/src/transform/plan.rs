@@ -37,6 +37,20 @@ pub(crate) fn luma_suffices(spec: &JobSpec) -> bool {
             .all(|r| starts_grey(r.pipeline.steps()))
 }
 
+/// Every canvas size the steps of `spec` make from an image of `size`, in order, each
+/// rendition from the start.
+pub(crate) fn canvas_sizes(spec: &JobSpec, size: (u32, u32)) -> Vec<(u32, u32)> {
+    let mut sizes = Vec::new();
+    for rendition in &spec.renditions {
+        let mut current = size;
+        for step in rendition.pipeline.steps() {
+            current = ops::size_after(step, current);
+            sizes.push(current);
+        }
+    }
+    sizes
+}
+
 fn rendition_need(steps: &[Step], upright: (u32, u32)) -> Option<(u32, u32)> {
     let mut size = upright;
     let mut swapped = false;

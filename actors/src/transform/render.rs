@@ -75,12 +75,40 @@ fn render_unguarded(
     options: RenderOptions,
 ) -> Result<Vec<Rendered>, TransformError> {
     let probed = probe(input, limits)?;
+    check_result_size(&probed, spec, limits)?;
     #[cfg(feature = "turbo")]
     if let Some(rendered) = super::turbo::planar::try_render(input, &probed, spec, limits, options)?
     {
         return Ok(rendered);
     }
     render_decoded(input, &probed, spec, limits, options)
+}
+
+/// Refuses steps that would make a canvas larger than an input may be (an upscale, a free
+/// rotation): the limits that keep a hostile file from ballooning a worker must hold for
+/// what the steps make of a harmless one too. Sides are checked against the larger of the
+/// two side limits, since the sizes are walked from the stored dimensions, before EXIF
+/// orientation may swap them. The gateway runs the same check at upload.
+pub fn check_result_size(
+    probed: &Probe,
+    spec: &JobSpec,
+    limits: &InputLimits,
+) -> Result<(), TransformError> {
+    let max_side = limits.max_width.max(limits.max_height);
+    let oversized = plan::canvas_sizes(spec, (probed.width, probed.height))
+        .into_iter()
+        .find(|&(w, h)| {
+            w > max_side || h > max_side || u64::from(w) * u64::from(h) > limits.max_pixels
+        });
+    match oversized {
+        Some((width, height)) => Err(TransformError::ResultTooLarge {
+            width,
+            height,
+            max_side,
+            max_pixels: limits.max_pixels,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Decodes `input` exactly as [`render_all_with`] would for `spec` (the same decoder, scale
@@ -295,6 +323,32 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn steps_that_enlarge_past_the_input_limits_are_refused_before_any_pixel() {
+        let bytes = corpus("rocket.jpg");
+        let turned = |angle: f32| {
+            JobSpec::single(
+                Pipeline::new(vec![Step::Rotate(crate::pipeline::Rotate {
+                    angle,
+                    background: None,
+                })])
+                .unwrap(),
+                OutputSpec::default(),
+            )
+        };
+        let tight = InputLimits {
+            max_pixels: 400_000,
+            ..InputLimits::default()
+        };
+        // Under these limits the photo itself fits, and so does a quarter turn of it; a
+        // 45-degree turn needs a larger canvas than either.
+        let probed = probe(&bytes, &tight).unwrap();
+        assert!(u64::from(probed.width) * u64::from(probed.height) <= 400_000);
+        assert!(check_result_size(&probed, &turned(90.0), &tight).is_ok());
+        let error = render_all(&bytes, &turned(45.0), &tight).unwrap_err();
+        assert_eq!(error.code(), "result_too_large", "{error}");
     }
 
     #[test]

@@ -60,6 +60,21 @@ fn grey(fill: image::Rgba<u8>) -> u8 {
     super::tone::luma(fill[0], fill[1], fill[2])
 }
 
+/// The size of the canvas that holds an image of `size` turned by `angle` degrees.
+pub(super) fn free_bounds(size: (u32, u32), angle: f32) -> (u32, u32) {
+    let (w, h) = bounds(size.0 as f32, size.1 as f32, angle.to_radians());
+    (w as u32, h as u32)
+}
+
+/// The sides, in whole pixels, of the box around a `w` x `h` rectangle turned by `theta`.
+fn bounds(w: f32, h: f32, theta: f32) -> (f32, f32) {
+    let (sin, cos) = theta.sin_cos();
+    (
+        (w * cos.abs() + h * sin.abs()).round().max(1.0),
+        (w * sin.abs() + h * cos.abs()).round().max(1.0),
+    )
+}
+
 /// Resamples `src` rotated by `theta` radians (clockwise on screen) into a canvas just
 /// large enough for it.
 fn warp<P>(src: &ImageBuffer<P, Vec<u8>>, theta: f32, fill: P) -> ImageBuffer<P, Vec<u8>>
@@ -67,9 +82,7 @@ where
     P: Pixel<Subpixel = u8> + Send + Sync,
 {
     let (w, h) = (src.width() as f32, src.height() as f32);
-    let (sin, cos) = theta.sin_cos();
-    let out_w = (w * cos.abs() + h * sin.abs()).round().max(1.0);
-    let out_h = (w * sin.abs() + h * cos.abs()).round().max(1.0);
+    let (out_w, out_h) = bounds(w, h, theta);
     let projection = Projection::translate(out_w / 2.0, out_h / 2.0)
         * Projection::rotate(theta)
         * Projection::translate(-w / 2.0, -h / 2.0);
