@@ -98,11 +98,8 @@ impl PostgresStore {
     async fn migrate(&self, schema: Option<&str>) -> PgResult<()> {
         let mut client = self.client().await?;
         // Migrations may take longer than one query; give them a generous fixed bound.
-        let outcome = tokio::time::timeout(
-            self.query_timeout.max(Duration::from_secs(60)),
-            migrate(&mut client, schema),
-        )
-        .await;
+        let bound = self.query_timeout.max(Duration::from_secs(60));
+        let outcome = tokio::time::timeout(bound, migrate(&mut client, schema, bound)).await;
         // The advisory lock is per session: on any failure close the connection rather
         // than hand a session that may still hold it back to the pool.
         match outcome {
@@ -146,7 +143,14 @@ impl PostgresStore {
 }
 
 /// Creates the schema and applies the embedded migrations under an advisory lock.
-async fn migrate(client: &mut Object, schema: Option<&str>) -> PgResult<usize> {
+async fn migrate(client: &mut Object, schema: Option<&str>, bound: Duration) -> PgResult<usize> {
+    // Every session starts with `statement_timeout` at `query_timeout`; the lock wait and a
+    // migration's statements (an index on a large table) get the whole bound instead. Reset
+    // at the end: the session goes back to the pool (on failure it is closed instead).
+    client
+        .batch_execute(&format!("SET statement_timeout = {}", bound.as_millis()))
+        .await
+        .map_err(pg_error)?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -162,6 +166,10 @@ async fn migrate(client: &mut Object, schema: Option<&str>) -> PgResult<usize> {
         .map_err(|e| BackendError::new(BACKEND, ErrorKind::Internal, e.to_string()))?;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_error)?;
+    client
+        .batch_execute("RESET statement_timeout")
         .await
         .map_err(pg_error)?;
     Ok(report.applied_migrations().len())
