@@ -115,8 +115,18 @@ async fn load(file: Option<PathBuf>, command: Command) -> Result<ExitCode, Strin
             if let Some(dir) = data_dir {
                 config.data_dir = dir;
             }
-            let issuer =
-                LocalIssuer::open_or_create(&config.issuer_dir()).map_err(|e| e.to_string())?;
+            let dir = config.issuer_dir();
+            let new_key = !LocalIssuer::exists_in(&dir);
+            let issuer = LocalIssuer::open_or_create(&dir).map_err(|e| e.to_string())?;
+            if new_key {
+                // Not an error (a key made before the first start is the one the server
+                // then uses), but a wrong --data-dir or working directory looks the same,
+                // and its tokens are refused with `unknown_signing_key`.
+                eprintln!(
+                    "note: {} held no issuer key, so a new one was made there; a server started with another data directory refuses this token (pass the one it uses with --data-dir)",
+                    dir.display()
+                );
+            }
             let token = issuer
                 .mint(&sub, &roles, ttl, &config.auth.audience)
                 .map_err(|e| e.to_string())?;

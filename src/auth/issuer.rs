@@ -42,6 +42,11 @@ pub struct LocalIssuer {
 }
 
 impl LocalIssuer {
+    /// Whether `dir` holds a key already (else [`Self::open_or_create`] makes a new one).
+    pub fn exists_in(dir: &Path) -> bool {
+        dir.join(KEY_FILE).is_file()
+    }
+
     /// Loads the key from `dir`, creating it (RSA 2048, file mode 0600) on first use.
     pub fn open_or_create(dir: &Path) -> Result<Self, IssuerError> {
         let path = dir.join(KEY_FILE);
