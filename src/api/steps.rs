@@ -106,7 +106,8 @@ pub struct ContrastStep {
 #[derive(Debug, Clone, Object)]
 pub struct PlainStep {}
 
-/// One operation; `op` names it. Steps run in order, after EXIF orientation is applied.
+/// One operation; `op` names it. Steps run in order, after EXIF orientation is applied. A
+/// field the op does not take is refused (`invalid_steps`), not ignored.
 #[derive(Debug, Clone, Union)]
 #[oai(discriminator_name = "op")]
 pub enum StepRequest {

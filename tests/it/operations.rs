@@ -188,6 +188,9 @@ async fn invalid_steps_and_bodies_are_refused_before_anything_is_stored() {
         r#"[{"op":"resize","width":0}]"#,
         r#"[{"op":"blur","sigma":-1}]"#,
         r#"[{"op":"resize","width":100,"fit":"cover"}]"#,
+        // A misspelled field would otherwise be processed as if it had not been sent.
+        r#"[{"op":"resize","width":100,"heigth":50}]"#,
+        r#"[{"op":"grayscale","amount":1}]"#,
     ] {
         let (status, body) = app.upload(&token, &corpus("rocket.jpg"), Some(steps)).await;
         assert_eq!(status, 400, "{steps}: {body}");
