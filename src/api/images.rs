@@ -51,8 +51,10 @@ impl From<OutputFormat> for ImageFormat {
     }
 }
 
-/// An upload: the image and what to do with it.
+/// An upload: the image and what to do with it. A part with any other name is refused
+/// (`unknown_field`): a misspelled option would otherwise be dropped without a word.
 #[derive(Debug, Multipart)]
+#[oai(deny_unknown_fields)]
 pub struct UploadForm {
     /// The image. Its format is read from its bytes; the file name and Content-Type sent with
     /// it are ignored. Default limits: 32 MiB, 16384 px a side, 100 megapixels.
@@ -93,7 +95,7 @@ pub enum UploadResponse {
 error_responses!(
     /// Why an upload was refused.
     UploadError {
-        BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_background`, `invalid_idempotency_key`, `invalid_request`), an output format this build cannot write (`output_format_unavailable`: AVIF needs the `avif` feature), or a refused `callback_url` (`invalid_callback_url`, `callback_url_unresolvable`, `callback_url_not_allowed`, `webhooks_disabled`).",
+        BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_background`, `invalid_idempotency_key`, `unknown_field`, `invalid_request`), an output format this build cannot write (`output_format_unavailable`: AVIF needs the `avif` feature), or a refused `callback_url` (`invalid_callback_url`, `callback_url_unresolvable`, `callback_url_not_allowed`, `webhooks_disabled`).",
         Unauthorized = 401: "Missing, invalid or expired token.",
         Forbidden = 403: "The token lacks the role uploads require (`missing_role`).",
         Timeout = 408: "The request, body included, took longer than the server allows (`request_timeout`).",

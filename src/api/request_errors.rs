@@ -7,8 +7,11 @@
 
 use poem::http::StatusCode;
 use poem_openapi::error::{ContentTypeError, ParseMultipartError};
+use poem_openapi::payload::Payload;
+use poem_openapi::registry::MetaSchemaRef;
 
 use super::errors::ApiError;
+use super::images::UploadForm;
 
 /// Where a client finds every field's schema.
 const SCHEMA_HINT: &str = "the schema is at /docs";
@@ -41,6 +44,16 @@ pub fn form_error(error: &ParseMultipartError) -> ApiError {
         return ApiError::bad_request(
             code,
             format!("the form field `{field}` is out of its schema ({rule}); {SCHEMA_HINT}"),
+        );
+    }
+    if let Some(field) = unknown_field(reason) {
+        return ApiError::bad_request(
+            "unknown_field",
+            format!(
+                "the form has a field `{field}` that uploads do not take (misspelled?); the \
+                 fields are {}; {SCHEMA_HINT}",
+                upload_fields().join(", ")
+            ),
         );
     }
     if let Some(field) = missing_field(reason) {
@@ -86,6 +99,19 @@ fn refused_value(reason: &str) -> Option<(&str, &str)> {
     Some((field, rule))
 }
 
+/// `unknown field `name``: a part the form does not declare.
+fn unknown_field(reason: &str) -> Option<&str> {
+    reason.strip_prefix("unknown field `")?.strip_suffix('`')
+}
+
+/// The upload form's fields, from the schema the spec is generated from.
+fn upload_fields() -> Vec<&'static str> {
+    match <UploadForm as Payload>::schema_ref() {
+        MetaSchemaRef::Inline(schema) => schema.properties.iter().map(|(name, _)| *name).collect(),
+        MetaSchemaRef::Reference(_) => Vec::new(),
+    }
+}
+
 /// `field `name` is required`.
 fn missing_field(reason: &str) -> Option<&str> {
     reason
@@ -115,6 +141,20 @@ mod tests {
         assert!(error.message.starts_with("`steps` could not be read"));
         assert!(
             error.message.contains("{\"op\":\"foo\"}"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn an_unknown_form_field_is_named_with_the_fields_there_are() {
+        let error = form("unknown field `step`");
+        assert_eq!(
+            (error.status, error.code),
+            (StatusCode::BAD_REQUEST, "unknown_field")
+        );
+        assert!(
+            error.message.contains("`step`") && error.message.contains("steps, "),
             "{}",
             error.message
         );

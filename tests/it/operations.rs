@@ -176,6 +176,29 @@ async fn presets_replace_steps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelled_form_field_is_refused_not_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("typist");
+    let bytes = std::fs::read(corpus("rocket.jpg")).expect("fixture");
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(bytes))
+        .text("step", r#"[{"op":"resize","width":10}]"#);
+    let (status, body) = app.upload_form(&token, form).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("unknown_field")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`step`") && message.contains("steps"),
+        "names the field sent and the fields there are: {message}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_steps_and_bodies_are_refused_before_anything_is_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut app = Standalone::start(dir.path()).await;
