@@ -101,7 +101,7 @@ error_responses!(
         Timeout = 408: "The request, body included, took longer than the server allows (`request_timeout`).",
         TooLarge = 413: "The body is over the byte limit, declared or streamed (`file_too_large`).",
         Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`), or a body that is not `multipart/form-data` (`unsupported_content_type`).",
-        Unprocessable = 422: "Dimensions, frames or animation size over the limits, a zero-sized image, a corrupt header or a file that ends early (`image_dimensions_exceed_limit`, `too_many_frames`, `animation_too_large`, `image_zero_size`, `corrupt_image`, `truncated_image`), or steps that would make a result larger than an input may be (`result_too_large`).",
+        Unprocessable = 422: "Dimensions, frames or animation size over the limits, a zero-sized image, a corrupt header or a file that ends early (`image_dimensions_exceed_limit`, `too_many_frames`, `animation_too_large`, `image_zero_size`, `corrupt_image`, `truncated_image`), steps that would make a result larger than an input may be (`result_too_large`), or an `Idempotency-Key` first sent with another file or other options (`idempotency_key_reused`).",
         TooMany = 429: "Over the per-owner upload rate (`rate_limited`), or the owner already has as many uploads in progress as allowed (`too_many_concurrent_uploads`); see Retry-After. Both are checked before the body is read.",
         Unavailable = 503: "A backend is down, or this gateway is shutting down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
@@ -172,14 +172,17 @@ impl ImagesApi {
     /// Upload an image for processing.
     ///
     /// Answers `202` as soon as the original is stored and the job is queued. A retried
-    /// request with the same `Idempotency-Key` returns the same image, never a second one.
+    /// request with the same `Idempotency-Key` returns the same image, never a second one;
+    /// the key sent with another file or other options is refused
+    /// (`422 idempotency_key_reused`).
     #[oai(path = "/images", method = "post", operation_id = "upload_image")]
     async fn upload(
         &self,
         gateway: Data<&Arc<Gateway>>,
         auth: BearerAuth,
         _slot: UploadSlot,
-        /// Makes retries safe: the same key from the same owner always returns the same image.
+        /// Makes retries safe: the same key from the same owner with the same file and options
+        /// always returns the same image.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
         /// Carried into the worker's logs to follow one upload end to end (`request_id`).

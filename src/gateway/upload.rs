@@ -81,6 +81,7 @@ impl Gateway {
                 .await
                 .map_err(|e| ApiError::backend(&e))?;
             if let Some(existing) = existing {
+                check_same_upload(&existing, &request).await?;
                 return Ok((existing, false));
             }
         }
@@ -143,6 +144,9 @@ impl Gateway {
             Ok(Err(existing)) => {
                 // A concurrent request with the same Idempotency-Key won the race.
                 self.remove_orphan(&key).await;
+                if existing.original.sha256 != new.original.sha256 || existing.spec != new.spec {
+                    return Err(key_reused(&existing));
+                }
                 return Ok((existing, false));
             }
             Err(error) => {
@@ -249,6 +253,40 @@ impl Gateway {
             tracing::warn!(key = %key, error = %error, "could not remove the original of a failed upload");
         }
     }
+}
+
+/// A replay must be the same upload: the same file and the same steps. A key sent again
+/// with another file or other options would otherwise be answered `202` with the first
+/// image, and the new upload silently dropped. The file is compared by its SHA-256 (hashed
+/// off the executor; replays only). A preset is compared by what it expanded to, so a
+/// replay after the preset's configuration changed is refused too.
+async fn check_same_upload(
+    existing: &ImageRecord,
+    request: &UploadRequest,
+) -> Result<(), ApiError> {
+    let bytes = request.bytes.clone();
+    let digest = tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&bytes)))
+        .await
+        .map_err(|error| {
+            tracing::error!(error = %error, "hashing a replayed upload panicked");
+            ApiError::internal()
+        })?;
+    if digest != existing.original.sha256 || request.spec != existing.spec {
+        return Err(key_reused(existing));
+    }
+    Ok(())
+}
+
+fn key_reused(existing: &ImageRecord) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        format!(
+            "this Idempotency-Key was first sent with another file or other options (image {}); \
+             a retry must send the same upload again, and a new upload needs a new key",
+            existing.id
+        ),
+    )
 }
 
 /// Times the steps of one upload, each from the end of the one before, into

@@ -87,6 +87,29 @@ async fn one_idempotency_key_makes_one_image_also_when_sent_concurrently() {
     assert_eq!(again.status().as_u16(), 202);
     assert_eq!(id_of(&again.json().await.expect("document")), id_of(&first));
 
+    // The same key again with another file, or other steps: not a retry, and not to be
+    // answered with the first image while the new upload is dropped.
+    let reuser = issuer.mint("reuser", &[]);
+    let original = post_upload(app, &reuser, &corpus("rocket.jpg"), None, Some("k")).await;
+    assert_eq!(original.status().as_u16(), 202);
+    let original: Value = original.json().await.expect("document");
+    for (file, steps) in [
+        ("astronaut.png", None),
+        ("rocket.jpg", Some(r#"[{"op":"grayscale"}]"#)),
+    ] {
+        let reused = post_upload(app, &reuser, &corpus(file), steps, Some("k")).await;
+        assert_eq!(reused.status().as_u16(), 422, "{file} {steps:?}");
+        let body: Value = reused.json().await.expect("error body");
+        assert_eq!(body["code"], "idempotency_key_reused", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&id_of(&original)),
+            "names the image the key belongs to: {body}"
+        );
+    }
+
     // A client that sends the same request three times at once.
     let concurrent = issuer.mint("eager", &[]);
     let rocket = corpus("rocket.jpg");
@@ -113,11 +136,19 @@ async fn one_idempotency_key_makes_one_image_also_when_sent_concurrently() {
     let rows: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(
         rows,
-        vec![("eager".to_owned(), 1), ("retrier".to_owned(), 1)]
+        vec![
+            ("eager".to_owned(), 1),
+            ("retrier".to_owned(), 1),
+            ("reuser".to_owned(), 1)
+        ]
     );
     let mut objects = cluster.raw_objects().await;
     objects.sort();
-    let mut expected = vec![format!("{}.jpg", id_of(&first)), format!("{}.jpg", ids[0])];
+    let mut expected = vec![
+        format!("{}.jpg", id_of(&first)),
+        format!("{}.jpg", ids[0]),
+        format!("{}.jpg", id_of(&original)),
+    ];
     expected.sort();
     assert_eq!(
         objects, expected,
