@@ -32,8 +32,9 @@ pub trait RateLimiter: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// A write-through cache of status documents, keyed by image id. Entries carry the owner, so
-/// the caller still checks ownership on a hit.
+/// A cache of status documents, keyed by image id: filled when the gateway reads a final
+/// (`COMPLETED`, `FAILED`) document from the store, dropped when the image is deleted.
+/// Entries carry the owner, so the caller still checks ownership on a hit.
 #[async_trait]
 pub trait StatusCache: Send + Sync + 'static {
     async fn get(&self, id: ImageId) -> Result<Option<ImageRecord>, BackendError>;

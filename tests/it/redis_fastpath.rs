@@ -179,3 +179,18 @@ async fn no_server_is_unavailable() {
 
     assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");
 }
+
+#[tokio::test]
+async fn calls_right_after_a_refused_connection_fail_without_waiting_again() {
+    let config = RedisConfig::new("redis://127.0.0.1:1");
+    let connection = RedisConnection::open(&config).expect("a well-formed URL");
+
+    let first = connection.ping().await.err().unwrap();
+    let second = connection.ping().await.err().unwrap();
+
+    assert_eq!(first.kind, ErrorKind::Unavailable, "{first}");
+    // The second call is answered from the first one's failure, not after another wait for
+    // the pool (which bb8 would let run to the timeout).
+    assert_eq!(second.kind, ErrorKind::Unavailable, "{second}");
+    assert!(second.message.contains("fail at once"), "{second}");
+}

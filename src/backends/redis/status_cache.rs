@@ -1,5 +1,5 @@
-//! The status cache in Redis: one JSON document per image, written through on every
-//! status change and expiring after a TTL.
+//! The status cache in Redis: one JSON document per image, stored when a gateway reads a
+//! final status from the metadata store and expiring after a TTL.
 
 use std::time::Duration;
 
