@@ -44,12 +44,18 @@ const MIGRATION_LOCK: i64 = 0x0070_6978_6d69_6c6c;
 
 type PgResult<T> = Result<T, BackendError>;
 
+/// How long the round trip that checks a pooled connection before reuse may take. deadpool
+/// tries the next idle connection when one fails the check, so with a host gone silent
+/// (no reset) a call may spend this on each idle connection in turn before it gets a new
+/// one: a healthy server answers in milliseconds, so this is kept short.
+const RECYCLE_CHECK: Duration = Duration::from_secs(2);
+
 /// A [`MetadataStore`] in PostgreSQL.
 ///
-/// Every call waits at most `wait_timeout` for a pooled connection and `query_timeout` for
-/// its statements. Pooled connections are checked with a round trip before reuse, so after
-/// a PostgreSQL restart the dead ones are replaced instead of failing one call each (at the
-/// cost of one short round trip per call).
+/// Every call waits at most `wait_timeout` for a free pooled connection and `query_timeout`
+/// for its statements. Pooled connections are checked with a round trip before reuse (at
+/// most [`RECYCLE_CHECK`] each), so after a PostgreSQL restart the dead ones are replaced
+/// instead of failing one call each (at the cost of one short round trip per call).
 ///
 /// Lease and update times come from the calling host's clock, like the `now` the relay
 /// passes, so gateway and worker hosts must keep their clocks in sync (NTP); a worker host
@@ -82,7 +88,7 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(config.wait_timeout))
             .create_timeout(Some(config.connect_timeout))
-            .recycle_timeout(Some(config.query_timeout))
+            .recycle_timeout(Some(config.query_timeout.min(RECYCLE_CHECK)))
             .build()
             .map_err(|e| BackendError::new(BACKEND, ErrorKind::Internal, e.to_string()))?;
         let store = Self {
