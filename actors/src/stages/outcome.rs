@@ -159,7 +159,7 @@ pub async fn requeue_later(
 ) {
     ctx.ports.metrics.backend_error(error);
     let delay = ctx.config.retry.backoff(attempt.max(1));
-    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "could not record job outcome; requeueing");
+    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "a metadata store call failed; requeueing the job");
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
         _ = ctx.shutdown.cancelled() => {}

@@ -4,9 +4,11 @@
 //! run at background CPU priority, so request handling in the same process or on the same
 //! host goes first.
 //!
-//! A panic inside a codec is not caught and forgotten: the job's lease is released for a
-//! retry, then the panic is resumed so this actor dies and the supervisor restarts it and
-//! counts the restart.
+//! A panic inside a codec is caught where it happens (`transform::panics`) and fails the job
+//! for good (`internal_error`): the same bytes would panic again. A panic on the CPU pool
+//! outside the codecs is not caught and forgotten: the job is released for a retry, then
+//! the panic is resumed so this actor dies and the supervisor restarts it and counts the
+//! restart.
 
 use std::sync::Arc;
 
