@@ -119,7 +119,7 @@ error_responses!(
     PollError {
         BadRequest = 400: "`wait` is not a duration of at most 60 s (`invalid_wait`).",
         Unauthorized = 401: "Missing, invalid or expired token.",
-        NotFound = 404: "No such image for this caller (another owner's image looks the same).",
+        NotFound = 404: "No such image for this caller (`image_not_found`; another owner's image looks the same); for downloads, also an image not `COMPLETED` (`not_processed`) or a variant it does not have (`unknown_variant`).",
         Unavailable = 503: "A backend is down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
@@ -137,7 +137,7 @@ error_responses!(
     /// Why an image could not be read.
     ReadError {
         Unauthorized = 401: "Missing, invalid or expired token.",
-        NotFound = 404: "No such image for this caller (another owner's image looks the same).",
+        NotFound = 404: "No such image for this caller (`image_not_found`; another owner's image looks the same); for downloads, also an image not `COMPLETED` (`not_processed`) or a variant it does not have (`unknown_variant`).",
         Unavailable = 503: "A backend is down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
@@ -406,21 +406,45 @@ async fn download_variant(
     name: Option<&str>,
 ) -> Result<ImageBytes, ApiError> {
     let record = gateway.image(&auth.0, id).await?;
-    let not_ready = || {
-        ApiError::new(
+    if record.status != pixmill_actors::Status::Completed {
+        let when = match record.status {
+            pixmill_actors::Status::Failed => "it FAILED, so it has none (its status says why)",
+            _ => "they can be downloaded once it is COMPLETED (poll its status)",
+        };
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_processed",
-            "the image has no such processed file (yet); check its status",
-        )
-    };
-    if record.status != pixmill_actors::Status::Completed {
-        return Err(not_ready());
+            format!(
+                "the image is {} and has no processed files yet: {when}",
+                record.status
+            ),
+        ));
     }
     let variant = match name {
         None => record.primary(),
         Some(name) => record.variants.iter().find(|v| v.name.as_str() == name),
     }
-    .ok_or_else(not_ready)?;
+    .ok_or_else(|| {
+        let names: Vec<&str> = record
+            .variants
+            .iter()
+            .map(|v| v.name.as_str())
+            .filter(|n| *n != VariantName::main().as_str())
+            .collect();
+        let have = if names.is_empty() {
+            "it has none (ask for them at upload with `variants`)".to_owned()
+        } else {
+            format!("its variants are {}", names.join(", "))
+        };
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_variant",
+            format!(
+                "this image has no variant named {:?}; {have}",
+                name.unwrap_or("main")
+            ),
+        )
+    })?;
     let stream = gateway.open(Bucket::Processed, &variant.image).await?;
     let file_name = format!(
         "{}-{}.{}",
@@ -518,10 +542,12 @@ fn job_spec(gateway: &Gateway, form: &UploadForm) -> Result<JobSpec, ApiError> {
     {
         let variant = VariantName::parse(name)
             .map_err(|e| ApiError::bad_request("unknown_preset", e.to_string()))?;
+        // Looked up first, so a name that is no preset (`main` included: the primary
+        // rendition's name) is refused like any other, not skipped as a duplicate.
+        let (pipeline, output) = preset(gateway, name)?;
         if renditions.iter().any(|r| r.name == variant) {
             continue;
         }
-        let (pipeline, output) = preset(gateway, name)?;
         renditions.push(Rendition {
             name: variant,
             pipeline,

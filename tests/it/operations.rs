@@ -109,9 +109,29 @@ async fn output_format_quality_and_variants() {
             ),
         )
         .await;
+    // The image is COMPLETED: the answer says the name is wrong and which ones there are.
     assert_eq!(
         (status, missing["code"].as_str()),
-        (404, Some("not_processed"))
+        (404, Some("unknown_variant"))
+    );
+    assert!(
+        missing["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("thumbnail, medium")),
+        "{missing}"
+    );
+    // `main` is the primary rendition's name, not a preset to ask for.
+    let (status, body) = upload_fields(
+        &app,
+        &token,
+        &corpus("astronaut.png"),
+        &[("variants", "main")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("unknown_preset")),
+        "{body}"
     );
     app.stop().await;
 }
