@@ -96,14 +96,14 @@ error_responses!(
     /// Why an upload was refused.
     UploadError {
         BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_background`, `invalid_idempotency_key`, `unknown_field`, `invalid_request`), an output format this build cannot write (`output_format_unavailable`: AVIF needs the `avif` feature), or a refused `callback_url` (`invalid_callback_url`, `callback_url_unresolvable`, `callback_url_not_allowed`, `webhooks_disabled`).",
-        Unauthorized = 401: "Missing, invalid or expired token.",
+        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `missing_claim`); `WWW-Authenticate` says the same.",
         Forbidden = 403: "The token lacks the role uploads require (`missing_role`).",
         Timeout = 408: "The request, body included, took longer than the server allows (`request_timeout`).",
         TooLarge = 413: "The body is over the byte limit, declared or streamed (`file_too_large`).",
         Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`), or a body that is not `multipart/form-data` (`unsupported_content_type`).",
         Unprocessable = 422: "Dimensions, frames or animation size over the limits, a zero-sized image, a corrupt header or a file that ends early (`image_dimensions_exceed_limit`, `too_many_frames`, `animation_too_large`, `image_zero_size`, `corrupt_image`, `truncated_image`), steps that would make a result larger than an input may be (`result_too_large`), or an `Idempotency-Key` first sent with another file or other options (`idempotency_key_reused`).",
         TooMany = 429: "Over the per-owner upload rate (`rate_limited`), or the owner already has as many uploads in progress as allowed (`too_many_concurrent_uploads`); see Retry-After. Both are checked before the body is read.",
-        Unavailable = 503: "A backend is down, or this gateway is shutting down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
+        Unavailable = 503: "A backend is down (`backend_unavailable`), or this gateway is shutting down (`shutting_down`), or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
 
@@ -118,9 +118,9 @@ error_responses!(
     /// Why the status document could not be read.
     PollError {
         BadRequest = 400: "`wait` is not a duration of at most 60 s (`invalid_wait`).",
-        Unauthorized = 401: "Missing, invalid or expired token.",
+        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `missing_claim`); `WWW-Authenticate` says the same.",
         NotFound = 404: "No such image for this caller (`image_not_found`; another owner's image looks the same); for downloads, also an image not `COMPLETED` (`not_processed`) or a variant it does not have (`unknown_variant`).",
-        Unavailable = 503: "A backend is down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
+        Unavailable = 503: "A backend is down (`backend_unavailable`), or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
 
@@ -136,9 +136,9 @@ pub enum EventsResponse {
 error_responses!(
     /// Why an image could not be read.
     ReadError {
-        Unauthorized = 401: "Missing, invalid or expired token.",
+        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `missing_claim`); `WWW-Authenticate` says the same.",
         NotFound = 404: "No such image for this caller (`image_not_found`; another owner's image looks the same); for downloads, also an image not `COMPLETED` (`not_processed`) or a variant it does not have (`unknown_variant`).",
-        Unavailable = 503: "A backend is down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
+        Unavailable = 503: "A backend is down (`backend_unavailable`), or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
 
@@ -153,8 +153,8 @@ error_responses!(
     /// Why the listing failed.
     ListError {
         BadRequest = 400: "Invalid cursor (`invalid_cursor`) or another parameter out of its schema, e.g. `limit` or `status` (`invalid_request`).",
-        Unauthorized = 401: "Missing, invalid or expired token.",
-        Unavailable = 503: "A backend is down, or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
+        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `missing_claim`); `WWW-Authenticate` says the same.",
+        Unavailable = 503: "A backend is down (`backend_unavailable`), or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
 
