@@ -200,7 +200,7 @@ fn render_error(error: poem::Error) -> Response {
         return error.into_response();
     }
     if let Some(param) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
-        return ApiError::bad_request(parameter_code(param.name), error.to_string()).as_response();
+        return request_errors::parameter_error(param).as_response();
     }
     if let Some(form) = error.downcast_ref::<poem_openapi::error::ParseMultipartError>() {
         return request_errors::form_error(form).as_response();
@@ -241,17 +241,6 @@ fn render_error(error: poem::Error) -> Response {
         api.www_authenticate = Some(AuthError::MissingToken.challenge());
     }
     api.as_response()
-}
-
-/// The code of a query or path parameter the spec's schema refused: the same code the
-/// handler gives for a value the schema cannot describe, so a client sees one code per
-/// parameter whichever check caught it.
-fn parameter_code(name: &str) -> &'static str {
-    match name {
-        "wait" => "invalid_wait",
-        "cursor" => "invalid_cursor",
-        _ => "invalid_request",
-    }
 }
 
 /// Answers a request whose handler panicked with the opaque `500`, instead of dropping the

@@ -6,7 +6,7 @@
 //! names the field and where its schema is.
 
 use poem::http::StatusCode;
-use poem_openapi::error::{ContentTypeError, ParseMultipartError};
+use poem_openapi::error::{ContentTypeError, ParseMultipartError, ParseParamError};
 use poem_openapi::payload::Payload;
 use poem_openapi::registry::MetaSchemaRef;
 
@@ -66,6 +66,38 @@ pub fn form_error(error: &ParseMultipartError) -> ApiError {
         "invalid_request",
         format!("the upload form could not be read: {reason}; {SCHEMA_HINT}"),
     )
+}
+
+/// A query or path parameter the spec's schema refused: the same code the handler gives
+/// for a value the schema cannot describe, so a client sees one code per parameter whichever
+/// check caught it, and a message in the parameter's terms rather than the schema's.
+pub fn parameter_error(error: &ParseParamError) -> ApiError {
+    let (code, message) = match error.name {
+        "wait" => (
+            "invalid_wait",
+            "wait must be seconds or milliseconds, at most 60 s, e.g. 30s or 500ms".to_owned(),
+        ),
+        "cursor" => (
+            "invalid_cursor",
+            "cursor must be the next_cursor of a previous page, as it was given".to_owned(),
+        ),
+        "status" => (
+            "invalid_request",
+            "status must be one of PENDING, PROCESSING, COMPLETED, FAILED (in capitals)".to_owned(),
+        ),
+        "limit" => (
+            "invalid_request",
+            "limit must be a whole number from 1 to 100".to_owned(),
+        ),
+        name => (
+            "invalid_request",
+            format!(
+                "the parameter `{name}` is not valid ({}); {SCHEMA_HINT}",
+                error.reason
+            ),
+        ),
+    };
+    ApiError::bad_request(code, message)
 }
 
 /// A body whose `Content-Type` the operation does not take.

@@ -283,6 +283,12 @@ async fn a_long_poll_answers_when_the_job_completes() {
             (400, Some("invalid_wait")),
             "wait={wait:?}: {refused}"
         );
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("at most 60 s")),
+            "wait={wait:?}: {refused}"
+        );
     }
 
     let wait = Duration::from_secs(30);

@@ -183,6 +183,23 @@ async fn listing_is_newest_first_paginated_and_filtered() {
         (status, bad["code"].as_str()),
         (400, Some("invalid_cursor"))
     );
+    // Refused by the spec's schema, answered in the parameter's own terms.
+    for (query, says) in [
+        ("status=completed", "PENDING, PROCESSING, COMPLETED, FAILED"),
+        ("limit=0", "1 to 100"),
+        ("limit=101", "1 to 100"),
+    ] {
+        let (status, bad) = app.get_json(&token, &format!("/v1/images?{query}")).await;
+        assert_eq!(
+            (status, bad["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{query}: {bad}"
+        );
+        assert!(
+            bad["message"].as_str().is_some_and(|m| m.contains(says)),
+            "{query}: {bad}"
+        );
+    }
     app.stop().await;
 }
 
