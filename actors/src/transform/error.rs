@@ -25,7 +25,7 @@ pub enum InputError {
     UnsupportedFormat { detected: Option<&'static str> },
     #[error("{0} images are not accepted here")]
     FormatNotAllowed(ImageFormat),
-    #[error("the image is {width}x{height}; the limit is {max_width}x{max_height} and {max_pixels} pixels")]
+    #[error("the image is {width}x{height}, {} pixels; the limit is {max_width}x{max_height} and {max_pixels} pixels", u64::from(*.width) * u64::from(*.height))]
     DimensionsExceeded {
         width: u32,
         height: u32,
