@@ -3,7 +3,8 @@
 //! Start-up order is the reverse of the data flow (persisters first, consumer last) so no
 //! stage receives work before the one after it exists; shutdown runs the other way: the
 //! consumer stops taking deliveries, in-flight jobs get `shutdown_grace` to finish, and
-//! whatever is still held after that is handed back to the queue as its actors stop.
+//! whatever is still held after that is handed back to the queue as its actors stop, its
+//! lease released so another worker can take it at once.
 
 use std::sync::Arc;
 
@@ -16,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EngineConfig;
 use crate::cpu_pool::CpuPool;
 use crate::faults::FaultPlan;
+use crate::ids::ImageId;
 use crate::mailbox::{Envelope, StagePool};
 use crate::ports::BackendError;
+use crate::record::JobError;
 use crate::relay::Relay;
 use crate::stages::consumer::Consumer;
 use crate::stages::downloader::Downloader;
@@ -79,6 +82,7 @@ impl Engine {
             config,
             faults,
             shutdown: CancellationToken::new(),
+            leases: Arc::default(),
         });
 
         let mut children = Vec::new();
@@ -135,12 +139,16 @@ impl Engine {
         let drained = self.ctx.downloaders.drained(deadline).await
             && self.ctx.transformers.drained(deadline).await
             && self.ctx.persisters.drained(deadline).await;
-        if !drained {
+        // Taken before the actors stop: their leases are unlisted as their jobs are dropped.
+        let held = if drained {
+            Vec::new()
+        } else {
             tracing::warn!(
                 in_flight = self.in_flight(),
                 "shutdown grace ran out; handing jobs back to the queue"
             );
-        }
+            self.ctx.leases.snapshot()
+        };
         self.ctx.downloaders.close();
         self.ctx.transformers.close();
         self.ctx.persisters.close();
@@ -153,8 +161,41 @@ impl Engine {
             tracing::warn!(wait = ?STOP_WAIT, "actors did not stop in time; abandoning them");
             join.abort();
         }
+        release(&self.ctx, held).await;
         tracing::info!(drained, "engine stopped");
     }
+}
+
+/// Hands the leases of the jobs a shutdown gave back to the store, so any worker can take
+/// them at once instead of after the lease runs out: each becomes `PENDING` and due now,
+/// through the same attempt-guarded write as a retry (a job that finished meanwhile is left
+/// alone). The attempt counts, as any attempt that was cut off does; the error says why.
+async fn release(ctx: &StageContext, held: Vec<(ImageId, u32)>) {
+    if held.is_empty() {
+        return;
+    }
+    let reason = JobError::new(
+        "worker_stopped",
+        "the worker stopped before this attempt finished; the job is tried again",
+    );
+    let mut released = 0;
+    for (id, attempt) in held {
+        match ctx
+            .ports
+            .metadata
+            .retry_later(id, attempt, &reason, Utc::now())
+            .await
+        {
+            Ok(true) => released += 1,
+            Ok(false) => {}
+            Err(error) => {
+                ctx.ports.metrics.backend_error(&error);
+                tracing::warn!(image_id = %id, attempt, error = %error,
+                    "could not release a handed-back job; it moves on when its lease runs out");
+            }
+        }
+    }
+    tracing::info!(released, "released the leases of handed-back jobs");
 }
 
 fn stats_for(name: String, stage: &'static str) -> Arc<ActorStats> {

@@ -11,8 +11,13 @@
 //! off for longer loses the job, and its attempt's later writes are refused once another
 //! attempt has begun. Renewals stop after `engine.max_job_time`: a render that hangs must
 //! not hold its job forever.
+//!
+//! Every lease held is also listed in [`HeldLeases`], so a shutdown that hands jobs back
+//! can release their leases too (see `Engine::shutdown`): a job handed back with its lease
+//! still live would wait out the lease before any worker could take it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -31,12 +36,48 @@ const SHORTEST_RENEWAL: Duration = Duration::from_millis(10);
 /// Pause before trying a failed renewal again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// The attempts whose leases this engine holds right now, by image.
+#[derive(Debug, Default)]
+pub struct HeldLeases(Mutex<HashMap<ImageId, u32>>);
+
+impl HeldLeases {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ImageId, u32>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every held lease: the image and the attempt holding it.
+    pub fn snapshot(&self) -> Vec<(ImageId, u32)> {
+        self.map()
+            .iter()
+            .map(|(id, attempt)| (*id, *attempt))
+            .collect()
+    }
+}
+
+/// Lists a lease in [`HeldLeases`] for as long as it lives.
+struct Listed {
+    held: Arc<HeldLeases>,
+    id: ImageId,
+    attempt: u32,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        let mut map = self.held.map();
+        // A newer attempt of the same image may have been listed since (a redelivery).
+        if map.get(&self.id) == Some(&self.attempt) {
+            map.remove(&self.id);
+        }
+    }
+}
+
 /// Renews one attempt's lease until dropped. It travels with the job through the stages, so
 /// renewals end when the job is settled, whichever stage settles it. Dropping it stops the
 /// renewals between calls: a renewal in flight is let finish, so no store call is cut off
 /// half way.
 pub struct LeaseKeeper {
     _stop: Option<DropGuard>,
+    _listed: Listed,
 }
 
 /// What the renewing task needs.
@@ -54,13 +95,23 @@ impl LeaseKeeper {
     /// within the runtime.
     pub fn start(
         ports: &Ports,
+        held: &Arc<HeldLeases>,
         id: ImageId,
         attempt: u32,
         lease: Duration,
         max_job_time: Duration,
     ) -> Self {
+        held.map().insert(id, attempt);
+        let listed = Listed {
+            held: Arc::clone(held),
+            id,
+            attempt,
+        };
         if lease / 3 < SHORTEST_RENEWAL {
-            return Self { _stop: None };
+            return Self {
+                _stop: None,
+                _listed: listed,
+            };
         }
         let renewal = Renewal {
             metadata: ports.metadata.clone(),
@@ -78,6 +129,7 @@ impl LeaseKeeper {
         );
         Self {
             _stop: Some(stop.drop_guard()),
+            _listed: listed,
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::config::EngineConfig;
 use crate::cpu_pool::CpuPool;
 use crate::events::StatusEvents;
 use crate::faults::FaultPlan;
-use crate::lease::LeaseKeeper;
+use crate::lease::{HeldLeases, LeaseKeeper};
 use crate::mailbox::{Envelope, StagePool};
 use crate::metrics::EngineMetrics;
 use crate::ports::{ClaimedJob, Delivery, JobQueue, MetadataStore, ObjectStore};
@@ -70,6 +70,8 @@ pub struct StageContext {
     pub faults: Arc<dyn FaultPlan>,
     /// Cancelled when the engine shuts down: the consumer stops taking deliveries.
     pub shutdown: CancellationToken,
+    /// The leases this engine's jobs hold, for a shutdown that hands jobs back.
+    pub leases: Arc<HeldLeases>,
 }
 
 /// What one pool stage does with one message. The actor around it, [`PoolWorker`], is the

@@ -66,6 +66,7 @@ async fn download(args: &StageArgs, delivery: Delivery) {
     tracing::Span::current().record("attempt", job.attempt);
     let lease = LeaseKeeper::start(
         &ctx.ports,
+        &ctx.leases,
         id,
         job.attempt,
         ctx.config.lease,

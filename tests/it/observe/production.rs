@@ -263,3 +263,60 @@ async fn a_gateways_event_stream_hears_a_worker_through_redis() {
     worker.stop().await;
     clean_up(&services).await;
 }
+
+/// A worker stopped (a deploy) while it holds a job whose render outlasts the shutdown
+/// grace: the job goes back, and another worker takes it at once, not after the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_handed_back_at_shutdown_moves_to_another_worker_without_waiting_out_its_lease() {
+    let Some(services) = services().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    install_fixture_key(dir.path());
+    let prefix = unique_name("handback");
+    // A lease far longer than the test's patience: only a released one lets the job go on.
+    let config = |grace| {
+        let mut config = config(&services, dir.path(), &prefix);
+        config.engine.lease = Duration::from_secs(600);
+        config.engine.shutdown_grace = grace;
+        config
+    };
+    let gate = Arc::new(Gate::default());
+    let mut leaving = start(config(Duration::ZERO), Mode::Worker, gate.clone()).await;
+    let mut gateway = start(
+        config(Duration::ZERO),
+        Mode::Gateway,
+        Arc::new(pixmill_actors::faults::NoFaults),
+    )
+    .await;
+    let token = token_for("deployer");
+    let (status, doc) = upload_small(&gateway, &token, &[]).await;
+    assert_eq!(status, 202, "{doc}");
+    let id = doc["id"].as_str().unwrap_or_default().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, doc) = gateway.get_json(&token, &format!("/v1/images/{id}")).await;
+        if doc["status"] == "PROCESSING" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never claimed: {doc}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    leaving.stop().await;
+    gate.release(&id);
+
+    let mut staying = start(
+        config(Duration::from_secs(5)),
+        Mode::Worker,
+        Arc::new(pixmill_actors::faults::NoFaults),
+    )
+    .await;
+    let done = gateway
+        .wait_until_final(&token, &id, Duration::from_secs(60))
+        .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    staying.stop().await;
+    gateway.stop().await;
+    clean_up(&services).await;
+}
