@@ -227,6 +227,33 @@ async fn unsettled_deliveries_come_back_when_the_consumer_is_dropped(fixture: Fi
     second.settle(Settlement::Ack).await.unwrap();
 }
 
+/// What a shutting-down consumer does: it takes nothing more, yet the jobs it holds are
+/// still settled on it, so they are not handed to another consumer meanwhile.
+async fn a_stream_that_stopped_taking_still_settles_what_it_holds(fixture: Fixture) {
+    let queue = &fixture.queue;
+    let (first, second) = (job(), job());
+    queue.publish(&first).await.unwrap();
+    queue.publish(&second).await.unwrap();
+    let mut leaving = queue.consume(1).await.unwrap();
+    let held = next_delivery(&mut leaving).await;
+    assert_eq!(held.job, first);
+
+    within("stop_taking", leaving.stop_taking()).await;
+    let mut staying = queue.consume(4).await.unwrap();
+    held.settle(Settlement::Ack).await.unwrap();
+
+    // The next job goes to the consumer still taking, and the settled one never comes back.
+    let next = next_delivery(&mut staying).await;
+    assert_eq!((&next.job, next.redelivered), (&second, false));
+    next.settle(Settlement::Ack).await.unwrap();
+    drop(leaving);
+    let third = job();
+    queue.publish(&third).await.unwrap();
+    let after = next_delivery(&mut staying).await;
+    assert_eq!(after.job, third, "a settled job came back");
+    after.settle(Settlement::Ack).await.unwrap();
+}
+
 /// One `#[tokio::test]` per contract case, for one backend.
 macro_rules! contract {
     ($fixture:path) => {
@@ -237,6 +264,7 @@ macro_rules! contract {
             prefetch_bounds_unsettled_deliveries,
             dead_lettered_job_lands_in_the_dead_letter_queue,
             unsettled_deliveries_come_back_when_the_consumer_is_dropped,
+            a_stream_that_stopped_taking_still_settles_what_it_holds,
         );
     };
     (@cases $fixture:path; $($case:ident),+ $(,)?) => {

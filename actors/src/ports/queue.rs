@@ -92,6 +92,13 @@ pub trait JobStream: Send {
     /// The next delivery; `None` when the stream has ended (the consumer then opens a new
     /// one). Malformed messages are dead-lettered by the adapter, never yielded.
     async fn next(&mut self) -> Option<Result<Delivery, BackendError>>;
+
+    /// Stops new deliveries while those already taken can still be settled: at shutdown,
+    /// the jobs in flight finish and are acknowledged (or dead-lettered) on the same
+    /// consumer, instead of going back to the broker the moment it stops taking. Dropping
+    /// the stream later hands back whatever is still unsettled. By default nothing: a
+    /// stream that is not polled takes nothing.
+    async fn stop_taking(&mut self) {}
 }
 
 /// The job queue (`image_processing_queue`).

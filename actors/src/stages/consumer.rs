@@ -54,7 +54,7 @@ impl Actor for Consumer {
     ) -> Result<(), ActorProcessingErr> {
         let ctx = state.args.ctx.clone();
         if ctx.shutdown.is_cancelled() {
-            state.stream = None;
+            stop_taking(state).await;
             return Ok(());
         }
         if state.stream.is_none() {
@@ -81,7 +81,7 @@ impl Actor for Consumer {
         let next = tokio::select! {
             next = stream.next() => next,
             _ = ctx.shutdown.cancelled() => {
-                state.stream = None;
+                stop_taking(state).await;
                 return Ok(());
             }
         };
@@ -105,6 +105,14 @@ impl Actor for Consumer {
         }
         myself.cast(ConsumerMsg::Poll)?;
         Ok(())
+    }
+}
+
+/// Shutting down: no more deliveries, but the stream stays open (it is dropped with this
+/// actor, after the grace) so the jobs in flight are still settled on it.
+async fn stop_taking(state: &mut ConsumerState) {
+    if let Some(stream) = state.stream.as_mut() {
+        stream.stop_taking().await;
     }
 }
 

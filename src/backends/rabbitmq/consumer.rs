@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Acker, Consumer};
 use pixmill_actors::ports::{BackendError, Delivery, JobMessage, JobStream, Settle, Settlement};
@@ -31,6 +33,7 @@ pub(super) struct RabbitStream {
 /// Field order matters for drop: the consumer before its channel and connection.
 struct LiveConsumer {
     consumer: Consumer,
+    /// Used only to cancel the consumer; otherwise kept for the connection's lifetime.
     _link: Link,
 }
 
@@ -125,6 +128,27 @@ impl JobStream for RabbitStream {
                     self.live = None;
                 }
             }
+        }
+    }
+
+    /// Cancels the consumer on the broker (`basic.cancel`) and keeps the channel open, so
+    /// deliveries already taken are still acknowledged on it.
+    async fn stop_taking(&mut self) {
+        let Some(live) = self.live.as_ref() else {
+            return;
+        };
+        let cancel = live
+            ._link
+            .channel
+            .basic_cancel(live.consumer.tag(), BasicCancelOptions::default());
+        match tokio::time::timeout(self.config.connect_timeout, cancel).await {
+            Ok(Ok(())) => tracing::info!(queue = %self.config.queue, "stopped taking jobs"),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "could not cancel the consumer; jobs taken meanwhile go back when it closes")
+            }
+            Err(_) => tracing::warn!(
+                "cancelling the consumer timed out; jobs taken meanwhile go back when it closes"
+            ),
         }
     }
 }
