@@ -127,9 +127,8 @@ impl<T: Send + 'static> StagePool<T> {
             Ok(permit) => permit,
             Err(_) => return Err(StageClosed(payload)),
         };
-        let index = self.least_loaded();
+        let index = self.claim_least_loaded();
         let depth = self.slots[index].depth.clone();
-        depth.fetch_add(1, Ordering::Relaxed);
         let mut envelope = Envelope {
             payload,
             credit: Credit {
@@ -166,10 +165,32 @@ impl<T: Send + 'static> StagePool<T> {
         }
     }
 
-    fn least_loaded(&self) -> usize {
-        (0..self.slots.len())
-            .min_by_key(|&i| self.slots[i].depth.load(Ordering::Relaxed))
-            .unwrap_or(0)
+    /// Picks the least loaded slot and counts the message in it, in one step: two senders
+    /// that both saw a slot empty cannot both take it (the second sees the first's count and
+    /// picks again), so no message waits behind another while a slot idles. A slot whose
+    /// actor is being restarted counts as busier than any live one.
+    fn claim_least_loaded(&self) -> usize {
+        loop {
+            let (index, seen) = (0..self.slots.len())
+                .map(|i| (i, self.slots[i].depth.load(Ordering::Acquire)))
+                .min_by_key(|&(i, depth)| (self.is_detached(i), depth))
+                .unwrap_or((0, 0));
+            if self.slots[index]
+                .depth
+                .compare_exchange(seen, seen + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return index;
+            }
+        }
+    }
+
+    fn is_detached(&self, slot: usize) -> bool {
+        self.slots[slot]
+            .actor
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     /// Waits until every credit is back (the stage is idle) or `deadline` passes.
@@ -181,5 +202,25 @@ impl<T: Send + 'static> StagePool<T> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_claim_takes_the_emptiest_slot_and_counts_itself_there() {
+        let pool: Arc<StagePool<()>> = StagePool::new("test", 3);
+        let claimed: Vec<usize> = (0..3).map(|_| pool.claim_least_loaded()).collect();
+        assert_eq!(
+            claimed,
+            vec![0, 1, 2],
+            "a slot taken twice while another idled"
+        );
+        assert_eq!(
+            (0..3).map(|i| pool.slot_depth(i)).collect::<Vec<_>>(),
+            vec![1, 1, 1]
+        );
     }
 }
