@@ -27,6 +27,10 @@ const BUFFER: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest pause between attempts to reopen it.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often an open subscription is checked with a `PING`. The subscription is idle most
+/// of the time, and a connection a firewall or NAT dropped silently would otherwise never
+/// end: the feed would be dead until a restart, with waiters left to their re-reads.
+const CHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// The channel every process of one deployment (one key prefix) shares.
 pub fn channel(key_prefix: &str) -> String {
@@ -147,7 +151,7 @@ async fn forward(
     let mut pubsub = first;
     let mut failures: u32 = 0;
     while !stop.is_cancelled() {
-        let Some(mut open) = pubsub.take() else {
+        let Some(open) = pubsub.take() else {
             match subscribe(&client, &channel).await {
                 Ok(open) => {
                     tracing::info!(channel = %channel, "status event subscription reopened");
@@ -166,10 +170,20 @@ async fn forward(
             }
             continue;
         };
-        let mut messages = open.on_message();
+        let (mut sink, mut messages) = open.split();
+        let mut check =
+            tokio::time::interval_at(tokio::time::Instant::now() + CHECK_EVERY, CHECK_EVERY);
         loop {
             let message = tokio::select! {
                 message = messages.next() => message,
+                _ = check.tick() => {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(error)) => tracing::warn!(error = %error, "the status event subscription failed its check"),
+                        Err(_) => tracing::warn!("the status event subscription did not answer its check"),
+                    }
+                    break;
+                }
                 _ = stop.cancelled() => return,
             };
             let Some(message) = message else { break };
