@@ -85,6 +85,37 @@ const BLUE: [u8; 3] = [0, 0, 255];
 const WHITE: [u8; 3] = [255, 255, 255];
 
 #[test]
+fn ic01_the_probe_knows_the_upright_size_the_steps_start_from() {
+    let turned = probe(&case("exif_orient6.jpg"), &InputLimits::default()).unwrap();
+    assert_eq!((turned.width, turned.height), (120, 80), "as stored");
+    assert_eq!(turned.upright(), (80, 120));
+    // A mirror does not turn the image.
+    let mirrored = probe(&case("exif_orient4.jpg"), &InputLimits::default()).unwrap();
+    assert_eq!(mirrored.upright(), (120, 80));
+
+    // Enlarged to 1,000 px wide, the upright (portrait) image is 1,500 px tall: over a
+    // 1-megapixel limit, where the stored (landscape) size would have passed as 667.
+    let tight = InputLimits {
+        max_pixels: 1_000_000,
+        ..InputLimits::default()
+    };
+    let enlarge = crate::pipeline::JobSpec::single(
+        crate::pipeline::Pipeline::new(vec![Step::Resize(crate::pipeline::Resize {
+            width: Some(1000),
+            height: None,
+            fit: crate::pipeline::Fit::Inside,
+            gravity: crate::pipeline::Gravity::Centre,
+            background: None,
+            upscale: true,
+        })])
+        .unwrap(),
+        OutputSpec::default(),
+    );
+    let error = super::check_result_size(&turned, &enlarge, &tight).unwrap_err();
+    assert_eq!(error.code(), "result_too_large", "{error}");
+}
+
+#[test]
 fn ic01_exif_orientation_6_is_applied_before_resizing() {
     let r = render(
         "exif_orient6.jpg",

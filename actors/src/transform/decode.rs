@@ -195,6 +195,7 @@ mod tests {
             width,
             height,
             frames: 1,
+            turned: false,
         };
         assert!(!shrinking_pays(&probe_of(640, 427)));
         assert!(!shrinking_pays(&probe_of(2560, 1600)));

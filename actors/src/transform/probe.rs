@@ -1,9 +1,10 @@
 use std::io::Cursor;
 
-use image::ImageReader;
+use image::metadata::Orientation;
+use image::{ImageDecoder, ImageReader};
 
 use super::sniff::{describe_foreign, sniff};
-use super::{container, panics};
+use super::{container, orientation, panics};
 use super::{InputError, InputLimits};
 use crate::format::ImageFormat;
 
@@ -16,11 +17,23 @@ pub struct Probe {
     pub height: u32,
     /// Frames in the file: more than 1 for an animated GIF, WebP or PNG.
     pub frames: u32,
+    /// The file's EXIF orientation exchanges width and height (a portrait photo stored on
+    /// its side): every step sees the image turned upright first.
+    pub turned: bool,
 }
 
 impl Probe {
     pub fn is_animated(&self) -> bool {
         self.frames > 1
+    }
+
+    /// The size every step starts from: the stored size, turned upright.
+    pub fn upright(&self) -> (u32, u32) {
+        if self.turned {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
     }
 }
 
@@ -55,7 +68,7 @@ fn probe_unguarded(bytes: &[u8], limits: &InputLimits) -> Result<Probe, InputErr
         return Err(InputError::FormatNotAllowed(format));
     }
 
-    let (width, height) = header_dimensions(bytes, format)?;
+    let ((width, height), orientation) = header_dimensions(bytes, format)?;
     check_dimensions(width, height, limits)?;
 
     let structure = container::inspect(bytes, format)?;
@@ -78,12 +91,17 @@ fn probe_unguarded(bytes: &[u8], limits: &InputLimits) -> Result<Probe, InputErr
         width,
         height,
         frames: structure.frames,
+        turned: orientation::swaps_axes(orientation),
     })
 }
 
-/// The declared size. JPEG headers are read by the decoder that decodes them later, so both
-/// agree on what the file is.
-fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), InputError> {
+/// The declared size, and the EXIF orientation (upright when the file has none or its
+/// metadata cannot be read: the decoder then finds the same). JPEG headers are read by the
+/// decoder that decodes them later, so both agree on what the file is.
+fn header_dimensions(
+    bytes: &[u8],
+    format: ImageFormat,
+) -> Result<((u32, u32), Orientation), InputError> {
     if format == ImageFormat::Jpeg {
         let mut decoder = jpeg_decoder::Decoder::new(bytes);
         decoder
@@ -92,11 +110,15 @@ fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), In
         let info = decoder
             .info()
             .ok_or_else(|| InputError::Corrupt("the JPEG has no frame header".into()))?;
-        return Ok((u32::from(info.width), u32::from(info.height)));
+        let turned = orientation::from_exif(decoder.exif_data());
+        return Ok(((u32::from(info.width), u32::from(info.height)), turned));
     }
-    ImageReader::with_format(Cursor::new(bytes), to_image_format(format))
-        .into_dimensions()
-        .map_err(|e| InputError::Corrupt(e.to_string()))
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), to_image_format(format))
+        .into_decoder()
+        .map_err(|e| InputError::Corrupt(e.to_string()))?;
+    let size = decoder.dimensions();
+    let turned = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    Ok((size, turned))
 }
 
 /// Refuses sizes outside the limits; used on the header and again on every decoder.

@@ -89,6 +89,7 @@ mod tests {
             width: limits.max_width + 1,
             height: 1,
             frames: 1,
+            turned: false,
         };
         let png = b"\x89PNG\r\n\x1a\n";
         assert!(accepted_violation(png, &limits, &huge).is_some());

@@ -86,16 +86,16 @@ fn render_unguarded(
 
 /// Refuses steps that would make a canvas larger than an input may be (an upscale, a free
 /// rotation): the limits that keep a hostile file from ballooning a worker must hold for
-/// what the steps make of a harmless one too. Sides are checked against the larger of the
-/// two side limits, since the sizes are walked from the stored dimensions, before EXIF
-/// orientation may swap them. The gateway runs the same check at upload.
+/// what the steps make of a harmless one too. The sizes are walked from the upright size,
+/// as the steps see it; sides are checked against the larger of the two side limits (a
+/// result is as often portrait as landscape). The gateway runs the same check at upload.
 pub fn check_result_size(
     probed: &Probe,
     spec: &JobSpec,
     limits: &InputLimits,
 ) -> Result<(), TransformError> {
     let max_side = limits.max_width.max(limits.max_height);
-    let oversized = plan::canvas_sizes(spec, (probed.width, probed.height))
+    let oversized = plan::canvas_sizes(spec, probed.upright())
         .into_iter()
         .find(|&(w, h)| {
             w > max_side || h > max_side || u64::from(w) * u64::from(h) > limits.max_pixels
