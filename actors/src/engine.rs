@@ -139,16 +139,18 @@ impl Engine {
         let drained = self.ctx.downloaders.drained(deadline).await
             && self.ctx.transformers.drained(deadline).await
             && self.ctx.persisters.drained(deadline).await;
-        // Taken before the actors stop: their leases are unlisted as their jobs are dropped.
-        let held = if drained {
-            Vec::new()
-        } else {
+        // Released before the jobs go back to the queue, so the worker that gets one can take
+        // it; the leases listed after this (a claim that was in flight) once the actors stop.
+        let mut released = Vec::new();
+        if !drained {
             tracing::warn!(
                 in_flight = self.in_flight(),
                 "shutdown grace ran out; handing jobs back to the queue"
             );
-            self.ctx.leases.snapshot()
-        };
+            self.ctx.leases.keep_listed();
+            released = self.ctx.leases.snapshot();
+            release(&self.ctx, &released).await;
+        }
         self.ctx.downloaders.close();
         self.ctx.transformers.close();
         self.ctx.persisters.close();
@@ -161,16 +163,30 @@ impl Engine {
             tracing::warn!(wait = ?STOP_WAIT, "actors did not stop in time; abandoning them");
             join.abort();
         }
-        release(&self.ctx, held).await;
+        if !drained {
+            let late: Vec<_> = self
+                .ctx
+                .leases
+                .snapshot()
+                .into_iter()
+                .filter(|held| !released.contains(held))
+                .collect();
+            release(&self.ctx, &late).await;
+        }
         tracing::info!(drained, "engine stopped");
     }
 }
 
-/// Hands the leases of the jobs a shutdown gave back to the store, so any worker can take
+/// How long a shutdown waits for the store to release the leases of the jobs it hands back.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Hands the leases of the jobs a shutdown gives back to the store, so any worker can take
 /// them at once instead of after the lease runs out: each becomes `PENDING` and due now,
 /// through the same attempt-guarded write as a retry (a job that finished meanwhile is left
-/// alone). The attempt counts, as any attempt that was cut off does; the error says why.
-async fn release(ctx: &StageContext, held: Vec<(ImageId, u32)>) {
+/// alone, and this engine's own late write for a released one is refused). The attempt
+/// counts, as any attempt that was cut off does; the error says why. All at once, within
+/// [`RELEASE_WAIT`]: a store that does not answer must not hold the shutdown.
+async fn release(ctx: &StageContext, held: &[(ImageId, u32)]) {
     if held.is_empty() {
         return;
     }
@@ -178,24 +194,33 @@ async fn release(ctx: &StageContext, held: Vec<(ImageId, u32)>) {
         "worker_stopped",
         "the worker stopped before this attempt finished; the job is tried again",
     );
-    let mut released = 0;
-    for (id, attempt) in held {
-        match ctx
-            .ports
-            .metadata
-            .retry_later(id, attempt, &reason, Utc::now())
-            .await
-        {
-            Ok(true) => released += 1,
-            Ok(false) => {}
-            Err(error) => {
-                ctx.ports.metrics.backend_error(&error);
-                tracing::warn!(image_id = %id, attempt, error = %error,
-                    "could not release a handed-back job; it moves on when its lease runs out");
+    let releases = held.iter().map(|&(id, attempt)| {
+        let reason = &reason;
+        async move {
+            match ctx
+                .ports
+                .metadata
+                .retry_later(id, attempt, reason, Utc::now())
+                .await
+            {
+                Ok(released) => released,
+                Err(error) => {
+                    ctx.ports.metrics.backend_error(&error);
+                    tracing::warn!(image_id = %id, attempt, error = %error,
+                        "could not release a handed-back job; it moves on when its lease runs out");
+                    false
+                }
             }
         }
+    });
+    match tokio::time::timeout(RELEASE_WAIT, futures_util::future::join_all(releases)).await {
+        Ok(outcomes) => {
+            let released = outcomes.into_iter().filter(|released| *released).count();
+            tracing::info!(released, "released the leases of handed-back jobs");
+        }
+        Err(_) => tracing::warn!(wait = ?RELEASE_WAIT,
+            "releasing the leases of handed-back jobs timed out; those left move on when their leases run out"),
     }
-    tracing::info!(released, "released the leases of handed-back jobs");
 }
 
 fn stats_for(name: String, stage: &'static str) -> Arc<ActorStats> {

@@ -17,6 +17,7 @@
 //! still live would wait out the lease before any worker could take it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -38,14 +39,24 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The attempts whose leases this engine holds right now, by image.
 #[derive(Debug, Default)]
-pub struct HeldLeases(Mutex<HashMap<ImageId, u32>>);
+pub struct HeldLeases {
+    held: Mutex<HashMap<ImageId, u32>>,
+    /// Set by a shutdown that hands jobs back: from then on a lease stays listed when its
+    /// job is dropped, so the jobs dropped as the actors stop can still be released.
+    keep: AtomicBool,
+}
 
 impl HeldLeases {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ImageId, u32>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Every held lease: the image and the attempt holding it.
+    /// Keeps every lease listed from now on, dropped jobs' included.
+    pub fn keep_listed(&self) {
+        self.keep.store(true, Ordering::SeqCst);
+    }
+
+    /// Every listed lease: the image and the attempt holding it.
     pub fn snapshot(&self) -> Vec<(ImageId, u32)> {
         self.map()
             .iter()
@@ -63,6 +74,9 @@ struct Listed {
 
 impl Drop for Listed {
     fn drop(&mut self) {
+        if self.held.keep.load(Ordering::SeqCst) {
+            return;
+        }
         let mut map = self.held.map();
         // A newer attempt of the same image may have been listed since (a redelivery).
         if map.get(&self.id) == Some(&self.attempt) {
