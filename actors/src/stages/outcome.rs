@@ -83,9 +83,9 @@ pub async fn settle_failure(
 
 /// After a guarded write that changed nothing: the image was deleted while its job ran,
 /// another attempt owns the job now (it reports its own end), or this attempt's own earlier
-/// write landed after all (a commit whose answer was lost, which sent the job down the
-/// failure path). Only the last is this attempt's to report, as what the store holds, so
-/// its status event and webhook are not lost; the others are not failures of the job.
+/// write landed after all (a `complete` whose answer was lost, which sent the job down the
+/// failure path). Only the last is this attempt's to report, as `COMPLETED`, so its status
+/// event and webhook are not lost; the others are not failures of the job.
 async fn report_settled_elsewhere(ctx: &StageContext, job: &ClaimedJob) {
     let attempt = job.attempt;
     match ctx
@@ -94,14 +94,11 @@ async fn report_settled_elsewhere(ctx: &StageContext, job: &ClaimedJob) {
         .get(&job.record.owner, job.record.id)
         .await
     {
-        Ok(Some(record)) if record.attempts == attempt && record.status.is_final() => {
-            let outcome = if record.status == Status::Completed {
-                JobOutcome::Completed
-            } else {
-                JobOutcome::Failed
-            };
-            tracing::info!(attempt, status = %record.status, "this attempt's outcome was already recorded");
-            finished(ctx, &record, attempt, outcome, record.error.as_ref()).await;
+        // Only `complete` can have landed unheard before this path: a row FAILED at this
+        // attempt was failed by a claim that found the attempts used up, which reported it.
+        Ok(Some(record)) if record.attempts == attempt && record.status == Status::Completed => {
+            tracing::info!(attempt, "this attempt's result was recorded after all");
+            finished(ctx, &record, attempt, JobOutcome::Completed, None).await;
         }
         Ok(Some(record)) => {
             tracing::info!(attempt, current_attempt = record.attempts, status = %record.status,
