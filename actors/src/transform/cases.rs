@@ -93,6 +93,36 @@ fn ic01_the_probe_knows_the_upright_size_the_steps_start_from() {
     let mirrored = probe(&case("exif_orient4.jpg"), &InputLimits::default()).unwrap();
     assert_eq!(mirrored.upright(), (120, 80));
 
+    // The same file with its EXIF block moved after the frame header, where jpeg-decoder
+    // stops looking and zune-jpeg (which renders it) does not: still turned.
+    let bytes = case("exif_orient6.jpg");
+    let segment = |marker: u8| {
+        let mut at = 2;
+        while at + 4 <= bytes.len() && bytes[at] == 0xFF {
+            let len = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+            if bytes[at + 1] == marker {
+                return at..at + 2 + len;
+            }
+            at += 2 + len;
+        }
+        panic!("no marker {marker:#x}")
+    };
+    let (exif, frame) = (segment(0xE1), segment(0xC0));
+    assert!(
+        exif.end <= frame.start,
+        "the fixture has its EXIF block first"
+    );
+    let mut moved = bytes[..exif.start].to_vec();
+    moved.extend_from_slice(&bytes[exif.end..frame.end]);
+    moved.extend_from_slice(&bytes[exif.clone()]);
+    moved.extend_from_slice(&bytes[frame.end..]);
+    let late = probe(&moved, &InputLimits::default()).unwrap();
+    assert_eq!(
+        late.upright(),
+        (80, 120),
+        "an EXIF block after the frame header"
+    );
+
     // Enlarged to 1,000 px wide, the upright (portrait) image is 1,500 px tall: over a
     // 1-megapixel limit, where the stored (landscape) size would have passed as 667.
     let tight = InputLimits {

@@ -18,7 +18,8 @@ pub struct Probe {
     /// Frames in the file: more than 1 for an animated GIF, WebP or PNG.
     pub frames: u32,
     /// The file's EXIF orientation exchanges width and height (a portrait photo stored on
-    /// its side): every step sees the image turned upright first.
+    /// its side): the steps see the image turned upright first (where the decoder that
+    /// renders it reads the tag: see [`check_result_size`](super::check_result_size)).
     pub turned: bool,
 }
 
@@ -68,7 +69,7 @@ fn probe_unguarded(bytes: &[u8], limits: &InputLimits) -> Result<Probe, InputErr
         return Err(InputError::FormatNotAllowed(format));
     }
 
-    let ((width, height), orientation) = header_dimensions(bytes, format)?;
+    let (width, height) = header_dimensions(bytes, format)?;
     check_dimensions(width, height, limits)?;
 
     let structure = container::inspect(bytes, format)?;
@@ -91,17 +92,13 @@ fn probe_unguarded(bytes: &[u8], limits: &InputLimits) -> Result<Probe, InputErr
         width,
         height,
         frames: structure.frames,
-        turned: orientation::swaps_axes(orientation),
+        turned: turned(bytes, format),
     })
 }
 
-/// The declared size, and the EXIF orientation (upright when the file has none or its
-/// metadata cannot be read: the decoder then finds the same). JPEG headers are read by the
-/// decoder that decodes them later, so both agree on what the file is.
-fn header_dimensions(
-    bytes: &[u8],
-    format: ImageFormat,
-) -> Result<((u32, u32), Orientation), InputError> {
+/// The declared size. JPEG headers are read by the decoder that decodes them later, so both
+/// agree on what the file is.
+fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), InputError> {
     if format == ImageFormat::Jpeg {
         let mut decoder = jpeg_decoder::Decoder::new(bytes);
         decoder
@@ -110,15 +107,41 @@ fn header_dimensions(
         let info = decoder
             .info()
             .ok_or_else(|| InputError::Corrupt("the JPEG has no frame header".into()))?;
-        let turned = orientation::from_exif(decoder.exif_data());
-        return Ok(((u32::from(info.width), u32::from(info.height)), turned));
+        return Ok((u32::from(info.width), u32::from(info.height)));
     }
-    let mut decoder = ImageReader::with_format(Cursor::new(bytes), to_image_format(format))
-        .into_decoder()
-        .map_err(|e| InputError::Corrupt(e.to_string()))?;
-    let size = decoder.dimensions();
-    let turned = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    Ok((size, turned))
+    ImageReader::with_format(Cursor::new(bytes), to_image_format(format))
+        .into_dimensions()
+        .map_err(|e| InputError::Corrupt(e.to_string()))
+}
+
+/// Whether the file's EXIF orientation exchanges width and height. Read only after the
+/// container walk accepted the file: a metadata reader may allocate what a chunk header
+/// declares (WebP's does). For JPEG through zune-jpeg, which reads every marker up to the
+/// scan (an EXIF block may follow the frame header, where jpeg-decoder stops looking).
+/// Unreadable metadata counts as upright, as it does for the decoders.
+fn turned(bytes: &[u8], format: ImageFormat) -> bool {
+    let orientation = if format == ImageFormat::Jpeg {
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+            zune_core::bytestream::ZCursor::new(bytes),
+            // The size was checked against the limits already; zune's own default caps
+            // must not hide the tag of a file the limits allow.
+            zune_core::options::DecoderOptions::default()
+                .set_strict_mode(false)
+                .set_max_width(usize::MAX)
+                .set_max_height(usize::MAX),
+        );
+        match decoder.decode_headers() {
+            Ok(()) => orientation::from_exif(decoder.exif().map(|e| e.as_slice())),
+            Err(_) => Orientation::NoTransforms,
+        }
+    } else {
+        ImageReader::with_format(Cursor::new(bytes), to_image_format(format))
+            .into_decoder()
+            .ok()
+            .and_then(|mut decoder| decoder.orientation().ok())
+            .unwrap_or(Orientation::NoTransforms)
+    };
+    orientation::swaps_axes(orientation)
 }
 
 /// Refuses sizes outside the limits; used on the header and again on every decoder.

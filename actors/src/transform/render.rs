@@ -86,17 +86,27 @@ fn render_unguarded(
 
 /// Refuses steps that would make a canvas larger than an input may be (an upscale, a free
 /// rotation): the limits that keep a hostile file from ballooning a worker must hold for
-/// what the steps make of a harmless one too. The sizes are walked from the upright size,
-/// as the steps see it; sides are checked against the larger of the two side limits (a
-/// result is as often portrait as landscape). The gateway runs the same check at upload.
+/// what the steps make of a harmless one too. The sizes are walked from the size the steps
+/// start from: for a file whose EXIF orientation turns it, both ways, since not every
+/// decoder finds every EXIF block (jpeg-decoder stops at the frame header, zune-jpeg reads
+/// on to the scan), so the render may start from either. Sides are checked against the
+/// larger of the two side limits (a result is as often portrait as landscape). The gateway
+/// runs the same check at upload.
 pub fn check_result_size(
     probed: &Probe,
     spec: &JobSpec,
     limits: &InputLimits,
 ) -> Result<(), TransformError> {
     let max_side = limits.max_width.max(limits.max_height);
-    let oversized = plan::canvas_sizes(spec, probed.upright())
+    let stored = (probed.width, probed.height);
+    let starts = if probed.turned {
+        vec![probed.upright(), stored]
+    } else {
+        vec![stored]
+    };
+    let oversized = starts
         .into_iter()
+        .flat_map(|start| plan::canvas_sizes(spec, start))
         .find(|&(w, h)| {
             w > max_side || h > max_side || u64::from(w) * u64::from(h) > limits.max_pixels
         });
