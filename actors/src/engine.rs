@@ -3,8 +3,8 @@
 //! Start-up order is the reverse of the data flow (persisters first, consumer last) so no
 //! stage receives work before the one after it exists; shutdown runs the other way: the
 //! consumer stops taking deliveries, in-flight jobs get `shutdown_grace` to finish, and
-//! whatever is still held after that is handed back to the queue as its actors stop, its
-//! lease released so another worker can take it at once.
+//! whatever is still held after that is handed back to the queue as its actors stop, and
+//! its lease released so it is dispatched again within a relay tick, not after the lease.
 
 use std::sync::Arc;
 
@@ -139,17 +139,15 @@ impl Engine {
         let drained = self.ctx.downloaders.drained(deadline).await
             && self.ctx.transformers.drained(deadline).await
             && self.ctx.persisters.drained(deadline).await;
-        // Released before the jobs go back to the queue, so the worker that gets one can take
-        // it; the leases listed after this (a claim that was in flight) once the actors stop.
-        let mut released = Vec::new();
         if !drained {
             tracing::warn!(
                 in_flight = self.in_flight(),
                 "shutdown grace ran out; handing jobs back to the queue"
             );
+            // Released once the actors have stopped (a job they finish meanwhile records its
+            // result as usual); until then every lease stays listed, those of claims still
+            // in flight included, though their jobs are dropped as the actors stop.
             self.ctx.leases.keep_listed();
-            released = self.ctx.leases.snapshot();
-            release(&self.ctx, &released).await;
         }
         self.ctx.downloaders.close();
         self.ctx.transformers.close();
@@ -164,14 +162,7 @@ impl Engine {
             join.abort();
         }
         if !drained {
-            let late: Vec<_> = self
-                .ctx
-                .leases
-                .snapshot()
-                .into_iter()
-                .filter(|held| !released.contains(held))
-                .collect();
-            release(&self.ctx, &late).await;
+            release(&self.ctx, &self.ctx.leases.snapshot()).await;
         }
         tracing::info!(drained, "engine stopped");
     }
@@ -180,12 +171,13 @@ impl Engine {
 /// How long a shutdown waits for the store to release the leases of the jobs it hands back.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Hands the leases of the jobs a shutdown gives back to the store, so any worker can take
-/// them at once instead of after the lease runs out: each becomes `PENDING` and due now,
-/// through the same attempt-guarded write as a retry (a job that finished meanwhile is left
-/// alone, and this engine's own late write for a released one is refused). The attempt
-/// counts, as any attempt that was cut off does; the error says why. All at once, within
-/// [`RELEASE_WAIT`]: a store that does not answer must not hold the shutdown.
+/// Hands the leases of the jobs a shutdown gave back to the store: each becomes `PENDING`
+/// and due now, through the same attempt-guarded write as a retry (a job that finished
+/// meanwhile is left alone), so the relay publishes it at its next tick and a worker takes
+/// it then, instead of after the lease runs out (a worker that got the handed-back delivery
+/// before this found the lease live and dropped it). The attempt counts, as any attempt
+/// that was cut off does; the error says why. All at once, within [`RELEASE_WAIT`]: a store
+/// that does not answer must not hold the shutdown.
 async fn release(ctx: &StageContext, held: &[(ImageId, u32)]) {
     if held.is_empty() {
         return;
