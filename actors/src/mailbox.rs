@@ -167,14 +167,14 @@ impl<T: Send + 'static> StagePool<T> {
 
     /// Picks the least loaded slot and counts the message in it, in one step: two senders
     /// that both saw a slot empty cannot both take it (the second sees the first's count and
-    /// picks again), so no message waits behind another while a slot idles. A slot whose
-    /// actor is being restarted is picked like any other: its restart (tens of
-    /// milliseconds) is shorter than the job a busy actor would make the message wait for.
+    /// picks again), so no message waits behind another while a slot idles. Between slots
+    /// as loaded, a live actor goes before one being restarted (a restart backs off up to
+    /// seconds while its actor keeps failing).
     fn claim_least_loaded(&self) -> usize {
         loop {
             let (index, seen) = (0..self.slots.len())
                 .map(|i| (i, self.slots[i].depth.load(Ordering::Acquire)))
-                .min_by_key(|&(_, depth)| depth)
+                .min_by_key(|&(i, depth)| (depth, self.is_detached(i)))
                 .unwrap_or((0, 0));
             if self.slots[index]
                 .depth
@@ -184,6 +184,14 @@ impl<T: Send + 'static> StagePool<T> {
                 return index;
             }
         }
+    }
+
+    fn is_detached(&self, slot: usize) -> bool {
+        self.slots[slot]
+            .actor
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     /// Waits until every credit is back (the stage is idle) or `deadline` passes.
