@@ -239,14 +239,7 @@ async fn another_owners_image_is_not_found() {
         (status, random["code"].as_str()),
         (404, Some("image_not_found"))
     );
-    let response = app
-        .http
-        .delete(app.url(&format!("/v1/images/{id}")))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(app.delete_image(&bob, &id).await, 404);
     let (_, listing) = app.get_json(&bob, "/v1/images").await;
     assert_eq!(listing["items"].as_array().map(Vec::len), Some(0));
     // Alice still has it.

@@ -223,14 +223,7 @@ async fn delete_removes_the_record_and_both_objects() {
     };
     assert!(objects("raw-images") >= 1 && objects("processed-images") >= 1);
 
-    let response = app
-        .http
-        .delete(app.url(&format!("/v1/images/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(app.delete_image(&token, &id).await, 204);
     let (status, body) = app.get_json(&token, &format!("/v1/images/{id}")).await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -294,14 +287,7 @@ async fn an_image_deleted_while_it_renders_leaves_no_result_behind() {
 
     // Deleted while its render waits at the gate: the render then goes on and stores a result
     // that no image refers to.
-    let response = app
-        .http
-        .delete(app.url(&format!("/v1/images/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(app.delete_image(&token, &id).await, 204);
     gate.open.store(true, Ordering::SeqCst);
     let (_, later) = app.upload(&token, &corpus("rocket.jpg"), None).await;
     let later = app

@@ -148,6 +148,18 @@ impl Standalone {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `DELETE /v1/images/{id}`; the answer's status.
+    pub async fn delete_image(&self, token: &str, id: &str) -> u16 {
+        self.http
+            .delete(self.url(&format!("/v1/images/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("delete")
+            .status()
+            .as_u16()
+    }
+
     pub async fn download(&self, token: &str, path: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))

@@ -203,14 +203,7 @@ async fn completed_statuses_are_served_from_redis_until_deleted() {
         .await;
     assert_eq!(status, 404);
 
-    let response = app
-        .http
-        .delete(app.url(&format!("/v1/images/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(app.delete_image(&token, &id).await, 204);
     let exists: bool = redis.exists(&key).await.expect("EXISTS");
     assert!(!exists, "DELETE left the cached status");
     let (status, body) = app.get_json(&token, &format!("/v1/images/{id}")).await;

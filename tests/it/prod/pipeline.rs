@@ -113,14 +113,7 @@ async fn photos_go_through_a_gateway_and_two_workers() {
             "{path}"
         );
     }
-    let response = app
-        .http
-        .delete(app.url(&format!("/v1/images/{id}")))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(app.delete_image(&bob, &id).await, 404);
     let (status, _, listing) = list_with(app, &bob).await;
     assert_eq!(
         (status, listing["items"].as_array().map(Vec::len)),
