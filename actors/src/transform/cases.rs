@@ -123,6 +123,22 @@ fn ic01_the_probe_knows_the_upright_size_the_steps_start_from() {
         "an EXIF block after the frame header"
     );
 
+    // Two blocks, turned before the frame header and upright after it: decoders disagree
+    // on which one wins (the first, or the last before the scan), so the file counts as
+    // turned and its result size is checked both ways.
+    let mut upright_exif = bytes[exif.clone()].to_vec();
+    let tag = upright_exif
+        .windows(4)
+        .position(|w| w == [0x12, 0x01, 0x03, 0x00] || w == [0x01, 0x12, 0x00, 0x03])
+        .expect("an orientation tag");
+    let little_endian = upright_exif[tag] == 0x12;
+    upright_exif[tag + 8..tag + 10].copy_from_slice(if little_endian { &[1, 0] } else { &[0, 1] });
+    let mut both = bytes[..frame.end].to_vec();
+    both.extend_from_slice(&upright_exif);
+    both.extend_from_slice(&bytes[frame.end..]);
+    let disputed = probe(&both, &InputLimits::default()).unwrap();
+    assert!(disputed.turned, "one of two EXIF blocks turns the image");
+
     // Enlarged to 1,000 px wide, the upright (portrait) image is 1,500 px tall: over a
     // 1-megapixel limit, where the stored (landscape) size would have passed as 667.
     let tight = InputLimits {

@@ -77,6 +77,37 @@ fn jpeg(b: &[u8]) -> Result<(), InputError> {
     }
 }
 
+/// The payloads (the TIFF data after `Exif\0\0`) of every EXIF block before a JPEG's first
+/// scan: where each decoder looks for the orientation (jpeg-decoder and libjpeg-turbo up to
+/// the frame header or the scan, zune-jpeg up to the scan, each keeping the last block it
+/// saw). One linear walk of the segments, as [`jpeg`]'s; call it on a file that passed.
+pub(crate) fn jpeg_exif_blocks(b: &[u8]) -> Vec<&[u8]> {
+    let mut blocks = Vec::new();
+    let mut pos = 2;
+    while let Some((marker, after)) = next_marker(b, pos) {
+        pos = after;
+        match marker {
+            0xD9 | 0xDA => break,
+            0x01 | 0xD0..=0xD8 => {}
+            _ => {
+                let Some(len) = be16(b, pos).filter(|len| *len >= 2) else {
+                    break;
+                };
+                let Some(segment) = b.get(pos + 2..pos + len) else {
+                    break;
+                };
+                if marker == 0xE1 {
+                    if let Some(tiff) = segment.strip_prefix(b"Exif\0\0") {
+                        blocks.push(tiff);
+                    }
+                }
+                pos += len;
+            }
+        }
+    }
+    blocks
+}
+
 /// The next marker code at or after `pos` and the position just past it.
 fn next_marker(b: &[u8], mut pos: usize) -> Option<(u8, usize)> {
     loop {

@@ -17,9 +17,9 @@ pub struct Probe {
     pub height: u32,
     /// Frames in the file: more than 1 for an animated GIF, WebP or PNG.
     pub frames: u32,
-    /// The file's EXIF orientation exchanges width and height (a portrait photo stored on
-    /// its side): the steps see the image turned upright first (where the decoder that
-    /// renders it reads the tag: see [`check_result_size`](super::check_result_size)).
+    /// The file's EXIF orientation may exchange width and height (a portrait photo stored
+    /// on its side): the steps see the image turned upright first, where the decoder that
+    /// renders it reads the tag (see [`check_result_size`](super::check_result_size)).
     pub turned: bool,
 }
 
@@ -114,33 +114,23 @@ fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), In
         .map_err(|e| InputError::Corrupt(e.to_string()))
 }
 
-/// Whether the file's EXIF orientation exchanges width and height. Read only after the
+/// Whether the file's EXIF orientation may exchange width and height. Read only after the
 /// container walk accepted the file: a metadata reader may allocate what a chunk header
-/// declares (WebP's does). For JPEG through zune-jpeg, which reads every marker up to the
-/// scan (an EXIF block may follow the frame header, where jpeg-decoder stops looking).
+/// declares (WebP's does). For JPEG, every EXIF block before the scan counts (decoders
+/// disagree on which one wins: see [`container::jpeg_exif_blocks`]), read by a walk of our
+/// own rather than a decoder's header parser, whose cost on a hostile file is its own.
 /// Unreadable metadata counts as upright, as it does for the decoders.
 fn turned(bytes: &[u8], format: ImageFormat) -> bool {
-    let orientation = if format == ImageFormat::Jpeg {
-        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
-            zune_core::bytestream::ZCursor::new(bytes),
-            // The size was checked against the limits already; zune's own default caps
-            // must not hide the tag of a file the limits allow.
-            zune_core::options::DecoderOptions::default()
-                .set_strict_mode(false)
-                .set_max_width(usize::MAX)
-                .set_max_height(usize::MAX),
-        );
-        match decoder.decode_headers() {
-            Ok(()) => orientation::from_exif(decoder.exif().map(|e| e.as_slice())),
-            Err(_) => Orientation::NoTransforms,
-        }
-    } else {
-        ImageReader::with_format(Cursor::new(bytes), to_image_format(format))
-            .into_decoder()
-            .ok()
-            .and_then(|mut decoder| decoder.orientation().ok())
-            .unwrap_or(Orientation::NoTransforms)
-    };
+    if format == ImageFormat::Jpeg {
+        return container::jpeg_exif_blocks(bytes)
+            .into_iter()
+            .any(|exif| orientation::swaps_axes(orientation::from_exif(Some(exif))));
+    }
+    let orientation = ImageReader::with_format(Cursor::new(bytes), to_image_format(format))
+        .into_decoder()
+        .ok()
+        .and_then(|mut decoder| decoder.orientation().ok())
+        .unwrap_or(Orientation::NoTransforms);
     orientation::swaps_axes(orientation)
 }
 

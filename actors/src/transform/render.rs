@@ -87,9 +87,8 @@ fn render_unguarded(
 /// Refuses steps that would make a canvas larger than an input may be (an upscale, a free
 /// rotation): the limits that keep a hostile file from ballooning a worker must hold for
 /// what the steps make of a harmless one too. The sizes are walked from the size the steps
-/// start from: for a file whose EXIF orientation turns it, both ways, since not every
-/// decoder finds every EXIF block (jpeg-decoder stops at the frame header, zune-jpeg reads
-/// on to the scan), so the render may start from either. Sides are checked against the
+/// start from: for a file whose EXIF orientation may turn it, both ways, since decoders
+/// disagree on which of several EXIF blocks wins, so the render may start from either. Sides are checked against the
 /// larger of the two side limits (a result is as often portrait as landscape). The gateway
 /// runs the same check at upload.
 pub fn check_result_size(
