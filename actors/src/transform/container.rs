@@ -5,6 +5,8 @@
 //! does is refused with [`InputError::Truncated`], never decoded with grey or missing rows.
 //! The one tolerance is a GIF without its trailer byte whose frames are all complete.
 
+use std::ops::ControlFlow;
+
 use super::InputError;
 use crate::format::ImageFormat;
 
@@ -51,6 +53,35 @@ const JPEG_CUT: InputError = InputError::Truncated("the JPEG ends before its end
 /// Walks JPEG segments to the first EOI, skipping entropy-coded data after each SOS. Data
 /// between segments is skipped the way libjpeg does, since some cameras write it.
 fn jpeg(b: &[u8]) -> Result<(), InputError> {
+    jpeg_segments(b, |_, _| ControlFlow::Continue(()))
+}
+
+/// The payloads (the TIFF data after `Exif\0\0`) of every EXIF block before a JPEG's first
+/// scan: where each decoder looks for the orientation (jpeg-decoder and libjpeg-turbo up to
+/// the frame header or the scan, zune-jpeg up to the scan, each keeping the last block it
+/// saw). [`jpeg`]'s walk, stopped at the scan; call it on a file that passed.
+pub(crate) fn jpeg_exif_blocks(b: &[u8]) -> Vec<&[u8]> {
+    let mut blocks = Vec::new();
+    // A file cut short ends the list where it ends: the walk's error has been reported by
+    // `inspect` already.
+    let _ = jpeg_segments(b, |marker, payload| {
+        if marker == 0xDA {
+            return ControlFlow::Break(());
+        }
+        if let Some(tiff) = payload.strip_prefix(b"Exif\0\0").filter(|_| marker == 0xE1) {
+            blocks.push(tiff);
+        }
+        ControlFlow::Continue(())
+    });
+    blocks
+}
+
+/// The segment walk behind [`jpeg`] and [`jpeg_exif_blocks`]: hands `visit` each segment that
+/// has a length (its marker and payload) until it breaks off or the walk reaches EOI.
+fn jpeg_segments<'a>(
+    b: &'a [u8],
+    mut visit: impl FnMut(u8, &'a [u8]) -> ControlFlow<()>,
+) -> Result<(), InputError> {
     let mut pos = 2;
     loop {
         let (marker, after) = next_marker(b, pos).ok_or(JPEG_CUT)?;
@@ -65,47 +96,17 @@ fn jpeg(b: &[u8]) -> Result<(), InputError> {
                         "JPEG segment 0x{marker:02X} declares length {len}"
                     )));
                 }
-                pos += len;
-                if pos > b.len() {
-                    return Err(JPEG_CUT);
+                let payload = b.get(pos + 2..pos + len).ok_or(JPEG_CUT)?;
+                if visit(marker, payload).is_break() {
+                    return Ok(());
                 }
+                pos += len;
                 if marker == 0xDA {
                     pos = skip_entropy_data(b, pos).ok_or(JPEG_CUT)?;
                 }
             }
         }
     }
-}
-
-/// The payloads (the TIFF data after `Exif\0\0`) of every EXIF block before a JPEG's first
-/// scan: where each decoder looks for the orientation (jpeg-decoder and libjpeg-turbo up to
-/// the frame header or the scan, zune-jpeg up to the scan, each keeping the last block it
-/// saw). One linear walk of the segments, as [`jpeg`]'s; call it on a file that passed.
-pub(crate) fn jpeg_exif_blocks(b: &[u8]) -> Vec<&[u8]> {
-    let mut blocks = Vec::new();
-    let mut pos = 2;
-    while let Some((marker, after)) = next_marker(b, pos) {
-        pos = after;
-        match marker {
-            0xD9 | 0xDA => break,
-            0x01 | 0xD0..=0xD8 => {}
-            _ => {
-                let Some(len) = be16(b, pos).filter(|len| *len >= 2) else {
-                    break;
-                };
-                let Some(segment) = b.get(pos + 2..pos + len) else {
-                    break;
-                };
-                if marker == 0xE1 {
-                    if let Some(tiff) = segment.strip_prefix(b"Exif\0\0") {
-                        blocks.push(tiff);
-                    }
-                }
-                pos += len;
-            }
-        }
-    }
-    blocks
 }
 
 /// The next marker code at or after `pos` and the position just past it.
