@@ -144,9 +144,7 @@ impl Gateway {
             Ok(Err(existing)) => {
                 // A concurrent request with the same Idempotency-Key won the race.
                 self.remove_orphan(&key).await;
-                if existing.original.sha256 != new.original.sha256 || existing.spec != new.spec {
-                    return Err(key_reused(&existing));
-                }
+                check_replay(&existing, &new.original.sha256, &new.spec)?;
                 return Ok((existing, false));
             }
             Err(error) => {
@@ -271,14 +269,17 @@ async fn check_same_upload(
             tracing::error!(error = %error, "hashing a replayed upload panicked");
             ApiError::internal()
         })?;
-    if digest != existing.original.sha256 || request.spec != existing.spec {
-        return Err(key_reused(existing));
-    }
-    Ok(())
+    check_replay(existing, &digest, &request.spec)
 }
 
-fn key_reused(existing: &ImageRecord) -> ApiError {
-    ApiError::new(
+/// Refuses a replay whose file (by its SHA-256) or steps differ from the upload that first
+/// took its Idempotency-Key: both before the upload (the key's row found) and after (a
+/// concurrent request with the key committed first).
+fn check_replay(existing: &ImageRecord, sha256: &str, spec: &JobSpec) -> Result<(), ApiError> {
+    if existing.original.sha256 == sha256 && existing.spec == *spec {
+        return Ok(());
+    }
+    Err(ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "idempotency_key_reused",
         format!(
@@ -286,7 +287,7 @@ fn key_reused(existing: &ImageRecord) -> ApiError {
              a retry must send the same upload again, and a new upload needs a new key",
             existing.id
         ),
-    )
+    ))
 }
 
 /// Times the steps of one upload, each from the end of the one before, into
