@@ -64,9 +64,13 @@ async fn persist(args: &StageArgs, job: PersistJob) {
 
     let started = Instant::now();
     let mut variants = Vec::with_capacity(rendered.len());
+    let mut stored = Vec::with_capacity(rendered.len());
     for (rendition, output) in job.record.spec.renditions.iter().zip(rendered) {
         match store_rendition(args, id, rendition, output).await {
-            Ok(variant) => variants.push(variant),
+            Ok((key, variant)) => {
+                stored.push(key);
+                variants.push(variant);
+            }
             Err(Failure::Job(reason)) => {
                 settle_failure(ctx, delivery, &job, lease, reason, Retry::Permanent).await;
                 return;
@@ -83,7 +87,6 @@ async fn persist(args: &StageArgs, job: PersistJob) {
         }
     }
 
-    let stored: Vec<String> = variants.iter().map(|v| v.image.key.clone()).collect();
     match ctx
         .ports
         .metadata
@@ -115,7 +118,7 @@ async fn persist(args: &StageArgs, job: PersistJob) {
 /// now (our lease expired; its result, under the same keys, wins), or the image was deleted
 /// while it rendered: then nothing refers to what was just stored and no sweep looks at
 /// `processed-images`, so it is removed here rather than kept after the owner's delete.
-async fn not_recorded(args: &StageArgs, job: &ClaimedJob, stored: Vec<String>) {
+async fn not_recorded(args: &StageArgs, job: &ClaimedJob, stored: Vec<ObjectKey>) {
     let ctx = &args.ctx;
     let id = job.record.id;
     match ctx.ports.metadata.get(&job.record.owner, id).await {
@@ -127,10 +130,7 @@ async fn not_recorded(args: &StageArgs, job: &ClaimedJob, stored: Vec<String>) {
                 attempt = job.attempt,
                 "the image was deleted while it rendered; removing its result"
             );
-            for key in stored
-                .into_iter()
-                .filter_map(|key| ObjectKey::parse(key).ok())
-            {
+            for key in stored {
                 if let Err(error) = ctx.ports.objects.delete(Bucket::Processed, &key).await {
                     ctx.ports.metrics.backend_error(&error);
                     tracing::warn!(key = %key, error = %error, "could not remove the result of a deleted image");
@@ -150,12 +150,13 @@ enum Failure {
     Backend(BackendError),
 }
 
+/// Stores one rendition; returns its key (for a clean-up) and what the record keeps of it.
 async fn store_rendition(
     args: &StageArgs,
     id: ImageId,
     rendition: &Rendition,
     output: Rendered,
-) -> Result<StoredVariant, Failure> {
+) -> Result<(ObjectKey, StoredVariant), Failure> {
     let key = processed_key(id, rendition, &output).map_err(Failure::Job)?;
     let sha256 = hex::encode(Sha256::digest(&output.bytes));
     let bytes = output.bytes.len() as u64;
@@ -165,7 +166,7 @@ async fn store_rendition(
         .put(Bucket::Processed, &key, output.bytes, output.format.mime())
         .await
         .map_err(Failure::Backend)?;
-    Ok(StoredVariant {
+    let variant = StoredVariant {
         name: rendition.name.clone(),
         image: StoredImage {
             key: key.as_str().to_owned(),
@@ -177,5 +178,6 @@ async fn store_rendition(
             frames: output.frames,
         },
         first_frame_only: output.first_frame_only,
-    })
+    };
+    Ok((key, variant))
 }
