@@ -88,9 +88,9 @@ fn render_unguarded(
 /// rotation): the limits that keep a hostile file from ballooning a worker must hold for
 /// what the steps make of a harmless one too. The sizes are walked from the size the steps
 /// start from: for a file whose EXIF orientation may turn it, both ways, since decoders
-/// disagree on which of several EXIF blocks wins, so the render may start from either. Sides are checked against the
-/// larger of the two side limits (a result is as often portrait as landscape). The gateway
-/// runs the same check at upload.
+/// disagree on which of several EXIF blocks wins, so the render may start from either.
+/// Sides are checked against the larger of the two side limits (a result is as often
+/// portrait as landscape). The gateway runs the same check at upload.
 pub fn check_result_size(
     probed: &Probe,
     spec: &JobSpec,
