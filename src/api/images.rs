@@ -350,28 +350,31 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The longest `wait` a long poll accepts.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// The refusal of a `wait` that is not a duration of at most 60 s, whichever check (the
+/// spec's pattern or [`parse_wait`]) refused it.
+pub(super) fn invalid_wait() -> ApiError {
+    ApiError::bad_request(
+        "invalid_wait",
+        "wait must be seconds or milliseconds, at most 60 s, e.g. 30s or 500ms",
+    )
+}
+
 /// `wait` as a duration. The spec's pattern already admits only `0`-`60` seconds (`30`,
 /// `30s`) or `0`-`60000` milliseconds (`500ms`); this parses what the pattern let through
 /// and refuses the rest the same way, should the two ever drift apart.
 fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
-    let invalid = || {
-        ApiError::bad_request(
-            "invalid_wait",
-            "wait must be seconds or milliseconds, at most 60 s, e.g. 30s or 500ms",
-        )
-    };
     let wait = if let Some(millis) = raw.strip_suffix("ms") {
-        Duration::from_millis(millis.parse().map_err(|_| invalid())?)
+        Duration::from_millis(millis.parse().map_err(|_| invalid_wait())?)
     } else {
         Duration::from_secs(
             raw.strip_suffix('s')
                 .unwrap_or(raw)
                 .parse()
-                .map_err(|_| invalid())?,
+                .map_err(|_| invalid_wait())?,
         )
     };
     if wait > MAX_WAIT {
-        return Err(invalid());
+        return Err(invalid_wait());
     }
     Ok(wait)
 }

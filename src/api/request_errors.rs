@@ -11,7 +11,7 @@ use poem_openapi::payload::Payload;
 use poem_openapi::registry::MetaSchemaRef;
 
 use super::errors::ApiError;
-use super::images::UploadForm;
+use super::images::{invalid_wait, UploadForm};
 
 /// Where a client finds every field's schema.
 const SCHEMA_HINT: &str = "the schema is at /docs";
@@ -73,10 +73,7 @@ pub fn form_error(error: &ParseMultipartError) -> ApiError {
 /// check caught it, and a message in the parameter's terms rather than the schema's.
 pub fn parameter_error(error: &ParseParamError) -> ApiError {
     let (code, message) = match error.name {
-        "wait" => (
-            "invalid_wait",
-            "wait must be seconds or milliseconds, at most 60 s, e.g. 30s or 500ms".to_owned(),
-        ),
+        "wait" => return invalid_wait(),
         "cursor" => (
             "invalid_cursor",
             "cursor must be the next_cursor of a previous page, as it was given".to_owned(),
