@@ -13,7 +13,7 @@ use pixmill_actors::faults::FaultPlan;
 
 use super::gate::Gate;
 use super::sse::EventReader;
-use super::{next_status, sample, upload_small};
+use super::{next_status, sample, upload_small, wait_for_status};
 use crate::service_env::{service_url, unavailable, unique_name};
 use crate::support::tokens::token_for;
 use crate::support::{install_fixture_key, Standalone};
@@ -293,15 +293,7 @@ async fn a_job_handed_back_at_shutdown_moves_to_another_worker_without_waiting_o
     let (status, doc) = upload_small(&gateway, &token, &[]).await;
     assert_eq!(status, 202, "{doc}");
     let id = doc["id"].as_str().unwrap_or_default().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, doc) = gateway.get_json(&token, &format!("/v1/images/{id}")).await;
-        if doc["status"] == "PROCESSING" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never claimed: {doc}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_status(&gateway, &token, &id, "PROCESSING").await;
     leaving.stop().await;
     gate.release(&id);
 
