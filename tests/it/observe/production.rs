@@ -265,7 +265,8 @@ async fn a_gateways_event_stream_hears_a_worker_through_redis() {
 }
 
 /// A worker stopped (a deploy) while it holds a job whose render outlasts the shutdown
-/// grace: the job goes back, and another worker takes it at once, not after the lease.
+/// grace: the job goes back, and another worker takes it within a relay tick, not after the
+/// lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_handed_back_at_shutdown_moves_to_another_worker_without_waiting_out_its_lease() {
     let Some(services) = services().await else {
