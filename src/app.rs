@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::gateway::{Gateway, OwnerUploads, WaitLimits, Watchers};
 use crate::metrics::{Metrics, RuntimeSources};
 use crate::webhooks::delivery::WebhookSender;
+use crate::webhooks::dispatcher::WebhookDispatcher;
 use crate::webhooks::notifier::WebhookNotifier;
 use crate::webhooks::WebhookPolicy;
 
@@ -93,7 +94,8 @@ pub struct App {
     shutdown_drain: Duration,
     shutdown_grace: Duration,
     shutdown_deadline: Duration,
-    webhooks: Arc<WebhookSender>,
+    /// Present where the engine runs: webhooks go out from the processes that end jobs.
+    webhooks: Option<Arc<WebhookDispatcher>>,
 }
 
 impl App {
@@ -111,13 +113,15 @@ impl App {
         let upload_slots = Arc::new(Semaphore::new(upload_capacity));
         let metric_sources = RuntimeSources::new(upload_slots.clone(), upload_capacity);
         let metrics = Arc::new(Metrics::new(metric_sources.clone()));
-        let webhooks = Arc::new(WebhookSender::new(config.webhooks.clone(), metrics.clone()));
+        let mut webhooks = None;
         let engine = if mode.runs_engine() {
-            let events = WebhookNotifier::new(
-                backends.events.clone(),
+            let dispatcher = Arc::new(WebhookDispatcher::start(
                 backends.metadata.clone(),
-                webhooks.clone(),
-            );
+                WebhookSender::new(config.webhooks.clone()),
+                metrics.clone(),
+            ));
+            webhooks = Some(dispatcher.clone());
+            let events = WebhookNotifier::new(backends.events.clone(), dispatcher);
             let ports = Ports {
                 objects: backends.objects.clone(),
                 metadata: backends.metadata.clone(),
@@ -277,7 +281,9 @@ impl App {
                 Err(_) => tracing::warn!("engine still referenced; skipping its drain"),
             }
         }
-        self.webhooks.stop();
+        if let Some(webhooks) = self.webhooks {
+            webhooks.stop().await;
+        }
         tracing::info!("stopped");
     }
 

@@ -3,11 +3,14 @@
 //! HMAC-SHA256 over the body (`X-Pixmill-Signature: sha256=<hex>`, secret
 //! `webhooks.secret`), retrying with exponential back-off a bounded number of times.
 //!
-//! Delivery is worker-side, from a [`notifier::WebhookNotifier`] wrapped around the
-//! engine's status events: the process that recorded the final status sends the webhook
-//! once, at that moment. A gateway-side dispatcher would depend on the best-effort event
-//! feed (a lost Redis message would lose the webhook) and every gateway would see every
-//! event, so deliveries would need deduplicating across gateways.
+//! Delivery goes through an outbox in the metadata store: the write that records a job's
+//! final status also marks its webhook due, and every process that runs the engine runs a
+//! [`dispatcher::WebhookDispatcher`] that takes due webhooks, sends them and settles them
+//! (woken by [`notifier::WebhookNotifier`] when a job ends there, so the first attempt goes
+//! out at once). A webhook survives the worker that ended its job: one that stops between
+//! attempts, or dies mid-attempt, leaves it in the outbox for any worker to send. Delivery
+//! is at least once (see the dispatcher for when a receiver may see a repeat). Driving it
+//! from the gateways' event feed instead would lose webhooks with lost Redis messages.
 //!
 //! Targets are restricted ([`target`]): by default every address the host resolves to must
 //! be public (no loopback, private, link-local, unique-local, ...), checked at upload and
@@ -15,11 +18,9 @@
 //! so a DNS answer that changes in between (rebinding) cannot redirect it. Redirects are
 //! not followed. `webhooks.allow_private_unsafe` lifts the address check, for tests and
 //! internal deployments.
-//!
-//! Known limit: deliveries live in the worker's memory. A worker that stops while a
-//! delivery is waiting for its next attempt drops it; nothing re-sends it later.
 
 pub mod delivery;
+pub mod dispatcher;
 pub mod notifier;
 pub mod signature;
 pub mod target;

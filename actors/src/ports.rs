@@ -8,7 +8,7 @@ mod objects;
 mod queue;
 
 pub use error::{BackendError, ErrorKind};
-pub use metadata::{Claim, ClaimedJob, Completion, MetadataStore};
+pub use metadata::{Claim, ClaimedJob, Completion, DueWebhook, MetadataStore};
 pub use objects::{
     aligned_vec, Bucket, InvalidObjectKey, ListedObject, ObjectKey, ObjectStore, ObjectStream,
     BODY_ALIGN,

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use pixmill_actors::ports::{
-    BackendError, Claim, ClaimedJob, Completion, ErrorKind, JobMessage, MetadataStore,
+    BackendError, Claim, ClaimedJob, Completion, DueWebhook, ErrorKind, JobMessage, MetadataStore,
 };
 use pixmill_actors::record::{Cursor, ListQuery, NewImage, Page};
 use pixmill_actors::{ImageId, ImageRecord, JobError, Owner};
@@ -43,6 +43,13 @@ mod embedded {
 const MIGRATION_LOCK: i64 = 0x0070_6978_6d69_6c6c;
 
 type PgResult<T> = Result<T, BackendError>;
+
+/// Part of every write that ends a job: its webhook falls due at once (`$3` is the write's
+/// time in [`guarded_update`]) when the upload named a target; see
+/// [`MetadataStore::take_due_webhooks`].
+const WEBHOOK_DUE: &str =
+    "webhook_due_at = CASE WHEN callback_url IS NOT NULL THEN $3::timestamptz END, \
+     webhook_attempts = 0";
 
 /// How long the round trip that checks a pooled connection before reuse may take. deadpool
 /// tries the next idle connection when one fails the check, so with a host gone silent
@@ -343,7 +350,9 @@ async fn claim(
         ClaimStep::Exhaust(error) => {
             let sql = format!(
                 "UPDATE images SET status = 'FAILED', error_code = $2, error_message = $3, \
-                     lease_expires_at = NULL, dispatch_at = NULL, updated_at = $4 \
+                     lease_expires_at = NULL, dispatch_at = NULL, updated_at = $4, \
+                     webhook_due_at = CASE WHEN callback_url IS NOT NULL THEN $4::timestamptz END, \
+                     webhook_attempts = 0 \
                  WHERE id = $1 RETURNING {COLUMNS}"
             );
             let params: [&(dyn ToSql + Sync); 4] =
@@ -461,6 +470,37 @@ async fn due_dispatches(
     rows.iter().map(dispatch_of).collect()
 }
 
+async fn take_due_webhooks(
+    client: &Object,
+    now: DateTime<Utc>,
+    hold: Duration,
+    limit: u32,
+) -> PgResult<Vec<DueWebhook>> {
+    let now = to_micros(now);
+    let held_until = to_micros(later_by(now, hold));
+    // Rows another sender is taking right now are skipped; once it commits, their marks
+    // lie in the future and no longer match.
+    let sql = format!(
+        "UPDATE images SET webhook_due_at = $2, webhook_attempts = webhook_attempts + 1 \
+         WHERE id IN (SELECT id FROM images WHERE webhook_due_at <= $1 \
+                      ORDER BY webhook_due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         RETURNING {COLUMNS}, webhook_attempts"
+    );
+    let statement = client.prepare_cached(&sql).await.map_err(pg_error)?;
+    let params: [&(dyn ToSql + Sync); 3] = [&now, &held_until, &i64::from(limit)];
+    let rows = client.query(&statement, &params).await.map_err(pg_error)?;
+    rows.iter()
+        .map(|row| {
+            let attempts: i32 = row.try_get(14).map_err(pg_error)?;
+            Ok(DueWebhook {
+                record: read_row(row)?.record,
+                attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+                held_until,
+            })
+        })
+        .collect()
+}
+
 fn dispatch_of(row: &tokio_postgres::Row) -> PgResult<(JobMessage, DateTime<Utc>)> {
     let owner: String = row.try_get(1).map_err(pg_error)?;
     let owner = Owner::parse(owner).map_err(|e| {
@@ -550,11 +590,13 @@ impl MetadataStore for PostgresStore {
         done: &Completion,
     ) -> Result<bool, BackendError> {
         let client = self.client().await?;
-        let set = "status = 'COMPLETED', variants = $4, error_code = NULL, \
-                   error_message = NULL, dispatch_at = NULL";
+        let set = format!(
+            "status = 'COMPLETED', variants = $4, error_code = NULL, \
+             error_message = NULL, dispatch_at = NULL, {WEBHOOK_DUE}"
+        );
         let variants = Json(&done.variants);
         let outcome = self
-            .deadline(guarded_update(&client, set, id, attempt, &[&variants]))
+            .deadline(guarded_update(&client, &set, id, attempt, &[&variants]))
             .await;
         self.settle(client, outcome)
     }
@@ -566,10 +608,13 @@ impl MetadataStore for PostgresStore {
         error: &JobError,
     ) -> Result<bool, BackendError> {
         let client = self.client().await?;
-        let set = "status = 'FAILED', error_code = $4, error_message = $5, dispatch_at = NULL";
+        let set = format!(
+            "status = 'FAILED', error_code = $4, error_message = $5, dispatch_at = NULL, \
+             {WEBHOOK_DUE}"
+        );
         let values: [&(dyn ToSql + Sync); 2] = [&error.code, &error.message];
         let outcome = self
-            .deadline(guarded_update(&client, set, id, attempt, &values))
+            .deadline(guarded_update(&client, &set, id, attempt, &values))
             .await;
         self.settle(client, outcome)
     }
@@ -629,6 +674,42 @@ impl MetadataStore for PostgresStore {
                                                    ELSE lease_expires_at END \
                        WHERE status IN ('PENDING', 'PROCESSING')";
             client.execute(sql, &[&now]).await.map_err(pg_error)
+        };
+        let outcome = self.deadline(work).await;
+        self.settle(client, outcome)
+    }
+
+    async fn take_due_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        hold: Duration,
+        limit: u32,
+    ) -> Result<Vec<DueWebhook>, BackendError> {
+        let client = self.client().await?;
+        let outcome = self
+            .deadline(take_due_webhooks(&client, now, hold, limit))
+            .await;
+        self.settle(client, outcome)
+    }
+
+    async fn settle_webhook(
+        &self,
+        id: ImageId,
+        held_until: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, BackendError> {
+        let client = self.client().await?;
+        let (held_until, next) = (to_micros(held_until), next.map(to_micros));
+        let work = async {
+            let sql = "UPDATE images SET webhook_due_at = $3 \
+                       WHERE id = $1 AND webhook_due_at = $2";
+            let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+            let params: [&(dyn ToSql + Sync); 3] = [&id.as_uuid(), &held_until, &next];
+            let changed = client
+                .execute(&statement, &params)
+                .await
+                .map_err(pg_error)?;
+            Ok(changed == 1)
         };
         let outcome = self.deadline(work).await;
         self.settle(client, outcome)

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pixmill_actors::ports::{
-    BackendError, Claim, ClaimedJob, Completion, ErrorKind, JobMessage, MetadataStore,
+    BackendError, Claim, ClaimedJob, Completion, DueWebhook, ErrorKind, JobMessage, MetadataStore,
 };
 use pixmill_actors::record::{Cursor, ListQuery, NewImage, Page};
 use pixmill_actors::{ImageId, ImageRecord, JobError, Owner};
@@ -33,10 +33,16 @@ use super::metadata_rules::{
 const BACKEND: &str = "sqlite";
 
 /// The schema, in steps: step N is applied when the file's `user_version` is below N.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../sql/sqlite/1_create_images.sql"),
     include_str!("../../sql/sqlite/2_add_callback_url.sql"),
+    include_str!("../../sql/sqlite/3_add_webhook_outbox.sql"),
 ];
+
+/// Part of every write that ends a job: its webhook falls due at once (the `?` is now)
+/// when the upload named a target; see [`MetadataStore::take_due_webhooks`].
+const WEBHOOK_DUE: &str =
+    "webhook_due_at = CASE WHEN callback_url IS NOT NULL THEN ? END, webhook_attempts = 0";
 
 /// Prepared statements kept per connection: more than the distinct statements the store
 /// runs (reads, writes, the listing's filter combinations), so none is evicted and parsed
@@ -303,7 +309,9 @@ fn claim(
             execute(
                 tx,
                 "UPDATE images SET status = 'FAILED', error_code = ?2, error_message = ?3, \
-                     lease_expires_at = NULL, dispatch_at = NULL, updated_at = ?4 \
+                     lease_expires_at = NULL, dispatch_at = NULL, updated_at = ?4, \
+                     webhook_due_at = CASE WHEN callback_url IS NOT NULL THEN ?4 END, \
+                     webhook_attempts = 0 \
                  WHERE id = ?1",
                 params![id.to_string(), error.code, error.message, micros(now)],
             )?;
@@ -418,6 +426,43 @@ fn dispatch_of(row: StoredRow) -> Option<(JobMessage, DateTime<Utc>)> {
     Some((job, due))
 }
 
+fn take_due_webhooks(
+    tx: &Connection,
+    now: DateTime<Utc>,
+    hold: Duration,
+    limit: u32,
+) -> rusqlite::Result<Vec<DueWebhook>> {
+    let now = to_micros(now);
+    let held_until = to_micros(later_by(now, hold));
+    // The one writer serialises this select and the updates after it, so no other take
+    // can see the same marks in between.
+    let due = {
+        let mut statement = tx.prepare_cached(&format!(
+            "SELECT {COLUMNS}, webhook_attempts FROM images WHERE webhook_due_at <= ?1 \
+             ORDER BY webhook_due_at, id LIMIT ?2"
+        ))?;
+        let rows = statement.query_map(params![micros(now), limit], |row| {
+            Ok((read_row(row)?.record, row.get::<_, u32>(14)?))
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut taken = Vec::with_capacity(due.len());
+    for (record, attempts) in due {
+        let attempt = attempts.saturating_add(1);
+        execute(
+            tx,
+            "UPDATE images SET webhook_due_at = ?2, webhook_attempts = ?3 WHERE id = ?1",
+            params![record.id.to_string(), micros(held_until), attempt],
+        )?;
+        taken.push(DueWebhook {
+            record,
+            attempt,
+            held_until,
+        });
+    }
+    Ok(taken)
+}
+
 /// Ids per statement, well under SQLite's limit on bound parameters.
 const IDS_PER_QUERY: usize = 500;
 
@@ -506,10 +551,13 @@ impl MetadataStore for SqliteStore {
         done: &Completion,
     ) -> Result<bool, BackendError> {
         let variants = json_text(&done.variants).map_err(sql_error)?;
+        let now = Value::Integer(micros(now_micros()));
         self.write(move |conn| {
-            let set = "status = 'COMPLETED', variants = ?, error_code = NULL, \
-                       error_message = NULL, dispatch_at = NULL";
-            guarded_update(conn, set, id, attempt, vec![Value::Text(variants)])
+            let set = format!(
+                "status = 'COMPLETED', variants = ?, error_code = NULL, \
+                 error_message = NULL, dispatch_at = NULL, {WEBHOOK_DUE}"
+            );
+            guarded_update(conn, &set, id, attempt, vec![Value::Text(variants), now])
         })
         .await
     }
@@ -520,10 +568,14 @@ impl MetadataStore for SqliteStore {
         attempt: u32,
         error: &JobError,
     ) -> Result<bool, BackendError> {
-        let values = error_values(error).to_vec();
+        let mut values = error_values(error).to_vec();
+        values.push(Value::Integer(micros(now_micros())));
         self.write(move |conn| {
-            let set = "status = 'FAILED', error_code = ?, error_message = ?, dispatch_at = NULL";
-            guarded_update(conn, set, id, attempt, values)
+            let set = format!(
+                "status = 'FAILED', error_code = ?, error_message = ?, dispatch_at = NULL, \
+                 {WEBHOOK_DUE}"
+            );
+            guarded_update(conn, &set, id, attempt, values)
         })
         .await
     }
@@ -580,6 +632,35 @@ impl MetadataStore for SqliteStore {
                 [now],
             )?;
             Ok(changed as u64)
+        })
+        .await
+    }
+
+    async fn take_due_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        hold: Duration,
+        limit: u32,
+    ) -> Result<Vec<DueWebhook>, BackendError> {
+        self.write(move |conn| take_due_webhooks(conn, now, hold, limit))
+            .await
+    }
+
+    async fn settle_webhook(
+        &self,
+        id: ImageId,
+        held_until: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, BackendError> {
+        let held_until = micros(to_micros(held_until));
+        let next = next.map(|next| micros(to_micros(next)));
+        self.write(move |conn| {
+            let changed = execute(
+                conn,
+                "UPDATE images SET webhook_due_at = ?3 WHERE id = ?1 AND webhook_due_at = ?2",
+                params![id.to_string(), held_until, next],
+            )?;
+            Ok(changed == 1)
         })
         .await
     }

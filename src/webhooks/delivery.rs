@@ -1,20 +1,19 @@
-//! Sending one webhook: resolve and check the target, POST the signed body to exactly the
-//! checked addresses, and retry transient failures with exponential back-off.
+//! Sending one webhook attempt: resolve and check the target, POST the signed body to
+//! exactly the checked addresses, and say whether another attempt could help. When to try
+//! again is the dispatcher's (see [`super::dispatcher`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::{redirect, StatusCode};
-use tokio_util::sync::CancellationToken;
 
 use super::signature;
 use super::target::{CallbackUrl, TargetError};
 use super::WebhookConfig;
-use crate::metrics::Metrics;
 
 /// How one attempt ended.
-enum Attempt {
+#[derive(Debug)]
+pub enum Attempt {
     Delivered,
     /// Worth another try later: no answer, a 5xx, 408 or 429.
     Transient(String),
@@ -22,63 +21,46 @@ enum Attempt {
     Permanent(String),
 }
 
-/// Sends webhooks for one process.
+/// Sends webhook attempts for one process.
 pub struct WebhookSender {
     config: WebhookConfig,
-    metrics: Arc<Metrics>,
-    /// Cancelled on shutdown: back-off waits end and no further attempt starts.
-    shutdown: CancellationToken,
 }
 
 impl WebhookSender {
-    pub fn new(config: WebhookConfig, metrics: Arc<Metrics>) -> Self {
-        Self {
-            config,
-            metrics,
-            shutdown: CancellationToken::new(),
+    pub fn new(config: WebhookConfig) -> Self {
+        Self { config }
+    }
+
+    /// Attempts per webhook, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        self.config.max_attempts.max(1)
+    }
+
+    /// The longest one attempt may take (resolving the target, then the request).
+    pub fn attempt_timeout(&self) -> Duration {
+        self.config.timeout.saturating_mul(2)
+    }
+
+    /// The wait after failed attempt number `attempt` (from 1): the base delay, doubled
+    /// after each failure.
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        self.config
+            .base_delay
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+    }
+
+    /// One attempt to deliver `body` to `target`.
+    pub async fn send(&self, target: &CallbackUrl, body: Bytes) -> Attempt {
+        if self.config.secret.is_empty() {
+            // Uploads naming a target are refused without a secret, so this is a target
+            // recorded before the secret was removed: an unsigned POST would be forgeable.
+            return Attempt::Permanent("webhooks.secret is not set".to_owned());
         }
-    }
-
-    /// Stops retrying; deliveries waiting for their next attempt are dropped.
-    pub fn stop(&self) {
-        self.shutdown.cancel();
-    }
-
-    /// Delivers `body` to `target`, trying up to `max_attempts` times.
-    pub async fn deliver(&self, target: &CallbackUrl, body: Bytes) {
         let signature = signature::sign(self.config.secret.expose().as_bytes(), &body);
-        let attempts = self.config.max_attempts.max(1);
-        for attempt in 1..=attempts {
-            let reason = match self.attempt(target, body.clone(), &signature).await {
-                Attempt::Delivered => {
-                    self.metrics.webhook("delivered");
-                    tracing::info!(attempt, "webhook delivered");
-                    return;
-                }
-                Attempt::Permanent(reason) => {
-                    self.metrics.webhook("refused");
-                    tracing::warn!(attempt, reason = %reason, "webhook refused; not retrying");
-                    return;
-                }
-                Attempt::Transient(reason) => reason,
-            };
-            if attempt == attempts {
-                self.metrics.webhook("gave_up");
-                tracing::warn!(attempt, reason = %reason, "webhook failed; giving up");
-                return;
-            }
-            let delay = self
-                .config
-                .base_delay
-                .saturating_mul(1 << (attempt - 1).min(16));
-            tracing::info!(attempt, reason = %reason, retry_in_ms = delay.as_millis() as u64, "webhook failed; will retry");
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.shutdown.cancelled() => {
-                    tracing::warn!(attempt, "shutting down; webhook dropped");
-                    return;
-                }
-            }
+        let attempt = self.attempt(target, body, &signature);
+        match tokio::time::timeout(self.attempt_timeout(), attempt).await {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt::Transient("the attempt timed out".to_owned()),
         }
     }
 

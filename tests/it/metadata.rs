@@ -49,6 +49,10 @@ macro_rules! every_contract_test {
             deleted_images_are_gone,
             existing_names_the_rows_of_every_owner,
             ping_answers,
+            an_ended_job_with_a_target_is_due_for_its_webhook,
+            a_settled_webhook_is_done_or_due_again,
+            an_exhausted_job_is_due_for_its_webhook,
+            concurrent_takers_take_each_webhook_once,
         );
     };
 }

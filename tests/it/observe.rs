@@ -386,13 +386,25 @@ async fn next_status(events: &mut EventReader) -> Option<String> {
     doc.map(|doc| doc["status"].as_str().unwrap_or_default().to_owned())
 }
 
-/// A webhook receiver on loopback that answers 503 to the first POST and 200 afterwards.
+/// A webhook receiver on loopback that answers 503 while `refusals` (counted down by each
+/// POST) lasts, and 200 afterwards.
 struct Receiver {
     url: String,
     posts: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    refusals: Arc<AtomicU32>,
 }
 
-async fn receiver() -> Receiver {
+impl Receiver {
+    /// The next POST: its signature header and body.
+    async fn next_post(&mut self) -> (String, Vec<u8>) {
+        tokio::time::timeout(PATIENCE, self.posts.recv())
+            .await
+            .expect("a webhook in time")
+            .expect("receiver up")
+    }
+}
+
+async fn receiver(refusals: u32) -> Receiver {
     use poem::listener::{Acceptor, Listener};
     use poem::{handler, web::Data, Body, EndpointExt, Request, Response, Route, Server};
 
@@ -402,18 +414,17 @@ async fn receiver() -> Receiver {
         request: &Request,
         body: Body,
         posts: Data<&Posts>,
-        seen: Data<&Arc<AtomicU32>>,
+        refusals: Data<&Arc<AtomicU32>>,
     ) -> Response {
         let signature = request
             .header("x-pixmill-signature")
             .unwrap_or_default()
             .to_owned();
         let _ = posts.send((signature, body.into_vec().await.unwrap_or_default()));
-        let status = if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-            503
-        } else {
-            200
-        };
+        let refused = refusals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let status = if refused { 503 } else { 200 };
         Response::builder()
             .status(poem::http::StatusCode::from_u16(status).unwrap())
             .finish()
@@ -428,14 +439,16 @@ async fn receiver() -> Receiver {
         .copied()
         .expect("tcp address");
     let (sender, posts) = tokio::sync::mpsc::unbounded_channel();
+    let refusals = Arc::new(AtomicU32::new(refusals));
     let app = Route::new()
         .at("/hook", poem::post(hook))
         .data(sender)
-        .data(Arc::new(AtomicU32::new(0)));
+        .data(refusals.clone());
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
     Receiver {
         url: format!("http://{addr}/hook"),
         posts,
+        refusals,
     }
 }
 
@@ -455,7 +468,7 @@ async fn a_finished_job_posts_a_signed_webhook_and_retries_it() {
         Arc::new(pixmill_actors::faults::NoFaults),
     )
     .await;
-    let mut hooks = receiver().await;
+    let mut hooks = receiver(1).await;
     let token = token_for("hooked");
     let (status, doc) = upload_small(&app, &token, &[("callback_url", &hooks.url)]).await;
     assert_eq!(status, 202, "{doc}");
@@ -463,10 +476,7 @@ async fn a_finished_job_posts_a_signed_webhook_and_retries_it() {
 
     let mut bodies = Vec::new();
     for _ in 0..2 {
-        let (signature, body) = tokio::time::timeout(PATIENCE, hooks.posts.recv())
-            .await
-            .expect("a webhook in time")
-            .expect("receiver up");
+        let (signature, body) = hooks.next_post().await;
         let mut mac = Hmac::<Sha256>::new_from_slice(b"webhook-test-secret").unwrap();
         mac.update(&body);
         assert_eq!(
@@ -484,6 +494,42 @@ async fn a_finished_job_posts_a_signed_webhook_and_retries_it() {
         "{delivered}"
     );
     assert_eq!(delivered["processed"]["width"], 64);
+    wait_for_sample(
+        &app,
+        r#"pixmill_webhook_deliveries_total{outcome="delivered"}"#,
+        1.0,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_waiting_for_its_retry_is_sent_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = webhook_config(dir.path(), true);
+    // Long enough that the retry falls due only after the restart.
+    config.webhooks.base_delay = Duration::from_secs(3);
+    let mut app =
+        Standalone::start_with(config.clone(), Arc::new(pixmill_actors::faults::NoFaults)).await;
+    let mut hooks = receiver(u32::MAX).await;
+    let token = token_for("hooked-restart");
+    let (status, doc) = upload_small(&app, &token, &[("callback_url", &hooks.url)]).await;
+    assert_eq!(status, 202, "{doc}");
+    let id = doc["id"].as_str().unwrap_or_default().to_owned();
+    let (_, refused) = hooks.next_post().await;
+
+    app.stop().await;
+    hooks.refusals.store(0, Ordering::SeqCst);
+    let mut app = Standalone::start_with(config, Arc::new(pixmill_actors::faults::NoFaults)).await;
+
+    let (_, body) = hooks.next_post().await;
+    assert_eq!(body, refused, "the retry must send the same document");
+    let delivered: Value = serde_json::from_slice(&body).expect("JSON body");
+    assert_eq!(
+        (delivered["id"].as_str(), delivered["status"].as_str()),
+        (Some(id.as_str()), Some("COMPLETED")),
+        "{delivered}"
+    );
     wait_for_sample(
         &app,
         r#"pixmill_webhook_deliveries_total{outcome="delivered"}"#,

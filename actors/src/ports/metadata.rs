@@ -40,6 +40,19 @@ pub struct Completion {
     pub variants: Vec<StoredVariant>,
 }
 
+/// A webhook a sender took from the outbox (see [`MetadataStore::take_due_webhooks`]).
+#[derive(Clone, Debug)]
+pub struct DueWebhook {
+    /// The image as it is now: final, with a `callback_url`.
+    pub record: ImageRecord,
+    /// Which delivery attempt this is, counting from 1 (attempts cut short by a sender
+    /// that died count too).
+    pub attempt: u32,
+    /// The hold this sender placed; [`MetadataStore::settle_webhook`] changes the row only
+    /// while the hold is still this one.
+    pub held_until: DateTime<Utc>,
+}
+
 /// The durable record of every image: the source of truth for status, ownership and which
 /// jobs still need to be (re)published.
 ///
@@ -127,6 +140,29 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Marks every unfinished job due now. Used at start when the queue keeps nothing across
     /// restarts (standalone mode), so unfinished work is enqueued again.
     async fn redispatch_unfinished(&self, now: DateTime<Utc>) -> Result<u64, BackendError>;
+
+    /// The webhook outbox: a job that ends (`complete`, `fail`, or exhausted in `claim`)
+    /// with a `callback_url` is marked due for its webhook in the same write, so a webhook
+    /// is never lost between recording the status and sending it. This takes up to `limit`
+    /// marks that fell due by `now` and holds each until now + `hold` (attempt + 1): no
+    /// other sender takes them meanwhile, and one that dies lets them fall due again.
+    async fn take_due_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        hold: Duration,
+        limit: u32,
+    ) -> Result<Vec<DueWebhook>, BackendError>;
+
+    /// Ends the hold `held_until` of a taken webhook: `next` is when to try again, `None`
+    /// when it is settled for good (delivered, refused, or given up). A hold that has
+    /// expired and been taken again is someone else's: nothing changes and this returns
+    /// `false`.
+    async fn settle_webhook(
+        &self,
+        id: ImageId,
+        held_until: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, BackendError>;
 
     /// Which of `ids` have a row, whoever owns them; for the orphan sweeper, which removes
     /// stored originals that no row refers to.

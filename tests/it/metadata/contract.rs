@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use pixmill_actors::ports::{Claim, ClaimedJob, Completion, JobMessage, MetadataStore};
+use pixmill_actors::ports::{Claim, ClaimedJob, Completion, DueWebhook, JobMessage, MetadataStore};
 use pixmill_actors::record::{ListQuery, NewImage};
 use pixmill_actors::{
     ImageFormat, ImageId, ImageRecord, JobError, JobSpec, OutputSpec, Owner, Pipeline, Status,
@@ -90,6 +90,38 @@ fn rendered(id: ImageId) -> Completion {
             first_frame_only: false,
         }],
     }
+}
+
+/// How long the webhook tests hold what they take.
+const HOLD: Duration = Duration::from_secs(60);
+
+/// Takes every webhook due at `at`, keyed by image.
+async fn take_webhooks(store: &Store, at: DateTime<Utc>) -> Vec<DueWebhook> {
+    store.take_due_webhooks(at, HOLD, 100).await.unwrap()
+}
+
+fn webhook_ids(taken: &[DueWebhook]) -> HashSet<ImageId> {
+    taken.iter().map(|w| w.record.id).collect()
+}
+
+/// Inserts an upload with or without a webhook target, claims it and ends it.
+async fn finished(store: &Store, target: bool, ok: bool) -> ImageRecord {
+    let mut image = upload(&owner(), now());
+    if !target {
+        image.callback_url = None;
+    }
+    let record = insert_new(store, &image).await;
+    let job = claim(store, record.id, LEASE).await;
+    let ended = if ok {
+        store
+            .complete(record.id, job.attempt, &rendered(record.id))
+            .await
+    } else {
+        let error = JobError::new("corrupt_image", "the file is truncated");
+        store.fail(record.id, job.attempt, &error).await
+    };
+    assert!(ended.unwrap());
+    record
 }
 
 async fn due_ids(store: &Store, at: DateTime<Utc>) -> Vec<(ImageId, DateTime<Utc>)> {
@@ -652,4 +684,126 @@ pub async fn existing_names_the_rows_of_every_owner(store: Store) {
 pub async fn ping_answers(store: Store) {
     store.ping().await.unwrap();
     assert!(!store.describe().is_empty());
+}
+
+pub async fn an_ended_job_with_a_target_is_due_for_its_webhook(store: Store) {
+    let completed = finished(&store, true, true).await;
+    let failed = finished(&store, true, false).await;
+    let silent = finished(&store, false, true).await;
+    let (unfinished, _job) = claimed(&store, &owner(), LEASE).await;
+    let at = now();
+
+    let taken = take_webhooks(&store, at).await;
+
+    assert_eq!(
+        webhook_ids(&taken),
+        HashSet::from([completed.id, failed.id])
+    );
+    for webhook in &taken {
+        assert_eq!(webhook.attempt, 1);
+        assert!(webhook.record.status.is_final(), "{:?}", webhook.record);
+        assert_eq!(webhook.record.callback_url, completed.callback_url);
+        assert!(webhook.held_until >= at + secs(59), "{webhook:?}");
+    }
+    let taken_failed = taken.iter().find(|w| w.record.id == failed.id).unwrap();
+    assert_eq!(
+        taken_failed.record.error.as_ref().map(|e| e.code.as_str()),
+        Some("corrupt_image")
+    );
+    // Held: nobody else takes them until the hold runs out; the others never fall due.
+    assert!(take_webhooks(&store, at).await.is_empty());
+    let later = take_webhooks(&store, at + secs(61)).await;
+    assert_eq!(
+        webhook_ids(&later),
+        HashSet::from([completed.id, failed.id])
+    );
+    assert!(later.iter().all(|w| w.attempt == 2), "{later:?}");
+    assert!(!webhook_ids(&later).contains(&silent.id));
+    assert!(!webhook_ids(&later).contains(&unfinished.id));
+}
+
+pub async fn a_settled_webhook_is_done_or_due_again(store: Store) {
+    let delivered = finished(&store, true, true).await;
+    let retried = finished(&store, true, true).await;
+    let taken = take_webhooks(&store, now()).await;
+    let hold_of = |id: ImageId| taken.iter().find(|w| w.record.id == id).unwrap().held_until;
+    let retry_at = now() + secs(30);
+
+    assert!(store
+        .settle_webhook(delivered.id, hold_of(delivered.id), None)
+        .await
+        .unwrap());
+    assert!(store
+        .settle_webhook(retried.id, hold_of(retried.id), Some(retry_at))
+        .await
+        .unwrap());
+
+    assert!(take_webhooks(&store, retry_at - secs(1)).await.is_empty());
+    let again = take_webhooks(&store, retry_at).await;
+    assert_eq!(webhook_ids(&again), HashSet::from([retried.id]));
+    assert_eq!(again[0].attempt, 2);
+    // The first hold is over: settling it again changes nothing, the second still holds.
+    assert!(!store
+        .settle_webhook(retried.id, hold_of(retried.id), None)
+        .await
+        .unwrap());
+    assert!(take_webhooks(&store, retry_at).await.is_empty());
+    let after_hold = take_webhooks(&store, now() + secs(3600)).await;
+    assert_eq!(webhook_ids(&after_hold), HashSet::from([retried.id]));
+}
+
+pub async fn an_exhausted_job_is_due_for_its_webhook(store: Store) {
+    let record = insert_new(&store, &upload(&owner(), now())).await;
+    let job = claim(&store, record.id, LEASE).await;
+    let error = JobError::new("storage_unavailable", "raw-images did not answer");
+    assert!(store
+        .retry_later(record.id, job.attempt, &error, now())
+        .await
+        .unwrap());
+    assert!(
+        take_webhooks(&store, now()).await.is_empty(),
+        "a retry is not an end"
+    );
+
+    let outcome = store.claim(record.id, LEASE, 1).await.unwrap();
+
+    assert!(matches!(outcome, Claim::Exhausted(_)), "{outcome:?}");
+    let taken = take_webhooks(&store, now()).await;
+    assert_eq!(webhook_ids(&taken), HashSet::from([record.id]));
+    assert_eq!(taken[0].record.status, Status::Failed);
+}
+
+pub async fn concurrent_takers_take_each_webhook_once(store: Store) {
+    const TAKERS: usize = 4;
+    const WEBHOOKS: usize = 12;
+    warm_up(&store, TAKERS).await;
+    let mut ended = HashSet::new();
+    for _ in 0..WEBHOOKS {
+        ended.insert(finished(&store, true, true).await.id);
+    }
+    let barrier = Arc::new(Barrier::new(TAKERS));
+    let at = now();
+
+    let takers = (0..TAKERS).map(|_| {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store.take_due_webhooks(at, HOLD, 5).await.unwrap()
+        })
+    });
+    let mut seen = Vec::new();
+    for taker in futures_util::future::join_all(takers).await {
+        seen.extend(taker.unwrap().into_iter().map(|w| w.record.id));
+    }
+
+    let distinct: HashSet<ImageId> = seen.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        seen.len(),
+        "a webhook was taken twice: {seen:?}"
+    );
+    assert!(distinct.is_subset(&ended));
+    // Takers that skipped rows locked by another left them for the next pass.
+    let rest = take_webhooks(&store, at).await;
+    assert_eq!(distinct.len() + rest.len(), WEBHOOKS);
 }
