@@ -8,7 +8,7 @@ use bytes::Bytes;
 use reqwest::{redirect, StatusCode};
 
 use super::signature;
-use super::target::{CallbackUrl, TargetError};
+use super::target::{CallbackUrl, TargetError, RESOLVE_TIMEOUT};
 use super::WebhookConfig;
 
 /// How one attempt ended.
@@ -36,9 +36,10 @@ impl WebhookSender {
         self.config.max_attempts.max(1)
     }
 
-    /// The longest one attempt may take (resolving the target, then the request).
+    /// The longest one attempt may take: resolving the target, then the request. Enforced
+    /// as a whole in [`Self::send`], since the dispatcher holds a webhook for this long.
     pub fn attempt_timeout(&self) -> Duration {
-        self.config.timeout.saturating_mul(2)
+        RESOLVE_TIMEOUT.saturating_add(self.config.timeout)
     }
 
     /// The wait after failed attempt number `attempt` (from 1): the base delay, doubled

@@ -9,6 +9,7 @@
 //! once; a receiver may see one twice (a worker that died after the POST but before the
 //! settle) and should treat a repeat of an image's final status as one event.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -45,7 +46,6 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// One process's webhook dispatcher.
 pub struct WebhookDispatcher {
     shared: Arc<Shared>,
-    wake: Arc<Notify>,
     stop: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -56,6 +56,10 @@ struct Shared {
     sender: WebhookSender,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
+    /// Wakes the loop: a job ended here, or a slot freed while due webhooks were left.
+    wake: Notify,
+    /// The last read of the outbox filled every free slot, so more may be due.
+    backlog: AtomicBool,
 }
 
 impl WebhookDispatcher {
@@ -70,12 +74,13 @@ impl WebhookDispatcher {
             sender,
             metrics,
             slots: Arc::new(Semaphore::new(CONCURRENT_DELIVERIES as usize)),
+            wake: Notify::new(),
+            backlog: AtomicBool::new(false),
         });
-        let (wake, stop) = (Arc::new(Notify::new()), CancellationToken::new());
-        let task = tokio::spawn(run(shared.clone(), wake.clone(), stop.clone()));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(shared.clone(), stop.clone()));
         Self {
             shared,
-            wake,
             stop,
             task: Mutex::new(Some(task)),
         }
@@ -83,7 +88,7 @@ impl WebhookDispatcher {
 
     /// Reads the outbox now rather than at the next poll: a job just ended here.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.shared.wake.notify_one();
     }
 
     /// Stops taking webhooks, then waits up to [`STOP_GRACE`] for the attempts in flight.
@@ -107,12 +112,12 @@ impl WebhookDispatcher {
     }
 }
 
-async fn run(shared: Arc<Shared>, wake: Arc<Notify>, stop: CancellationToken) {
+async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         take_and_send(&shared).await;
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = wake.notified() => {}
+            _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
         }
     }
@@ -137,6 +142,9 @@ async fn take_and_send(shared: &Arc<Shared>) {
             return;
         }
     };
+    shared
+        .backlog
+        .store(due.len() as u32 == free, Ordering::Relaxed);
     for webhook in due {
         // Only this loop takes slots, and it asked for no more webhooks than were free.
         let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
@@ -152,8 +160,17 @@ async fn take_and_send(shared: &Arc<Shared>) {
     }
 }
 
-/// One attempt at one webhook, then its settlement.
-async fn deliver(shared: Arc<Shared>, webhook: DueWebhook, _slot: OwnedSemaphorePermit) {
+/// One attempt at one webhook, then its settlement; with webhooks left waiting for a
+/// slot, wakes the loop once this one's is free.
+async fn deliver(shared: Arc<Shared>, webhook: DueWebhook, slot: OwnedSemaphorePermit) {
+    attempt_and_settle(&shared, webhook).await;
+    drop(slot);
+    if shared.backlog.load(Ordering::Relaxed) {
+        shared.wake.notify_one();
+    }
+}
+
+async fn attempt_and_settle(shared: &Shared, webhook: DueWebhook) {
     let sender = &shared.sender;
     let attempt = webhook.attempt;
     let outcome = if attempt > sender.max_attempts() {

@@ -9,7 +9,7 @@ use reqwest::Url;
 /// Longest `callback_url` accepted.
 pub const MAX_URL_LEN: usize = 2048;
 /// How long a target's host may take to resolve.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a target was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
