@@ -44,7 +44,7 @@ mod sniff;
 #[cfg(feature = "turbo")]
 mod turbo;
 
-pub use error::{InputError, TransformError};
+pub use error::{ByteSize, InputError, TransformError};
 pub use limits::InputLimits;
 pub use probe::{probe, Probe};
 pub use probe_check::probe_violation;

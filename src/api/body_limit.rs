@@ -12,6 +12,8 @@ use futures_util::StreamExt;
 use poem::http::{header, StatusCode};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
+use pixmill_actors::transform::ByteSize;
+
 use super::errors::ApiError;
 
 pub async fn limit_body<E: Endpoint>(
@@ -26,7 +28,9 @@ pub async fn limit_body<E: Endpoint>(
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > max => Err(too_large(format!(
-            "the request body is {length} bytes; the limit is {max}"
+            "the request body is {}; the limit is {} (the file limit plus room for the form)",
+            ByteSize(length),
+            ByteSize(max)
         ))),
         Some(_) => endpoint
             .call(request)
@@ -54,7 +58,8 @@ pub async fn limit_body<E: Endpoint>(
                 .map(IntoResponse::into_response);
             if overflowed.load(Ordering::SeqCst) {
                 return Err(too_large(format!(
-                    "the request body is over the limit of {max} bytes"
+                    "the request body is over the limit of {} (the file limit plus room for the form)",
+                    ByteSize(max)
                 )));
             }
             result

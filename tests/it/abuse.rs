@@ -360,8 +360,12 @@ async fn bodies_over_the_byte_limit_are_refused_declared_or_chunked() {
         .upload_bytes(&token, vec![0xff; MAX_BYTES + 1], "big.jpg", None, &[])
         .await;
     assert_eq!(
-        (status, doc["code"].as_str()),
-        (413, Some("file_too_large"))
+        (status, doc["code"].as_str(), doc["message"].as_str()),
+        (
+            413,
+            Some("file_too_large"),
+            Some("the file is 97.7 KiB (100001 bytes); the limit is 97.7 KiB (100000 bytes)")
+        )
     );
 
     // Chunked, no length declared: cut off once past the limit. The client stops right

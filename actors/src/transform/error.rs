@@ -19,7 +19,7 @@ use crate::format::ImageFormat;
 pub enum InputError {
     #[error("the upload is empty")]
     Empty,
-    #[error("the file is {bytes} bytes; the limit is {limit}")]
+    #[error("the file is {}; the limit is {}", ByteSize(*.bytes), ByteSize(*.limit))]
     TooManyBytes { bytes: u64, limit: u64 },
     #[error("the file is not an image pixmill can read{}", detected.map(|d| format!(" (looks like {d})")).unwrap_or_default())]
     UnsupportedFormat { detected: Option<&'static str> },
@@ -50,6 +50,31 @@ pub enum InputError {
     Truncated(&'static str),
     #[error("the image is corrupt: {0}")]
     Corrupt(String),
+}
+
+/// A size for people: `32.0 MiB (33554432 bytes)`, so a refusal can be compared with
+/// what a file manager shows as well as with the configured limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const KIB: u64 = 1024;
+        const MIB: u64 = 1024 * KIB;
+        const GIB: u64 = 1024 * MIB;
+        let bytes = self.0;
+        let (unit, name) = match bytes {
+            b if b >= GIB => (GIB, "GiB"),
+            b if b >= MIB => (MIB, "MiB"),
+            b if b >= KIB => (KIB, "KiB"),
+            _ => return write!(f, "{bytes} bytes"),
+        };
+        write!(
+            f,
+            "{:.1} {name} ({bytes} bytes)",
+            bytes as f64 / unit as f64
+        )
+    }
 }
 
 impl InputError {
@@ -134,5 +159,36 @@ impl TransformError {
             format,
             reason: err.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_in_the_largest_whole_unit_with_the_exact_count() {
+        assert_eq!(ByteSize(512).to_string(), "512 bytes");
+        assert_eq!(ByteSize(1536).to_string(), "1.5 KiB (1536 bytes)");
+        assert_eq!(
+            ByteSize(32 * 1024 * 1024).to_string(),
+            "32.0 MiB (33554432 bytes)"
+        );
+        assert_eq!(
+            ByteSize(5 * 1024 * 1024 * 1024).to_string(),
+            "5.0 GiB (5368709120 bytes)"
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_byte_limit_says_both_sizes() {
+        let error = InputError::TooManyBytes {
+            bytes: 40 * 1024 * 1024,
+            limit: 32 * 1024 * 1024,
+        };
+        assert_eq!(
+            error.to_string(),
+            "the file is 40.0 MiB (41943040 bytes); the limit is 32.0 MiB (33554432 bytes)"
+        );
     }
 }
