@@ -115,7 +115,7 @@ impl App {
         let metrics = Arc::new(Metrics::new(metric_sources.clone()));
         let mut webhooks = None;
         let engine = if mode.runs_engine() {
-            let dispatcher = Arc::new(WebhookDispatcher::start(
+            let dispatcher = Arc::new(WebhookDispatcher::new(
                 backends.metadata.clone(),
                 WebhookSender::new(config.webhooks.clone()),
                 metrics.clone(),
@@ -227,6 +227,10 @@ impl App {
             auth = %gateway.verifier.describe(),
             "pixmill started"
         );
+        // Last, so a process that failed to start has taken no webhooks.
+        if let Some(webhooks) = &webhooks {
+            webhooks.start();
+        }
         Ok(Self {
             mode,
             addr,

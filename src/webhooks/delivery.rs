@@ -31,6 +31,11 @@ impl WebhookSender {
         Self { config }
     }
 
+    /// A secret is set, so webhooks can be signed (and uploads may name targets).
+    pub fn enabled(&self) -> bool {
+        !self.config.secret.is_empty()
+    }
+
     /// Attempts per webhook, the first included.
     pub fn max_attempts(&self) -> u32 {
         self.config.max_attempts.max(1)
@@ -52,7 +57,7 @@ impl WebhookSender {
 
     /// One attempt to deliver `body` to `target`.
     pub async fn send(&self, target: &CallbackUrl, body: Bytes) -> Attempt {
-        if self.config.secret.is_empty() {
+        if !self.enabled() {
             // Uploads naming a target are refused without a secret, so this is a target
             // recorded before the secret was removed: an unsigned POST would be forgeable.
             return Attempt::Permanent("webhooks.secret is not set".to_owned());

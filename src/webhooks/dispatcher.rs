@@ -7,7 +7,8 @@
 //! mid-attempt, or dies, leaves the webhook held until its hold runs out, and then any
 //! worker (this one after a restart) takes it again. So a webhook is delivered at least
 //! once; a receiver may see one twice (a worker that died after the POST but before the
-//! settle) and should treat a repeat of an image's final status as one event.
+//! settle, or a settle that failed) and should treat a repeat of an image's final status as
+//! one event.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,8 +37,10 @@ const CONCURRENT_DELIVERIES: u32 = 32;
 const POLL: Duration = Duration::from_secs(1);
 
 /// How long a taken webhook stays held beyond one attempt's longest run: past it, the
-/// sender is presumed dead and another may take the webhook.
-const HOLD_MARGIN: Duration = Duration::from_secs(30);
+/// sender is presumed dead and another may take the webhook. It covers the take and the
+/// settle around the attempt, each of which a slow database may stretch to some 17 s
+/// (PostgreSQL's pool wait, reuse check and query timeout).
+const HOLD_MARGIN: Duration = Duration::from_secs(60);
 
 /// How long a stopping process waits for the attempts in flight to end and be settled.
 /// Those still running then are cut off; their holds run out and they are sent again.
@@ -63,8 +66,9 @@ struct Shared {
 }
 
 impl WebhookDispatcher {
-    /// Starts the loop that reads the outbox.
-    pub fn start(
+    /// A dispatcher that takes nothing until [`Self::start`]: a process starts it once
+    /// everything else has started, so one that fails to start holds no webhooks.
+    pub fn new(
         metadata: Arc<dyn MetadataStore>,
         sender: WebhookSender,
         metrics: Arc<Metrics>,
@@ -77,18 +81,25 @@ impl WebhookDispatcher {
             wake: Notify::new(),
             backlog: AtomicBool::new(false),
         });
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(shared.clone(), stop.clone()));
         Self {
             shared,
-            stop,
-            task: Mutex::new(Some(task)),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
         }
     }
 
-    /// Reads the outbox now rather than at the next poll: a job just ended here.
+    /// Starts the loop that reads the outbox.
+    pub fn start(&self) {
+        let task = tokio::spawn(run(self.shared.clone(), self.stop.clone()));
+        *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+    }
+
+    /// Reads the outbox now rather than at the next poll: a job just ended here. Without a
+    /// secret no upload can name a target, so there is nothing new to read.
     pub fn wake(&self) {
-        self.shared.wake.notify_one();
+        if self.shared.sender.enabled() {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Stops taking webhooks, then waits up to [`STOP_GRACE`] for the attempts in flight.
@@ -112,10 +123,22 @@ impl WebhookDispatcher {
     }
 }
 
+impl Drop for WebhookDispatcher {
+    /// A dispatcher dropped without [`Self::stop`] (a process that failed to start) ends
+    /// its loop; attempts in flight run on until the runtime ends.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
+        if stop.is_cancelled() {
+            return;
+        }
         take_and_send(&shared).await;
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
@@ -125,14 +148,22 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
 
 /// Takes as many due webhooks as there are free slots and sends each in a task.
 async fn take_and_send(shared: &Arc<Shared>) {
-    let free = shared.slots.available_permits() as u32;
-    if free == 0 {
+    // Only this loop takes slots, so all the free ones can be had; those no webhook needs
+    // are released when `slots` drops.
+    let free = shared.slots.available_permits();
+    let taken = match free {
+        0 => None,
+        n => shared.slots.clone().try_acquire_many_owned(n as u32).ok(),
+    };
+    let Some(mut slots) = taken else {
+        // None free: a delivery that ends wakes the loop.
+        shared.backlog.store(true, Ordering::Relaxed);
         return;
-    }
+    };
     let hold = shared.sender.attempt_timeout() + HOLD_MARGIN;
     let due = match shared
         .metadata
-        .take_due_webhooks(Utc::now(), hold, free)
+        .take_due_webhooks(Utc::now(), hold, free as u32)
         .await
     {
         Ok(due) => due,
@@ -142,14 +173,12 @@ async fn take_and_send(shared: &Arc<Shared>) {
             return;
         }
     };
-    shared
-        .backlog
-        .store(due.len() as u32 == free, Ordering::Relaxed);
+    shared.backlog.store(due.len() == free, Ordering::Relaxed);
     for webhook in due {
-        // Only this loop takes slots, and it asked for no more webhooks than were free.
-        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
-            release(shared, &webhook).await;
-            continue;
+        // The store returns at most `free` webhooks, one slot each (one beyond them would
+        // stay held, and be sent when its hold runs out).
+        let Some(slot) = slots.split(1) else {
+            break;
         };
         let span = tracing::info_span!(
             "webhook",
@@ -174,8 +203,8 @@ async fn attempt_and_settle(shared: &Shared, webhook: DueWebhook) {
     let sender = &shared.sender;
     let attempt = webhook.attempt;
     let outcome = if attempt > sender.max_attempts() {
-        // Earlier attempts were cut off by senders that stopped or died.
-        Attempt::Permanent("no attempts left".to_owned())
+        // Earlier attempts were cut off by senders that stopped or died: give up.
+        Attempt::Transient("no attempts left: earlier ones were cut off".to_owned())
     } else {
         match webhook
             .record
@@ -225,19 +254,6 @@ async fn attempt_and_settle(shared: &Shared, webhook: DueWebhook) {
             shared.metrics.backend_error(&error);
             tracing::warn!(error = %error, "could not settle the webhook; it is sent again when its hold runs out");
         }
-    }
-}
-
-/// Hands a taken webhook back, due now, without an attempt (should not happen: see the
-/// caller).
-async fn release(shared: &Shared, webhook: &DueWebhook) {
-    let id = webhook.record.id;
-    if let Err(error) = shared
-        .metadata
-        .settle_webhook(id, webhook.held_until, Some(Utc::now()))
-        .await
-    {
-        tracing::warn!(image_id = %id, error = %error, "could not hand a webhook back; it waits for its hold to run out");
     }
 }
 

@@ -725,6 +725,7 @@ pub async fn an_ended_job_with_a_target_is_due_for_its_webhook(store: Store) {
 pub async fn a_settled_webhook_is_done_or_due_again(store: Store) {
     let delivered = finished(&store, true, true).await;
     let retried = finished(&store, true, true).await;
+    let deleted = finished(&store, true, true).await;
     let taken = take_webhooks(&store, now()).await;
     let hold_of = |id: ImageId| taken.iter().find(|w| w.record.id == id).unwrap().held_until;
     let retry_at = now() + secs(30);
@@ -735,6 +736,11 @@ pub async fn a_settled_webhook_is_done_or_due_again(store: Store) {
         .unwrap());
     assert!(store
         .settle_webhook(retried.id, hold_of(retried.id), Some(retry_at))
+        .await
+        .unwrap());
+    store.delete(&deleted.owner, deleted.id).await.unwrap();
+    assert!(!store
+        .settle_webhook(deleted.id, hold_of(deleted.id), Some(retry_at))
         .await
         .unwrap());
 

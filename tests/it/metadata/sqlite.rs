@@ -91,3 +91,56 @@ async fn the_file_is_in_wal_mode() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// A data directory from before the webhook outbox (schema version 2) opens, keeps its
+/// images, and does not send webhooks again for jobs that ended before the upgrade.
+#[tokio::test]
+async fn a_file_from_before_the_webhook_outbox_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pixmill.db");
+    let owner = Owner::parse("early-adopter").unwrap();
+    let old_id = ImageId::new();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../../../sql/sqlite/1_create_images.sql"))
+            .unwrap();
+        conn.execute_batch(include_str!("../../../sql/sqlite/2_add_callback_url.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        let original = serde_json::to_string(&upload(&owner).original).unwrap();
+        let spec = serde_json::to_string(&upload(&owner).spec).unwrap();
+        conn.execute(
+            "INSERT INTO images (id, owner, status, spec, original, attempts, created_at, \
+                 updated_at, callback_url) \
+             VALUES (?1, ?2, 'COMPLETED', ?3, ?4, 1, 1, 1, 'https://hooks.example/old')",
+            rusqlite::params![old_id.to_string(), owner.as_str(), spec, original],
+        )
+        .unwrap();
+    }
+
+    let store = SqliteStore::open(&path).unwrap();
+
+    let old = store.get(&owner, old_id).await.unwrap().expect("kept");
+    assert_eq!(old.status, Status::Completed);
+    let far_future = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    let hold = Duration::from_secs(60);
+    let due = store.take_due_webhooks(far_future, hold, 10).await.unwrap();
+    assert!(
+        due.is_empty(),
+        "an old job's webhook was sent again: {due:?}"
+    );
+    let mut image = upload(&owner);
+    image.callback_url = Some("https://hooks.example/new".to_owned());
+    image.idempotency_key = None;
+    store.insert(&image).await.unwrap().unwrap();
+    let Claim::Claimed(job) = store.claim(image.id, hold, 3).await.unwrap() else {
+        panic!("not claimed");
+    };
+    let done = Completion { variants: vec![] };
+    assert!(store.complete(image.id, job.attempt, &done).await.unwrap());
+    let due = store.take_due_webhooks(far_future, hold, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|w| w.record.id).collect::<Vec<_>>(),
+        vec![image.id]
+    );
+}
