@@ -73,10 +73,10 @@ pub struct EngineConfig {
     /// How long shutdown waits for in-flight jobs before handing them back to the queue.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// How often the sweeper looks for originals that no image refers to.
+    /// How often the sweeper looks for originals and results that no image refers to.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
-    /// How old an original without an image must be before the sweeper removes it. Must
+    /// How old an object without an image must be before the sweeper removes it. Must
     /// exceed the longest upload (the gateway's request timeout), or an upload between
     /// storing its original and committing its row could lose the original.
     #[serde(with = "humantime_serde")]

@@ -1,22 +1,25 @@
-//! The orphan sweeper: removes originals that no image refers to.
+//! The orphan sweeper: removes stored objects that no image refers to.
 //!
 //! An upload stores its original before it commits its row (so a row never points at a
 //! missing object). An upload that dies in between (a gateway crash, a failed commit whose
-//! clean-up failed too) leaves an original behind that nothing will ever read; so does a
-//! delete whose object removal failed. Every `sweep_interval` the sweeper lists `raw-images`
-//! page by page and removes each original older than `orphan_age` whose image has no row.
+//! clean-up failed too) leaves an original behind that nothing will ever read; a delete
+//! whose object removals failed halfway leaves the original, the renditions or both (and
+//! an owner who deleted an image expects its pixels gone). Every `sweep_interval` the
+//! sweeper lists `raw-images`, then `processed-images`, page by page, and removes each
+//! object older than `orphan_age` whose image has no row.
 //!
-//! Known limits: each sweep lists the whole bucket and looks every id up, so its cost grows
-//! with the number of images (one list request and one query per thousand); every engine
-//! sweeps, so several workers repeat each other's work (harmlessly: removal is idempotent).
-//! Keys not made by [`ObjectKey::original`] are left alone, and `processed-images` is not
-//! swept: a rendition outlives its image only when a delete failed halfway.
+//! Known limits: each sweep lists both buckets whole and looks every id up, so its cost
+//! grows with the number of images (one list request and one query per thousand objects);
+//! every engine sweeps, so several workers repeat each other's work (harmlessly: removal is
+//! idempotent). Keys pixmill does not make ([`ObjectKey::original`], and the persister's
+//! `<id>/<variant>.<ext>`) are left alone.
 
 use std::collections::HashSet;
 
 use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use crate::ids::ImageId;
 use crate::ports::{BackendError, Bucket, ObjectKey};
 use crate::stages::{StageArgs, StageContext};
 use crate::stats::ActorState;
@@ -55,10 +58,10 @@ impl Actor for Sweeper {
             return Ok(());
         }
         match sweep(&args.ctx).await {
-            Ok(0) => tracing::debug!("no orphaned originals"),
+            Ok(0) => tracing::debug!("no orphaned objects"),
             Ok(removed) => {
                 args.stats.job_done();
-                tracing::info!(removed, "removed orphaned originals");
+                tracing::info!(removed, "removed orphaned objects");
             }
             Err(error) => {
                 args.stats.job_failed();
@@ -72,18 +75,27 @@ impl Actor for Sweeper {
     }
 }
 
-/// One pass over `raw-images`; returns how many originals it removed.
+/// One pass over both buckets; returns how many objects it removed.
 async fn sweep(ctx: &StageContext) -> Result<usize, BackendError> {
+    let originals = sweep_bucket(ctx, Bucket::Raw, ObjectKey::original_of).await?;
+    let renditions = sweep_bucket(ctx, Bucket::Processed, ObjectKey::rendition_of).await?;
+    Ok(originals + renditions)
+}
+
+/// One pass over `bucket`, whose keys name their image through `image_of`; returns how
+/// many objects it removed.
+async fn sweep_bucket(
+    ctx: &StageContext,
+    bucket: Bucket,
+    image_of: fn(&ObjectKey) -> Option<ImageId>,
+) -> Result<usize, BackendError> {
     let ports = &ctx.ports;
     let cutoff = Utc::now()
         - chrono::Duration::from_std(ctx.config.orphan_age).unwrap_or(chrono::Duration::MAX);
     let mut after: Option<ObjectKey> = None;
     let mut removed = 0;
     while !ctx.shutdown.is_cancelled() {
-        let page = ports
-            .objects
-            .list(Bucket::Raw, after.as_ref(), PAGE)
-            .await?;
+        let page = ports.objects.list(bucket, after.as_ref(), PAGE).await?;
         // Only an empty page ends the listing: a store may return fewer than asked for
         // (it leaves out keys that are not pixmill's) with more to come.
         let Some(last) = page.last() else { break };
@@ -92,14 +104,14 @@ async fn sweep(ctx: &StageContext) -> Result<usize, BackendError> {
         let old: Vec<_> = page
             .into_iter()
             .filter(|object| object.modified < cutoff)
-            .filter_map(|object| Some((object.key.original_of()?, object.key)))
+            .filter_map(|object| Some((image_of(&object.key)?, object.key)))
             .collect();
         if !old.is_empty() {
             let ids: Vec<_> = old.iter().map(|(id, _)| *id).collect();
             let known: HashSet<_> = ports.metadata.existing(&ids).await?.into_iter().collect();
             for (id, key) in old.into_iter().filter(|(id, _)| !known.contains(id)) {
-                ports.objects.delete(Bucket::Raw, &key).await?;
-                tracing::info!(image_id = %id, key = %key, "removed an original no image refers to");
+                ports.objects.delete(bucket, &key).await?;
+                tracing::info!(image_id = %id, bucket = %bucket, key = %key, "removed an object no image refers to");
                 removed += 1;
             }
         }

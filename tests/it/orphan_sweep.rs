@@ -1,5 +1,5 @@
-//! The orphan sweeper, through a standalone process: originals that no image refers to go,
-//! everything else stays.
+//! The orphan sweeper, through a standalone process: originals and renditions that no image
+//! refers to go, everything else stays.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -16,7 +16,8 @@ const AN_HOUR_AGO: Duration = Duration::from_secs(3600);
 /// Writes `path` (or keeps it) and dates it `age` back, as if it had been stored then.
 fn age(path: &Path, age: Duration) {
     if !path.exists() {
-        std::fs::write(path, b"an original whose upload died").unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"an object whose image is gone").unwrap();
     }
     let file = std::fs::File::options().write(true).open(path).unwrap();
     file.set_modified(SystemTime::now() - age).unwrap();
@@ -35,7 +36,7 @@ async fn wait_until_gone(path: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_old_originals_without_an_image_are_swept() {
+async fn only_old_objects_without_an_image_are_swept() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = standalone_config(dir.path());
     config.engine.sweep_interval = Duration::from_millis(100);
@@ -62,8 +63,18 @@ async fn only_old_originals_without_an_image_are_swept() {
     age(&old_orphan, AN_HOUR_AGO);
     age(&fresh_orphan, Duration::ZERO);
     age(&not_an_original, AN_HOUR_AGO);
+    let processed = dir.path().join("objects").join("processed-images");
+    let kept_rendition = processed.join(&id).join("main.jpg");
+    let old_rendition = processed
+        .join(ImageId::new().to_string())
+        .join("thumbnail.webp");
+    assert!(kept_rendition.exists(), "the layout of results changed");
+    age(&kept_rendition, AN_HOUR_AGO);
+    age(&old_rendition, AN_HOUR_AGO);
 
     wait_until_gone(&old_orphan).await;
+    // A delete that failed halfway left this one: the image's pixels must still go.
+    wait_until_gone(&old_rendition).await;
 
     // The pass that removed the old orphan saw the others too: it kept them.
     assert!(
@@ -81,6 +92,14 @@ async fn only_old_originals_without_an_image_are_swept() {
         original.status().as_u16(),
         200,
         "an image's own original is kept"
+    );
+    let result = app
+        .download(&token, &format!("/v1/images/{id}/processed"))
+        .await;
+    assert_eq!(
+        result.status().as_u16(),
+        200,
+        "an image's own result is kept"
     );
     app.stop().await;
 }

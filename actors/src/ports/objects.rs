@@ -74,6 +74,20 @@ impl ObjectKey {
         stem.parse().ok()
     }
 
+    /// The image whose rendition this is, for a key of `processed-images` as the persister
+    /// makes them (`<image id>/<variant>.<extension>`); `None` for any other key.
+    pub fn rendition_of(&self) -> Option<ImageId> {
+        let (id, file) = self.0.split_once('/')?;
+        if file.contains('/') {
+            return None;
+        }
+        let (variant, extension) = file.split_once('.')?;
+        if variant.is_empty() || extension.is_empty() || extension.contains(['.', '/']) {
+            return None;
+        }
+        id.parse().ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -204,6 +218,28 @@ mod tests {
         ] {
             assert_eq!(
                 ObjectKey::parse(other.clone()).unwrap().original_of(),
+                None,
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rendition_key_names_its_image_and_nothing_else_does() {
+        let id = ImageId::new();
+        let key = ObjectKey::parse(format!("{id}/thumbnail.webp")).unwrap();
+
+        assert_eq!(key.rendition_of(), Some(id));
+        assert_eq!(key.original_of(), None);
+        for other in [
+            format!("{id}.png"),
+            format!("{id}/main"),
+            format!("{id}/main.tar.gz"),
+            format!("{id}/x/main.png"),
+            "x/main.png".into(),
+        ] {
+            assert_eq!(
+                ObjectKey::parse(other.clone()).unwrap().rendition_of(),
                 None,
                 "{other}"
             );
