@@ -32,16 +32,33 @@ pub trait RateLimiter: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
+/// What the status cache holds for an image.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cached {
+    /// Nothing: read the metadata store.
+    Unknown,
+    /// Its final document, which never changes again (but for a delete).
+    Final(Box<ImageRecord>),
+    /// It was deleted.
+    Deleted,
+}
+
 /// A cache of status documents, keyed by image id: filled when the gateway reads a final
-/// (`COMPLETED`, `FAILED`) document from the store, dropped when the image is deleted.
-/// Entries carry the owner, so the caller still checks ownership on a hit.
+/// (`COMPLETED`, `FAILED`) document from the store, marked deleted when the image is.
+/// Entries carry the owner, so the caller still checks ownership on a hit. Every entry
+/// lives for the cache's TTL.
 #[async_trait]
 pub trait StatusCache: Send + Sync + 'static {
-    async fn get(&self, id: ImageId) -> Result<Option<ImageRecord>, BackendError>;
+    async fn get(&self, id: ImageId) -> Result<Cached, BackendError>;
 
+    /// Stores a final document, unless the cache holds an entry for the image already. A
+    /// final document never changes, so the one there is as good; and when the entry is
+    /// the mark of a delete, a read that fetched the row just before the delete cannot put
+    /// the image back.
     async fn put(&self, record: &ImageRecord) -> Result<(), BackendError>;
 
-    async fn invalidate(&self, id: ImageId) -> Result<(), BackendError>;
+    /// Replaces whatever is cached for the image with the mark that it was deleted.
+    async fn mark_deleted(&self, id: ImageId) -> Result<(), BackendError>;
 
     async fn ping(&self) -> Result<(), BackendError>;
 

@@ -31,7 +31,7 @@ pub use watchers::Watchers;
 use crate::api::errors::ApiError;
 use crate::auth::roles::RoleRequirement;
 use crate::auth::{Principal, TokenVerifier};
-use crate::fastpath::{RateLimiter, StatusCache};
+use crate::fastpath::{Cached, RateLimiter, StatusCache};
 use crate::metrics::Metrics;
 use crate::webhooks::WebhookPolicy;
 
@@ -87,7 +87,8 @@ impl Gateway {
     pub async fn image(&self, who: &Principal, raw_id: &str) -> Result<ImageRecord, ApiError> {
         let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
         match self.cache.get(id).await {
-            Ok(Some(record)) if record.owner == who.owner => return Ok(record),
+            Ok(Cached::Final(record)) if record.owner == who.owner => return Ok(*record),
+            Ok(Cached::Deleted) => return Err(ApiError::image_not_found()),
             Ok(_) => {}
             Err(error) => {
                 crate::metrics::note_backend_error(&error);
@@ -129,11 +130,9 @@ impl Gateway {
     }
 
     /// Removes the record first (so the image is gone for the owner at once), then its
-    /// objects. An object left behind by a failed removal is logged; nothing serves it.
-    ///
-    /// Known limit: a status read that fetched the row just before the delete can refill the
-    /// status cache after the delete invalidated it; the deleted image's status document is
-    /// then served until that entry expires (five minutes), while its downloads answer 404.
+    /// objects. An object left behind by a failed removal is logged, and removed later by
+    /// the sweeper; nothing serves it. The status cache keeps a mark of the delete, which a
+    /// status read that fetched the row just before it cannot overwrite.
     pub async fn delete(&self, who: &Principal, raw_id: &str) -> Result<(), ApiError> {
         let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
         let record = self
@@ -142,8 +141,8 @@ impl Gateway {
             .await
             .map_err(|e| ApiError::backend(&e))?
             .ok_or_else(ApiError::image_not_found)?;
-        if let Err(error) = self.cache.invalidate(id).await {
-            tracing::warn!(image_id = %id, error = %error, "could not invalidate the status cache");
+        if let Err(error) = self.cache.mark_deleted(id).await {
+            tracing::warn!(image_id = %id, error = %error, "could not mark the image deleted in the status cache");
         }
         let keys = std::iter::once((Bucket::Raw, record.original.key.clone())).chain(
             record

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use pixmill_actors::ports::BackendError;
 use pixmill_actors::{ImageId, ImageRecord, Owner};
 
-use crate::fastpath::{RateDecision, RateLimiter, StatusCache};
+use crate::fastpath::{Cached, RateDecision, RateLimiter, StatusCache};
 
 /// A per-owner upload limit: at most `uploads` uploads in any `window` (a sliding
 /// window). Shared by the in-process and the Redis limiter. `uploads = 0` refuses every
@@ -115,8 +115,11 @@ impl RateLimiter for MemoryRateLimiter {
 pub struct MemoryStatusCache {
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<ImageId, (ImageRecord, Instant)>>,
+    /// Per image: its final document, or `None` for the mark of a delete; and the expiry.
+    entries: Mutex<HashMap<ImageId, (Option<ImageRecord>, Instant)>>,
 }
+
+type Entries = HashMap<ImageId, (Option<ImageRecord>, Instant)>;
 
 impl MemoryStatusCache {
     /// A cache holding at most `capacity` records (at least one), each for at most `ttl`.
@@ -128,7 +131,7 @@ impl MemoryStatusCache {
         }
     }
 
-    fn make_room(entries: &mut HashMap<ImageId, (ImageRecord, Instant)>, now: Instant) {
+    fn make_room(entries: &mut Entries, now: Instant) {
         entries.retain(|_, (_, expires)| *expires > now);
         let soonest = entries
             .iter()
@@ -138,35 +141,47 @@ impl MemoryStatusCache {
             entries.remove(&id);
         }
     }
+
+    /// Stores `entry` for `id`; with `replace` false, only where no live entry is.
+    fn store(&self, id: ImageId, entry: Option<ImageRecord>, replace: bool) {
+        let mut entries = lock(&self.entries);
+        let now = Instant::now();
+        let live = entries.get(&id).is_some_and(|(_, expires)| *expires > now);
+        if live && !replace {
+            return;
+        }
+        if entries.len() >= self.capacity && !entries.contains_key(&id) {
+            Self::make_room(&mut entries, now);
+        }
+        entries.insert(id, (entry, now + self.ttl));
+    }
 }
 
 #[async_trait]
 impl StatusCache for MemoryStatusCache {
-    async fn get(&self, id: ImageId) -> Result<Option<ImageRecord>, BackendError> {
+    async fn get(&self, id: ImageId) -> Result<Cached, BackendError> {
         let mut entries = lock(&self.entries);
         let now = Instant::now();
         match entries.get(&id) {
-            Some((record, expires)) if *expires > now => Ok(Some(record.clone())),
+            Some((Some(record), expires)) if *expires > now => {
+                Ok(Cached::Final(Box::new(record.clone())))
+            }
+            Some((None, expires)) if *expires > now => Ok(Cached::Deleted),
             Some(_) => {
                 entries.remove(&id);
-                Ok(None)
+                Ok(Cached::Unknown)
             }
-            None => Ok(None),
+            None => Ok(Cached::Unknown),
         }
     }
 
     async fn put(&self, record: &ImageRecord) -> Result<(), BackendError> {
-        let mut entries = lock(&self.entries);
-        let now = Instant::now();
-        if entries.len() >= self.capacity && !entries.contains_key(&record.id) {
-            Self::make_room(&mut entries, now);
-        }
-        entries.insert(record.id, (record.clone(), now + self.ttl));
+        self.store(record.id, Some(record.clone()), false);
         Ok(())
     }
 
-    async fn invalidate(&self, id: ImageId) -> Result<(), BackendError> {
-        lock(&self.entries).remove(&id);
+    async fn mark_deleted(&self, id: ImageId) -> Result<(), BackendError> {
+        self.store(id, None, true);
         Ok(())
     }
 
@@ -271,23 +286,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cache_hits_until_invalidated_and_stays_bounded() {
+    async fn cache_hits_until_deleted_and_stays_bounded() {
         let cache = MemoryStatusCache::new(Duration::from_secs(60), 1);
         let (first, second) = (record(), record());
 
         cache.put(&first).await.unwrap();
-        assert_eq!(cache.get(first.id).await.unwrap(), Some(first.clone()));
-        cache.invalidate(first.id).await.unwrap();
-        assert_eq!(cache.get(first.id).await.unwrap(), None);
-
+        assert_eq!(
+            cache.get(first.id).await.unwrap(),
+            Cached::Final(Box::new(first.clone()))
+        );
+        cache.mark_deleted(first.id).await.unwrap();
+        assert_eq!(cache.get(first.id).await.unwrap(), Cached::Deleted);
+        // A read that fetched the row before the delete comes back late: still deleted.
         cache.put(&first).await.unwrap();
+        assert_eq!(cache.get(first.id).await.unwrap(), Cached::Deleted);
+
         cache.put(&second).await.unwrap();
         assert_eq!(
             cache.get(first.id).await.unwrap(),
-            None,
+            Cached::Unknown,
             "evicted at capacity"
         );
-        assert_eq!(cache.get(second.id).await.unwrap(), Some(second));
+        assert_eq!(
+            cache.get(second.id).await.unwrap(),
+            Cached::Final(Box::new(second))
+        );
     }
 
     #[tokio::test]
@@ -297,6 +320,6 @@ mod tests {
 
         cache.put(&entry).await.unwrap();
 
-        assert_eq!(cache.get(entry.id).await.unwrap(), None);
+        assert_eq!(cache.get(entry.id).await.unwrap(), Cached::Unknown);
     }
 }

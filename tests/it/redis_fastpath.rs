@@ -8,7 +8,7 @@ use bb8_redis::redis::{self, AsyncCommands};
 use chrono::Utc;
 use pixmill::backends::memory_fastpath::RateLimitConfig;
 use pixmill::backends::redis::{RedisConfig, RedisConnection, RedisRateLimiter, RedisStatusCache};
-use pixmill::fastpath::{RateDecision, RateLimiter, StatusCache};
+use pixmill::fastpath::{Cached, RateDecision, RateLimiter, StatusCache};
 use pixmill_actors::ports::ErrorKind;
 use pixmill_actors::{
     ImageFormat, ImageId, ImageRecord, JobSpec, OutputSpec, Owner, Pipeline, Status, StoredImage,
@@ -78,7 +78,7 @@ fn limit(uploads: u32) -> RateLimitConfig {
 }
 
 #[tokio::test]
-async fn cache_hits_misses_and_invalidates() {
+async fn cache_hits_misses_and_marks_deletes() {
     let prefix = unique_name("it") + ":";
     let Some(conn) = connect(&prefix).await else {
         return;
@@ -86,16 +86,25 @@ async fn cache_hits_misses_and_invalidates() {
     let cache = RedisStatusCache::new(conn, Duration::from_secs(30));
     let entry = record();
 
-    assert_eq!(cache.get(entry.id).await.unwrap(), None);
+    assert_eq!(cache.get(entry.id).await.unwrap(), Cached::Unknown);
     cache.put(&entry).await.unwrap();
-    assert_eq!(cache.get(entry.id).await.unwrap(), Some(entry.clone()));
+    assert_eq!(
+        cache.get(entry.id).await.unwrap(),
+        Cached::Final(Box::new(entry.clone()))
+    );
 
     let key = format!("{prefix}status:{}", entry.id);
     let ttl_ms: i64 = raw().await.pttl(&key).await.unwrap();
     assert!(ttl_ms > 0 && ttl_ms <= 30_000, "entry TTL {ttl_ms} ms");
 
-    cache.invalidate(entry.id).await.unwrap();
-    assert_eq!(cache.get(entry.id).await.unwrap(), None);
+    cache.mark_deleted(entry.id).await.unwrap();
+    assert_eq!(cache.get(entry.id).await.unwrap(), Cached::Deleted);
+    // A read that fetched the row before the delete comes back late: still deleted, and
+    // the mark keeps its own expiry.
+    cache.put(&entry).await.unwrap();
+    assert_eq!(cache.get(entry.id).await.unwrap(), Cached::Deleted);
+    let ttl_ms: i64 = raw().await.pttl(&key).await.unwrap();
+    assert!(ttl_ms > 0 && ttl_ms <= 30_000, "mark TTL {ttl_ms} ms");
 }
 
 #[tokio::test]
@@ -109,7 +118,7 @@ async fn an_undecodable_entry_is_a_miss() {
     let key = format!("{prefix}status:{id}");
     let _: () = raw().await.set_ex(&key, "{not json", 30).await.unwrap();
 
-    assert_eq!(cache.get(id).await.unwrap(), None);
+    assert_eq!(cache.get(id).await.unwrap(), Cached::Unknown);
 }
 
 #[tokio::test]

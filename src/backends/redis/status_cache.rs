@@ -1,5 +1,6 @@
 //! The status cache in Redis: one JSON document per image, stored when a gateway reads a
-//! final status from the metadata store and expiring after a TTL.
+//! final status from the metadata store, or the mark of its delete; each expires after a
+//! TTL.
 
 use std::time::Duration;
 
@@ -9,7 +10,10 @@ use pixmill_actors::ports::BackendError;
 use pixmill_actors::{ImageId, ImageRecord};
 
 use super::RedisConnection;
-use crate::fastpath::StatusCache;
+use crate::fastpath::{Cached, StatusCache};
+
+/// The value that marks a deleted image (a document is a JSON object, never this).
+const DELETED: &str = "deleted";
 
 /// A [`StatusCache`] in Redis, keyed `{prefix}status:{image id}`.
 ///
@@ -32,21 +36,28 @@ impl RedisStatusCache {
     fn key(&self, id: ImageId) -> String {
         self.conn.key(&["status", &id.to_string()])
     }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 #[async_trait]
 impl StatusCache for RedisStatusCache {
-    async fn get(&self, id: ImageId) -> Result<Option<ImageRecord>, BackendError> {
+    async fn get(&self, id: ImageId) -> Result<Cached, BackendError> {
         let mut command = redis::cmd("GET");
         command.arg(self.key(id));
         let Some(text): Option<String> = self.conn.query(&command).await? else {
-            return Ok(None);
+            return Ok(Cached::Unknown);
         };
+        if text == DELETED {
+            return Ok(Cached::Deleted);
+        }
         match serde_json::from_str(&text) {
-            Ok(record) => Ok(Some(record)),
+            Ok(record) => Ok(Cached::Final(Box::new(record))),
             Err(error) => {
                 tracing::warn!(image_id = %id, %error, "undecodable status cache entry");
-                Ok(None)
+                Ok(Cached::Unknown)
             }
         }
     }
@@ -54,19 +65,24 @@ impl StatusCache for RedisStatusCache {
     async fn put(&self, record: &ImageRecord) -> Result<(), BackendError> {
         let text =
             serde_json::to_string(record).map_err(|e| BackendError::internal(super::BACKEND, e))?;
-        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        // NX: an entry there already (the same document, or the mark of a delete) stays.
         let mut command = redis::cmd("SET");
         command
             .arg(self.key(record.id))
             .arg(text)
             .arg("PX")
-            .arg(ttl_ms);
+            .arg(self.ttl_ms())
+            .arg("NX");
         self.conn.query::<()>(&command).await
     }
 
-    async fn invalidate(&self, id: ImageId) -> Result<(), BackendError> {
-        let mut command = redis::cmd("DEL");
-        command.arg(self.key(id));
+    async fn mark_deleted(&self, id: ImageId) -> Result<(), BackendError> {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.key(id))
+            .arg(DELETED)
+            .arg("PX")
+            .arg(self.ttl_ms());
         self.conn.query::<()>(&command).await
     }
 

@@ -204,8 +204,10 @@ async fn completed_statuses_are_served_from_redis_until_deleted() {
     assert_eq!(status, 404);
 
     assert_eq!(app.delete_image(&token, &id).await, 204);
-    let exists: bool = redis.exists(&key).await.expect("EXISTS");
-    assert!(!exists, "DELETE left the cached status");
+    let left: String = redis.get(&key).await.expect("the delete's mark");
+    assert_eq!(left, "deleted", "DELETE left the cached status");
+    let ttl: i64 = redis.pttl(&key).await.expect("PTTL");
+    assert!(ttl > 0, "a delete's mark without expiry ({ttl})");
     let (status, body) = app.get_json(&token, &format!("/v1/images/{id}")).await;
     assert_eq!(
         (status, body["code"].as_str()),
