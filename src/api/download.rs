@@ -2,41 +2,108 @@
 //! second-guessing it: the exact `Content-Type`, `nosniff`, and a sandboxing
 //! `Content-Security-Policy`, so even an original with HTML or script appended to its image
 //! data (a polyglot) is never run as a page when opened from pixmill's origin.
+//!
+//! Every file's entity tag is its SHA-256 (kept with the image's record), so a client or
+//! cache that sends it back in `If-None-Match` gets `304 Not Modified` without the object
+//! store being read at all. A stored file never changes under its tag: a repeated render
+//! writes the same bytes.
 
 use pixmill_actors::ports::ObjectStream;
 use pixmill_actors::ImageFormat;
-use poem::http::header;
+use poem::http::{header, StatusCode};
 use poem::{Body, IntoResponse, Response};
 use poem_openapi::registry::{
     MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
 };
 use poem_openapi::ApiResponse;
 
+const ETAG_HEADER: &str = "ETag";
+const ETAG_DESCRIPTION: &str =
+    "The file's SHA-256 in quotes; send it back in `If-None-Match` to be answered `304`.";
+
 /// No scripts, no subresources, a unique origin: what a document served as an image gets.
 const SANDBOX: &str = "default-src 'none'; sandbox";
+
+/// Who may keep a downloaded file, and for how long: only the caller's own caches (the
+/// request carried a token), for an hour.
+const CACHE_CONTROL: &str = "private, max-age=3600";
+
+/// The answer to a download: the file, or `304` when the caller has it already.
+pub enum ImageDownload {
+    File(ImageBytes),
+    NotModified { etag: String },
+}
+
+impl ImageDownload {
+    /// `NotModified` when `if_none_match` names the file of digest `sha256`; otherwise the
+    /// file, opened by `open` (only then is the object store read).
+    pub async fn answer<F>(
+        if_none_match: Option<&str>,
+        sha256: &str,
+        open: F,
+    ) -> Result<Self, super::errors::ApiError>
+    where
+        F: std::future::Future<Output = Result<ImageBytes, super::errors::ApiError>>,
+    {
+        if names_tag(if_none_match, sha256) {
+            return Ok(Self::NotModified { etag: etag(sha256) });
+        }
+        open.await.map(Self::File)
+    }
+}
 
 /// The bytes of an image file.
 pub struct ImageBytes {
     pub stream: ObjectStream,
     pub format: ImageFormat,
     pub file_name: String,
+    /// The file's SHA-256, hex.
+    pub sha256: String,
 }
 
-impl IntoResponse for ImageBytes {
+/// A file's entity tag: its digest, quoted (a strong tag).
+fn etag(sha256: &str) -> String {
+    format!("\"{sha256}\"")
+}
+
+/// Whether an `If-None-Match` value names the file of digest `sha256`: `*`, or any tag in
+/// its list, weak or strong (`If-None-Match` compares weakly, RFC 9110 13.1.2).
+fn names_tag(if_none_match: Option<&str>, sha256: &str) -> bool {
+    let Some(value) = if_none_match else {
+        return false;
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"') == sha256)
+}
+
+impl IntoResponse for ImageDownload {
     fn into_response(self) -> Response {
+        let file = match self {
+            Self::NotModified { etag } => {
+                return Response::builder()
+                    .status(StatusCode::NOT_MODIFIED)
+                    .header(header::ETAG, etag)
+                    .header(header::CACHE_CONTROL, CACHE_CONTROL)
+                    .finish();
+            }
+            Self::File(file) => file,
+        };
         let mut builder = Response::builder()
-            .header(header::CONTENT_TYPE, self.format.mime())
+            .header(header::CONTENT_TYPE, file.format.mime())
             .header("X-Content-Type-Options", "nosniff")
             .header(header::CONTENT_SECURITY_POLICY, SANDBOX)
             .header(
                 header::CONTENT_DISPOSITION,
-                format!("inline; filename=\"{}\"", self.file_name),
+                format!("inline; filename=\"{}\"", file.file_name),
             )
-            .header(header::CACHE_CONTROL, "private, max-age=3600");
-        if let Some(length) = self.stream.length {
+            .header(header::ETAG, etag(&file.sha256))
+            .header(header::CACHE_CONTROL, CACHE_CONTROL);
+        if let Some(length) = file.stream.length {
             builder = builder.header(header::CONTENT_LENGTH, length);
         }
-        builder.body(Body::from_bytes_stream(self.stream.body))
+        builder.body(Body::from_bytes_stream(file.stream.body))
     }
 }
 
@@ -50,7 +117,7 @@ fn string_header(name: &str, description: &str) -> MetaHeader {
     }
 }
 
-impl ApiResponse for ImageBytes {
+impl ApiResponse for ImageDownload {
     fn meta() -> MetaResponses {
         let binary =
             || MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary")));
@@ -62,25 +129,60 @@ impl ApiResponse for ImageBytes {
             })
             .collect();
         MetaResponses {
-            responses: vec![MetaResponse {
-                description: "The image file, with its exact Content-Type.",
-                status: Some(200),
-                status_range: None,
-                content,
-                headers: vec![
-                    string_header("X-Content-Type-Options", "Always `nosniff`."),
-                    string_header(
-                        "Content-Security-Policy",
-                        "Always `default-src 'none'; sandbox`.",
-                    ),
-                    string_header(
-                        "Content-Disposition",
-                        "`inline` with a file name made from the image id.",
-                    ),
-                ],
-            }],
+            responses: vec![
+                MetaResponse {
+                    description: "The image file, with its exact Content-Type.",
+                    status: Some(200),
+                    status_range: None,
+                    content,
+                    headers: vec![
+                        string_header("X-Content-Type-Options", "Always `nosniff`."),
+                        string_header(
+                            "Content-Security-Policy",
+                            "Always `default-src 'none'; sandbox`.",
+                        ),
+                        string_header(
+                            "Content-Disposition",
+                            "`inline` with a file name made from the image id.",
+                        ),
+                        string_header(ETAG_HEADER, ETAG_DESCRIPTION),
+                    ],
+                },
+                MetaResponse {
+                    description:
+                        "The caller has this file already: `If-None-Match` named its `ETag`.",
+                    status: Some(304),
+                    status_range: None,
+                    content: Vec::new(),
+                    headers: vec![string_header(ETAG_HEADER, ETAG_DESCRIPTION)],
+                },
+            ],
         }
     }
 
     fn register(_registry: &mut Registry) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_tag;
+
+    const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn if_none_match_names_a_file_by_any_listed_tag_weak_or_strong() {
+        let quoted = format!("\"{SHA}\"");
+        for value in [
+            quoted.clone(),
+            format!("W/{quoted}"),
+            format!("\"other\", {quoted}"),
+            "*".to_owned(),
+        ] {
+            assert!(names_tag(Some(&value), SHA), "{value}");
+        }
+        for value in ["\"other\"", "", "W/\"9f86\""] {
+            assert!(!names_tag(Some(value), SHA), "{value}");
+        }
+        assert!(!names_tag(None, SHA));
+    }
 }

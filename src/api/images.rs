@@ -14,7 +14,7 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi};
 
-use super::download::ImageBytes;
+use super::download::{ImageBytes, ImageDownload};
 use super::errors::{error_responses, ApiError};
 use super::file_part::FilePart;
 use super::models::{ImageDocument, ImagePage, ImageStatusCode};
@@ -282,19 +282,21 @@ impl ImagesApi {
         gateway: Data<&Arc<Gateway>>,
         auth: BearerAuth,
         id: Path<String>,
-    ) -> Result<ImageBytes, ReadError> {
+        /// The `ETag` of a copy the caller has: answered `304` when it is this file's.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> Result<ImageDownload, ReadError> {
         let record = gateway.image(&auth.0, &id.0).await?;
-        let stream = gateway.open(Bucket::Raw, &record.original).await?;
-        let file_name = format!(
-            "{}-original.{}",
-            record.id,
-            record.original.format.extension()
-        );
-        Ok(ImageBytes {
-            stream,
-            format: record.original.format,
-            file_name,
-        })
+        let original = &record.original;
+        let open = async {
+            Ok(ImageBytes {
+                stream: gateway.open(Bucket::Raw, original).await?,
+                format: original.format,
+                file_name: format!("{}-original.{}", record.id, original.format.extension()),
+                sha256: original.sha256.clone(),
+            })
+        };
+        Ok(ImageDownload::answer(if_none_match.0.as_deref(), &original.sha256, open).await?)
     }
 
     /// Download the primary rendition; `404 not_processed` until the image is `COMPLETED`.
@@ -308,8 +310,11 @@ impl ImagesApi {
         gateway: Data<&Arc<Gateway>>,
         auth: BearerAuth,
         id: Path<String>,
-    ) -> Result<ImageBytes, ReadError> {
-        download_variant(&gateway, &auth, &id.0, None)
+        /// The `ETag` of a copy the caller has: answered `304` when it is this file's.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> Result<ImageDownload, ReadError> {
+        download_variant(&gateway, &auth, &id.0, None, if_none_match.0.as_deref())
             .await
             .map_err(Into::into)
     }
@@ -326,10 +331,19 @@ impl ImagesApi {
         auth: BearerAuth,
         id: Path<String>,
         name: Path<String>,
-    ) -> Result<ImageBytes, ReadError> {
-        download_variant(&gateway, &auth, &id.0, Some(&name.0))
-            .await
-            .map_err(Into::into)
+        /// The `ETag` of a copy the caller has: answered `304` when it is this file's.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> Result<ImageDownload, ReadError> {
+        download_variant(
+            &gateway,
+            &auth,
+            &id.0,
+            Some(&name.0),
+            if_none_match.0.as_deref(),
+        )
+        .await
+        .map_err(Into::into)
     }
 
     /// Delete an image: its record, its original and every rendition.
@@ -407,7 +421,8 @@ async fn download_variant(
     auth: &BearerAuth,
     id: &str,
     name: Option<&str>,
-) -> Result<ImageBytes, ApiError> {
+    if_none_match: Option<&str>,
+) -> Result<ImageDownload, ApiError> {
     let record = gateway.image(&auth.0, id).await?;
     if record.status != pixmill_actors::Status::Completed {
         let when = match record.status {
@@ -448,18 +463,21 @@ async fn download_variant(
             ),
         )
     })?;
-    let stream = gateway.open(Bucket::Processed, &variant.image).await?;
-    let file_name = format!(
-        "{}-{}.{}",
-        record.id,
-        variant.name,
-        variant.image.format.extension()
-    );
-    Ok(ImageBytes {
-        stream,
-        format: variant.image.format,
-        file_name,
-    })
+    let image = &variant.image;
+    let open = async {
+        Ok(ImageBytes {
+            stream: gateway.open(Bucket::Processed, image).await?,
+            format: image.format,
+            file_name: format!(
+                "{}-{}.{}",
+                record.id,
+                variant.name,
+                image.format.extension()
+            ),
+            sha256: image.sha256.clone(),
+        })
+    };
+    ImageDownload::answer(if_none_match, &image.sha256, open).await
 }
 
 /// The file's bytes, refused when above the limit. The body limit (`limits.max_bytes` plus

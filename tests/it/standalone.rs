@@ -9,6 +9,7 @@ use pixmill::app::{App, Mode, StartOptions};
 use pixmill_actors::faults::FaultPlan;
 use pixmill_actors::ImageRecord;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::support::tokens::{token_for, token_with_roles};
 use crate::support::{corpus, standalone_config, Standalone};
@@ -124,6 +125,68 @@ async fn photos_are_processed_end_to_end() {
             .expect("fixture")
             .as_slice()
     );
+    app.stop().await;
+}
+
+/// A download with `If-None-Match`: the status, the `ETag` header and the body's length.
+async fn download_if_none_match(
+    app: &Standalone,
+    token: &str,
+    url: &str,
+    tag: &str,
+) -> (u16, Option<String>, usize) {
+    let response = app
+        .http
+        .get(app.url(url))
+        .bearer_auth(token)
+        .header("If-None-Match", tag)
+        .send()
+        .await
+        .expect("download");
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.bytes().await.expect("body");
+    (status, etag, body.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_carry_their_digest_as_etag_and_answer_304_to_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("revalidator");
+    let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+    assert_eq!(status, 202, "{doc}");
+    let id = doc["id"].as_str().unwrap_or_default().to_owned();
+    let doc = app.wait_until_final(&token, &id, PATIENCE).await;
+
+    for file in [&doc["processed"], &doc["original"]] {
+        let url = file["url"].as_str().expect("url");
+        let tag = format!("\"{}\"", file["sha256"].as_str().expect("sha256"));
+        let full = app.download(&token, url).await;
+        assert_eq!(full.status().as_u16(), 200);
+        assert_eq!(
+            full.headers().get("etag").and_then(|v| v.to_str().ok()),
+            Some(tag.as_str())
+        );
+        let bytes = full.bytes().await.expect("body");
+        assert_eq!(format!("\"{}\"", hex::encode(Sha256::digest(&bytes))), tag);
+
+        assert_eq!(
+            download_if_none_match(&app, &token, url, &tag).await,
+            (304, Some(tag.clone()), 0),
+            "{url}"
+        );
+        let (status, _, length) =
+            download_if_none_match(&app, &token, url, "\"an-older-copy\"").await;
+        assert_eq!((status, length), (200, bytes.len()), "{url}");
+        // Ownership is checked first: a tag proves nothing about the caller.
+        let (status, _, _) = download_if_none_match(&app, &token_for("stranger"), url, &tag).await;
+        assert_eq!(status, 404, "{url}");
+    }
     app.stop().await;
 }
 
