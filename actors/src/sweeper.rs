@@ -75,11 +75,15 @@ impl Actor for Sweeper {
     }
 }
 
-/// One pass over both buckets; returns how many objects it removed.
+/// One pass over both buckets; returns how many objects it removed. A bucket that cannot
+/// be listed does not keep the other from being swept.
 async fn sweep(ctx: &StageContext) -> Result<usize, BackendError> {
-    let originals = sweep_bucket(ctx, Bucket::Raw, ObjectKey::original_of).await?;
-    let renditions = sweep_bucket(ctx, Bucket::Processed, ObjectKey::rendition_of).await?;
-    Ok(originals + renditions)
+    let originals = sweep_bucket(ctx, Bucket::Raw, ObjectKey::original_of).await;
+    let renditions = sweep_bucket(ctx, Bucket::Processed, ObjectKey::rendition_of).await;
+    match (originals, renditions) {
+        (Ok(originals), Ok(renditions)) => Ok(originals + renditions),
+        (Err(error), _) | (_, Err(error)) => Err(error),
+    }
 }
 
 /// One pass over `bucket`, whose keys name their image through `image_of`; returns how
@@ -107,12 +111,26 @@ async fn sweep_bucket(
             .filter_map(|object| Some((image_of(&object.key)?, object.key)))
             .collect();
         if !old.is_empty() {
-            let ids: Vec<_> = old.iter().map(|(id, _)| *id).collect();
+            // An image has several renditions: ask for each id once.
+            let ids: Vec<_> = old
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
             let known: HashSet<_> = ports.metadata.existing(&ids).await?.into_iter().collect();
             for (id, key) in old.into_iter().filter(|(id, _)| !known.contains(id)) {
-                ports.objects.delete(bucket, &key).await?;
-                tracing::info!(image_id = %id, bucket = %bucket, key = %key, "removed an object no image refers to");
-                removed += 1;
+                // One object that cannot be removed (a lock, a permission) does not stop
+                // the rest; it is tried again at the next sweep.
+                match ports.objects.delete(bucket, &key).await {
+                    Ok(()) => {
+                        tracing::info!(image_id = %id, bucket = %bucket, key = %key, "removed an object no image refers to");
+                        removed += 1;
+                    }
+                    Err(error) => {
+                        tracing::warn!(image_id = %id, bucket = %bucket, key = %key, error = %error, "could not remove an object no image refers to");
+                    }
+                }
             }
         }
     }

@@ -71,7 +71,7 @@ impl ObjectKey {
         if extension.is_empty() || extension.contains(['.', '/']) {
             return None;
         }
-        stem.parse().ok()
+        id_written_as(stem)
     }
 
     /// The image whose rendition this is, for a key of `processed-images` as the persister
@@ -85,7 +85,7 @@ impl ObjectKey {
         if variant.is_empty() || extension.is_empty() || extension.contains(['.', '/']) {
             return None;
         }
-        id.parse().ok()
+        id_written_as(id)
     }
 
     pub fn as_str(&self) -> &str {
@@ -95,6 +95,14 @@ impl ObjectKey {
     pub fn segments(&self) -> impl Iterator<Item = &str> {
         self.0.split('/')
     }
+}
+
+/// The image id `text` spells exactly as pixmill writes ids into keys (lower-case,
+/// hyphenated): the sweeper removes objects by these keys, so another spelling of an id
+/// (upper case, no hyphens) is not a key pixmill made.
+fn id_written_as(text: &str) -> Option<ImageId> {
+    let id: ImageId = text.parse().ok()?;
+    (id.to_string() == text).then_some(id)
 }
 
 impl fmt::Display for ObjectKey {
@@ -214,6 +222,7 @@ mod tests {
             format!("{id}/main.png"),
             format!("{id}"),
             format!("{id}.tar.gz"),
+            format!("{}.png", id.to_string().to_uppercase()),
             "x.png".into(),
         ] {
             assert_eq!(
@@ -236,6 +245,8 @@ mod tests {
             format!("{id}/main"),
             format!("{id}/main.tar.gz"),
             format!("{id}/x/main.png"),
+            format!("{}/main.png", id.to_string().to_uppercase()),
+            format!("{}/main.png", id.to_string().replace('-', "")),
             "x/main.png".into(),
         ] {
             assert_eq!(

@@ -116,8 +116,8 @@ async fn persist(args: &StageArgs, job: PersistJob) {
 
 /// The result was stored but `complete` changed nothing. Either another attempt owns the job
 /// now (our lease expired; its result, under the same keys, wins), or the image was deleted
-/// while it rendered: then nothing refers to what was just stored and no sweep looks at
-/// `processed-images`, so it is removed here rather than kept after the owner's delete.
+/// while it rendered: then nothing refers to what was just stored, so it is removed here at
+/// once rather than left for the sweeper (`orphan_age` later) after the owner's delete.
 async fn not_recorded(args: &StageArgs, job: &ClaimedJob, stored: Vec<ObjectKey>) {
     let ctx = &args.ctx;
     let id = job.record.id;
