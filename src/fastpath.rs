@@ -32,6 +32,12 @@ pub trait RateLimiter: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
+/// How long a delete's mark stays in the status cache: well past the moment a read that
+/// fetched the row just before the delete fills the cache (the metadata store's timeouts
+/// bound that read: some 17 s on PostgreSQL), and short, so a mass delete does not crowd
+/// the documents out of a bounded cache.
+pub const DELETE_MARK_TTL: Duration = Duration::from_secs(90);
+
 /// What the status cache holds for an image.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cached {
@@ -57,7 +63,8 @@ pub trait StatusCache: Send + Sync + 'static {
     /// the image back.
     async fn put(&self, record: &ImageRecord) -> Result<(), BackendError>;
 
-    /// Replaces whatever is cached for the image with the mark that it was deleted.
+    /// Replaces whatever is cached for the image with the mark that it was deleted, kept
+    /// for [`DELETE_MARK_TTL`] (or the cache's TTL, if shorter).
     async fn mark_deleted(&self, id: ImageId) -> Result<(), BackendError>;
 
     async fn ping(&self) -> Result<(), BackendError>;

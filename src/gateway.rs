@@ -131,8 +131,11 @@ impl Gateway {
 
     /// Removes the record first (so the image is gone for the owner at once), then its
     /// objects. An object left behind by a failed removal is logged, and removed later by
-    /// the sweeper; nothing serves it. The status cache keeps a mark of the delete, which a
-    /// status read that fetched the row just before it cannot overwrite.
+    /// the sweeper. The status cache keeps a mark of the delete, which a status read that
+    /// fetched the row just before it cannot overwrite.
+    ///
+    /// Known limit: when the cache cannot take the mark (Redis unreachable), a document it
+    /// held already is served until it expires.
     pub async fn delete(&self, who: &Principal, raw_id: &str) -> Result<(), ApiError> {
         let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
         let record = self

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use pixmill_actors::ports::BackendError;
 use pixmill_actors::{ImageId, ImageRecord, Owner};
 
-use crate::fastpath::{Cached, RateDecision, RateLimiter, StatusCache};
+use crate::fastpath::{Cached, RateDecision, RateLimiter, StatusCache, DELETE_MARK_TTL};
 
 /// A per-owner upload limit: at most `uploads` uploads in any `window` (a sliding
 /// window). Shared by the in-process and the Redis limiter. `uploads = 0` refuses every
@@ -142,8 +142,8 @@ impl MemoryStatusCache {
         }
     }
 
-    /// Stores `entry` for `id`; with `replace` false, only where no live entry is.
-    fn store(&self, id: ImageId, entry: Option<ImageRecord>, replace: bool) {
+    /// Stores `entry` for `id` for `ttl`; with `replace` false, only where no live entry is.
+    fn store(&self, id: ImageId, entry: Option<ImageRecord>, ttl: Duration, replace: bool) {
         let mut entries = lock(&self.entries);
         let now = Instant::now();
         let live = entries.get(&id).is_some_and(|(_, expires)| *expires > now);
@@ -153,7 +153,7 @@ impl MemoryStatusCache {
         if entries.len() >= self.capacity && !entries.contains_key(&id) {
             Self::make_room(&mut entries, now);
         }
-        entries.insert(id, (entry, now + self.ttl));
+        entries.insert(id, (entry, now + ttl));
     }
 }
 
@@ -176,12 +176,12 @@ impl StatusCache for MemoryStatusCache {
     }
 
     async fn put(&self, record: &ImageRecord) -> Result<(), BackendError> {
-        self.store(record.id, Some(record.clone()), false);
+        self.store(record.id, Some(record.clone()), self.ttl, false);
         Ok(())
     }
 
     async fn mark_deleted(&self, id: ImageId) -> Result<(), BackendError> {
-        self.store(id, None, true);
+        self.store(id, None, self.ttl.min(DELETE_MARK_TTL), true);
         Ok(())
     }
 

@@ -83,7 +83,7 @@ async fn cache_hits_misses_and_marks_deletes() {
     let Some(conn) = connect(&prefix).await else {
         return;
     };
-    let cache = RedisStatusCache::new(conn, Duration::from_secs(30));
+    let cache = RedisStatusCache::new(conn, Duration::from_secs(300));
     let entry = record();
 
     assert_eq!(cache.get(entry.id).await.unwrap(), Cached::Unknown);
@@ -95,16 +95,19 @@ async fn cache_hits_misses_and_marks_deletes() {
 
     let key = format!("{prefix}status:{}", entry.id);
     let ttl_ms: i64 = raw().await.pttl(&key).await.unwrap();
-    assert!(ttl_ms > 0 && ttl_ms <= 30_000, "entry TTL {ttl_ms} ms");
+    assert!(
+        ttl_ms > 30_000 && ttl_ms <= 300_000,
+        "entry TTL {ttl_ms} ms"
+    );
 
     cache.mark_deleted(entry.id).await.unwrap();
     assert_eq!(cache.get(entry.id).await.unwrap(), Cached::Deleted);
     // A read that fetched the row before the delete comes back late: still deleted, and
-    // the mark keeps its own expiry.
+    // the mark keeps its own, shorter expiry.
     cache.put(&entry).await.unwrap();
     assert_eq!(cache.get(entry.id).await.unwrap(), Cached::Deleted);
     let ttl_ms: i64 = raw().await.pttl(&key).await.unwrap();
-    assert!(ttl_ms > 0 && ttl_ms <= 30_000, "mark TTL {ttl_ms} ms");
+    assert!(ttl_ms > 0 && ttl_ms <= 90_000, "mark TTL {ttl_ms} ms");
 }
 
 #[tokio::test]
@@ -114,11 +117,17 @@ async fn an_undecodable_entry_is_a_miss() {
         return;
     };
     let cache = RedisStatusCache::new(conn, Duration::from_secs(30));
-    let id = ImageId::new();
-    let key = format!("{prefix}status:{id}");
+    let entry = record();
+    let key = format!("{prefix}status:{}", entry.id);
     let _: () = raw().await.set_ex(&key, "{not json", 30).await.unwrap();
 
-    assert_eq!(cache.get(id).await.unwrap(), Cached::Unknown);
+    assert_eq!(cache.get(entry.id).await.unwrap(), Cached::Unknown);
+    // It is removed, so this version's document can take its place.
+    cache.put(&entry).await.unwrap();
+    assert_eq!(
+        cache.get(entry.id).await.unwrap(),
+        Cached::Final(Box::new(entry))
+    );
 }
 
 #[tokio::test]

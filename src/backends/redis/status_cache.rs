@@ -10,7 +10,7 @@ use pixmill_actors::ports::BackendError;
 use pixmill_actors::{ImageId, ImageRecord};
 
 use super::RedisConnection;
-use crate::fastpath::{Cached, StatusCache};
+use crate::fastpath::{Cached, StatusCache, DELETE_MARK_TTL};
 
 /// The value that marks a deleted image (a document is a JSON object, never this).
 const DELETED: &str = "deleted";
@@ -36,10 +36,6 @@ impl RedisStatusCache {
     fn key(&self, id: ImageId) -> String {
         self.conn.key(&["status", &id.to_string()])
     }
-
-    fn ttl_ms(&self) -> u64 {
-        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
-    }
 }
 
 #[async_trait]
@@ -56,7 +52,12 @@ impl StatusCache for RedisStatusCache {
         match serde_json::from_str(&text) {
             Ok(record) => Ok(Cached::Final(Box::new(record))),
             Err(error) => {
-                tracing::warn!(image_id = %id, %error, "undecodable status cache entry");
+                // Removed, so the next read's fill (which never replaces an entry) can
+                // store the document in this version's form.
+                tracing::warn!(image_id = %id, %error, "undecodable status cache entry; removing it");
+                let mut command = redis::cmd("DEL");
+                command.arg(self.key(id));
+                self.conn.query::<()>(&command).await?;
                 Ok(Cached::Unknown)
             }
         }
@@ -71,7 +72,7 @@ impl StatusCache for RedisStatusCache {
             .arg(self.key(record.id))
             .arg(text)
             .arg("PX")
-            .arg(self.ttl_ms())
+            .arg(millis(self.ttl))
             .arg("NX");
         self.conn.query::<()>(&command).await
     }
@@ -82,7 +83,7 @@ impl StatusCache for RedisStatusCache {
             .arg(self.key(id))
             .arg(DELETED)
             .arg("PX")
-            .arg(self.ttl_ms());
+            .arg(millis(self.ttl.min(DELETE_MARK_TTL)));
         self.conn.query::<()>(&command).await
     }
 
@@ -93,4 +94,9 @@ impl StatusCache for RedisStatusCache {
     fn describe(&self) -> String {
         format!("{} status cache for {:?}", self.conn.description, self.ttl)
     }
+}
+
+/// A time to live in Redis's milliseconds.
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
