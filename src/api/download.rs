@@ -20,6 +20,7 @@ use poem_openapi::ApiResponse;
 const ETAG_HEADER: &str = "ETag";
 const ETAG_DESCRIPTION: &str =
     "The file's SHA-256 in quotes; send it back in `If-None-Match` to be answered `304`.";
+const CACHE_CONTROL_DESCRIPTION: &str = "Always `private, max-age=3600`.";
 
 /// No scripts, no subresources, a unique origin: what a document served as an image gets.
 const SANDBOX: &str = "default-src 'none'; sandbox";
@@ -72,10 +73,14 @@ fn names_tag(if_none_match: Option<&str>, sha256: &str) -> bool {
     let Some(value) = if_none_match else {
         return false;
     };
-    value
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"') == sha256)
+    value.split(',').map(str::trim).any(|tag| {
+        let opaque = tag.strip_prefix("W/").unwrap_or(tag);
+        tag == "*"
+            || opaque
+                .strip_prefix('"')
+                .and_then(|rest| rest.strip_suffix('"'))
+                .is_some_and(|inner| inner == sha256)
+    })
 }
 
 impl IntoResponse for ImageDownload {
@@ -146,6 +151,7 @@ impl ApiResponse for ImageDownload {
                             "`inline` with a file name made from the image id.",
                         ),
                         string_header(ETAG_HEADER, ETAG_DESCRIPTION),
+                        string_header("Cache-Control", CACHE_CONTROL_DESCRIPTION),
                     ],
                 },
                 MetaResponse {
@@ -154,7 +160,10 @@ impl ApiResponse for ImageDownload {
                     status: Some(304),
                     status_range: None,
                     content: Vec::new(),
-                    headers: vec![string_header(ETAG_HEADER, ETAG_DESCRIPTION)],
+                    headers: vec![
+                        string_header(ETAG_HEADER, ETAG_DESCRIPTION),
+                        string_header("Cache-Control", CACHE_CONTROL_DESCRIPTION),
+                    ],
                 },
             ],
         }
@@ -180,7 +189,8 @@ mod tests {
         ] {
             assert!(names_tag(Some(&value), SHA), "{value}");
         }
-        for value in ["\"other\"", "", "W/\"9f86\""] {
+        let (unquoted, half_quoted) = (SHA.to_owned(), format!("\"{SHA}"));
+        for value in ["\"other\"", "", "W/\"9f86\"", &unquoted, &half_quoted] {
             assert!(!names_tag(Some(value), SHA), "{value}");
         }
         assert!(!names_tag(None, SHA));
