@@ -487,20 +487,26 @@ async fn a_finished_job_posts_a_signed_webhook_and_retries_it() {
         bodies.push(body);
     }
     assert_eq!(bodies[0], bodies[1], "a retry must send the same body");
-    let delivered: Value = serde_json::from_slice(&bodies[1]).expect("JSON body");
+    assert_delivered_completed(&app, &bodies[1], &id).await;
+    app.stop().await;
+}
+
+/// `body` is the status document of image `id`, `COMPLETED` (64 px wide, as
+/// `upload_small` asks), and the app counted the webhook delivered.
+async fn assert_delivered_completed(app: &Standalone, body: &[u8], id: &str) {
+    let delivered: Value = serde_json::from_slice(body).expect("JSON body");
     assert_eq!(
         (delivered["id"].as_str(), delivered["status"].as_str()),
-        (Some(id.as_str()), Some("COMPLETED")),
+        (Some(id), Some("COMPLETED")),
         "{delivered}"
     );
     assert_eq!(delivered["processed"]["width"], 64);
     wait_for_sample(
-        &app,
+        app,
         r#"pixmill_webhook_deliveries_total{outcome="delivered"}"#,
         1.0,
     )
     .await;
-    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,18 +530,7 @@ async fn a_webhook_waiting_for_its_retry_is_sent_after_a_restart() {
 
     let (_, body) = hooks.next_post().await;
     assert_eq!(body, refused, "the retry must send the same document");
-    let delivered: Value = serde_json::from_slice(&body).expect("JSON body");
-    assert_eq!(
-        (delivered["id"].as_str(), delivered["status"].as_str()),
-        (Some(id.as_str()), Some("COMPLETED")),
-        "{delivered}"
-    );
-    wait_for_sample(
-        &app,
-        r#"pixmill_webhook_deliveries_total{outcome="delivered"}"#,
-        1.0,
-    )
-    .await;
+    assert_delivered_completed(&app, &body, &id).await;
     app.stop().await;
 }
 
