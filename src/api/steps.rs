@@ -102,9 +102,21 @@ pub struct ContrastStep {
     pub value: f32,
 }
 
-/// A step without parameters.
+// The steps without parameters each have a type of their own, though all are empty:
+// poem-openapi names a variant's schema after its type and gives it the `op` of the last
+// variant that uses it, so one shared type made `flip` and `flop` invalid in the spec.
+
+/// Mirror top to bottom; no parameters.
 #[derive(Debug, Clone, Object)]
-pub struct PlainStep {}
+pub struct FlipStep {}
+
+/// Mirror left to right; no parameters.
+#[derive(Debug, Clone, Object)]
+pub struct FlopStep {}
+
+/// To shades of grey; no parameters.
+#[derive(Debug, Clone, Object)]
+pub struct GrayscaleStep {}
 
 /// One operation; `op` names it. Steps run in order, after EXIF orientation is applied. A
 /// field the op does not take is refused (`invalid_steps`), not ignored.
@@ -117,14 +129,12 @@ pub enum StepRequest {
     Crop(CropStep),
     #[oai(mapping = "rotate")]
     Rotate(RotateStep),
-    /// Mirror top to bottom.
     #[oai(mapping = "flip")]
-    Flip(PlainStep),
-    /// Mirror left to right.
+    Flip(FlipStep),
     #[oai(mapping = "flop")]
-    Flop(PlainStep),
+    Flop(FlopStep),
     #[oai(mapping = "grayscale")]
-    Grayscale(PlainStep),
+    Grayscale(GrayscaleStep),
     #[oai(mapping = "blur")]
     Blur(BlurStep),
     #[oai(mapping = "sharpen")]

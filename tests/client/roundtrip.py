@@ -17,8 +17,10 @@ from pixmill_client.models import (
     ErrorBody,
     ImageDocument,
     ImageStatusCode,
-    StepRequestPlainStep,
-    StepRequestPlainStepOp,
+    StepRequestFlopStep,
+    StepRequestFlopStepOp,
+    StepRequestGrayscaleStep,
+    StepRequestGrayscaleStepOp,
     StepRequestResizeStep,
     StepRequestResizeStepOp,
     UploadImageBody,
@@ -38,7 +40,8 @@ def upload(client: AuthenticatedClient, image: Path, request_id: str) -> ImageDo
         file=File(payload=image.open("rb"), file_name=image.name, mime_type="application/octet-stream"),
         steps=[
             StepRequestResizeStep(op=StepRequestResizeStepOp.RESIZE, width=120),
-            StepRequestPlainStep(op=StepRequestPlainStepOp.GRAYSCALE),
+            StepRequestFlopStep(op=StepRequestFlopStepOp.FLOP),
+            StepRequestGrayscaleStep(op=StepRequestGrayscaleStepOp.GRAYSCALE),
         ],
     )
     response = upload_image.sync_detailed(client=client, body=body, x_request_id=request_id)
