@@ -74,7 +74,10 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
     let allowed = Arc::new(allow::AllowedMethods::from_spec(&api.spec()));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
-    let body_limit = gateway.limits.max_bytes.saturating_add(FORM_OVERHEAD);
+    let body_limit = body_limit::BodyLimit {
+        file: gateway.limits.max_bytes,
+        form: FORM_OVERHEAD,
+    };
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)

@@ -63,7 +63,10 @@ pub enum StartError {
     Auth(#[from] auth_setup::AuthSetupError),
     #[error("could not start the engine: {0}")]
     Engine(#[from] pixmill_actors::engine::EngineError),
-    #[error("could not listen on {addr}: {source}")]
+    #[error(
+        "could not listen on {addr}: {source} (choose another address with --addr, or \
+         server.addr / PIXMILL_SERVER__ADDR; a worker's is --admin-addr)"
+    )]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,

@@ -16,11 +16,35 @@ use pixmill_actors::transform::ByteSize;
 
 use super::errors::ApiError;
 
+/// What a request body may hold: a file of up to `file` bytes (`limits.max_bytes`) and
+/// `form` bytes more for the other form fields and the multipart framing.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit {
+    pub file: u64,
+    pub form: u64,
+}
+
+impl BodyLimit {
+    fn max(self) -> u64 {
+        self.file.saturating_add(self.form)
+    }
+
+    /// The limit in the terms a person configured it in.
+    fn describe(self) -> String {
+        format!(
+            "limits.max_bytes allows a file of {}, and the other form fields {} more",
+            ByteSize(self.file),
+            ByteSize(self.form)
+        )
+    }
+}
+
 pub async fn limit_body<E: Endpoint>(
     endpoint: &E,
     mut request: Request,
-    max: u64,
+    limit: BodyLimit,
 ) -> poem::Result<Response> {
+    let max = limit.max();
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -28,9 +52,9 @@ pub async fn limit_body<E: Endpoint>(
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > max => Err(too_large(format!(
-            "the request body is {}; the limit is {} (the file limit plus room for the form)",
+            "the request is {}; {}",
             ByteSize(length),
-            ByteSize(max)
+            limit.describe()
         ))),
         Some(_) => endpoint
             .call(request)
@@ -58,8 +82,8 @@ pub async fn limit_body<E: Endpoint>(
                 .map(IntoResponse::into_response);
             if overflowed.load(Ordering::SeqCst) {
                 return Err(too_large(format!(
-                    "the request body is over the limit of {} (the file limit plus room for the form)",
-                    ByteSize(max)
+                    "the request is over the limit: {}",
+                    limit.describe()
                 )));
             }
             result
@@ -69,4 +93,22 @@ pub async fn limit_body<E: Endpoint>(
 
 fn too_large(message: String) -> poem::Error {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", message).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BodyLimit;
+
+    #[test]
+    fn the_limit_is_told_in_the_setting_a_person_made() {
+        let limit = BodyLimit {
+            file: 500_000,
+            form: 256 * 1024,
+        };
+        assert_eq!(
+            limit.describe(),
+            "limits.max_bytes allows a file of 488.3 KiB (500000 bytes), and the other form \
+             fields 256.0 KiB (262144 bytes) more"
+        );
+    }
 }

@@ -84,7 +84,7 @@ impl ApiError {
         let mut error = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
-            "this gateway is shutting down; retry on another",
+            "this server is shutting down; retry in a moment (another gateway, or this one once it is back)",
         );
         error.retry_after = Some(1);
         error

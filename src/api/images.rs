@@ -425,17 +425,19 @@ async fn download_variant(
 ) -> Result<ImageDownload, ApiError> {
     let record = gateway.image(&auth.0, id).await?;
     if record.status != pixmill_actors::Status::Completed {
-        let when = match record.status {
-            pixmill_actors::Status::Failed => "it FAILED, so it has none (its status says why)",
-            _ => "they can be downloaded once it is COMPLETED (poll its status)",
+        let message = match record.status {
+            pixmill_actors::Status::Failed => {
+                "the image FAILED, so it has no processed files (its status says why)".to_owned()
+            }
+            status => format!(
+                "the image is {status} and has no processed files yet; they can be downloaded \
+                 once it is COMPLETED (poll its status)"
+            ),
         };
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_processed",
-            format!(
-                "the image is {} and has no processed files yet: {when}",
-                record.status
-            ),
+            message,
         ));
     }
     let variant = match name {
