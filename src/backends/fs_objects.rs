@@ -162,10 +162,18 @@ impl ObjectStore for FsObjectStore {
     async fn delete(&self, bucket: Bucket, key: &ObjectKey) -> Result<(), BackendError> {
         let path = self.object_path(bucket, key);
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_missing(&e) => Ok(()),
-            Err(e) => Err(io_error(e, bucket, key)),
+            Ok(()) => {}
+            Err(e) if is_missing(&e) => return Ok(()),
+            Err(e) => return Err(io_error(e, bucket, key)),
         }
+        // An image's results share a folder of their own: the last one out removes it (a
+        // folder that still holds something stays). A write racing into it recreates it.
+        if key.segments().count() > 1 {
+            if let Some(folder) = path.parent() {
+                let _ = tokio::fs::remove_dir(folder).await;
+            }
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), BackendError> {
@@ -199,7 +207,15 @@ fn write_atomically(staging: &Path, target: &Path, body: &[u8]) -> io::Result<()
     let temp = staging.join(format!("{}.part", uuid::Uuid::new_v4()));
     let result = (|| {
         direct::write_new(&temp, body)?.sync_all()?;
-        std::fs::rename(&temp, target)?;
+        if let Err(error) = std::fs::rename(&temp, target) {
+            // A delete of the folder's last object removed the folder after it was looked
+            // at: make it again, once.
+            if error.kind() != io::ErrorKind::NotFound {
+                return Err(error);
+            }
+            ensure_folder(parent)?;
+            std::fs::rename(&temp, target)?;
+        }
         std::fs::File::open(parent)?.sync_all()
     })();
     if result.is_err() {
