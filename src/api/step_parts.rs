@@ -70,31 +70,69 @@ async fn parse_part(field: Field) -> ParseResult<Vec<StepRequest>> {
     Ok(steps)
 }
 
-/// Refuses a step object with a field its `op` does not take. Anything else (no `op`, an
-/// unknown one, not an object) is left to the schema's own parsing, which says so.
+/// Refuses, in the step language rather than the parser's, what a person most often gets
+/// wrong in a step: not an object, no `op` or an unknown one, a field the op does not take,
+/// a field it needs left out. Values of the wrong type or out of range are left to the
+/// schema's own parsing, which names the field and the bound.
 fn check_fields(step: &Value) -> Result<(), String> {
+    let example = r#"{"op":"resize","width":800}"#;
     let Some(object) = step.as_object() else {
-        return Ok(());
+        return Err(format!(
+            "each step is a JSON object with an `op`, like {example}; got {step}"
+        ));
     };
-    let Some(op) = object.get(DISCRIMINATOR).and_then(Value::as_str) else {
-        return Ok(());
+    let ops = || {
+        let mut names: Vec<&str> = fields_by_op().keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names.join(", ")
     };
-    let Some(fields) = fields_by_op().get(op) else {
-        return Ok(());
+    let Some(op) = object.get(DISCRIMINATOR) else {
+        return Err(format!(
+            "a step has no `op`; the ops are {}, like {example}",
+            ops()
+        ));
     };
-    match object
+    let Some(fields) = op.as_str().and_then(|op| fields_by_op().get(op)) else {
+        return Err(format!("{op} is not an op; the ops are {}", ops()));
+    };
+    let op = op.as_str().unwrap_or_default();
+    if let Some(unknown) = object
         .keys()
-        .find(|key| key.as_str() != DISCRIMINATOR && !fields.contains(&key.as_str()))
+        .find(|key| key.as_str() != DISCRIMINATOR && !fields.all.contains(&key.as_str()))
     {
-        Some(unknown) if fields.is_empty() => Err(format!(
-            "the step `{op}` takes no fields, but has `{unknown}`"
-        )),
-        Some(unknown) => Err(format!(
-            "the step `{op}` has no field `{unknown}`; its fields are {}",
-            fields.join(", ")
-        )),
-        None => Ok(()),
+        return Err(if fields.all.is_empty() {
+            format!("the step `{op}` takes no fields, but has `{unknown}`")
+        } else {
+            format!(
+                "the step `{op}` has no field `{unknown}`; its fields are {}",
+                fields.all.join(", ")
+            )
+        });
     }
+    let missing: Vec<&str> = fields
+        .required
+        .iter()
+        .copied()
+        .filter(|name| !object.contains_key(*name))
+        .collect();
+    if !missing.is_empty() {
+        let mut names: Vec<String> = missing.iter().map(|name| format!("`{name}`")).collect();
+        let last = names.pop().unwrap_or_default();
+        let needs = if names.is_empty() {
+            last
+        } else {
+            format!("{} and {last}", names.join(", "))
+        };
+        return Err(format!("the step `{op}` needs {needs}"));
+    }
+    Ok(())
+}
+
+/// The fields of one op, as its schema declares them.
+#[derive(Debug, Default)]
+struct OpFields {
+    all: Vec<&'static str>,
+    required: Vec<&'static str>,
 }
 
 /// The name of the field that says which op a step is.
@@ -102,8 +140,8 @@ const DISCRIMINATOR: &str = "op";
 
 /// Each op's fields, read from the schemas the spec is generated from, so this list cannot
 /// drift from the step types.
-fn fields_by_op() -> &'static HashMap<String, Vec<&'static str>> {
-    static FIELDS: OnceLock<HashMap<String, Vec<&'static str>>> = OnceLock::new();
+fn fields_by_op() -> &'static HashMap<String, OpFields> {
+    static FIELDS: OnceLock<HashMap<String, OpFields>> = OnceLock::new();
     FIELDS.get_or_init(|| {
         let mut registry = Registry::new();
         <StepRequest as Type>::register(&mut registry);
@@ -118,13 +156,14 @@ fn fields_by_op() -> &'static HashMap<String, Vec<&'static str>> {
         mapping
             .iter()
             .map(|(op, reference)| {
-                let mut fields = Vec::new();
+                let mut fields = OpFields::default();
                 collect_fields(
                     &registry,
                     &MetaSchemaRef::Reference(schema_name(reference)),
                     &mut fields,
                 );
-                fields.retain(|name| *name != DISCRIMINATOR);
+                fields.all.retain(|name| *name != DISCRIMINATOR);
+                fields.required.retain(|name| *name != DISCRIMINATOR);
                 (op.clone(), fields)
             })
             .collect()
@@ -136,9 +175,9 @@ fn schema_name(reference: &str) -> String {
     reference.rsplit('/').next().unwrap_or(reference).to_owned()
 }
 
-/// The property names of a schema, through references and `allOf` (a union's variant is
-/// `allOf` of its `op` and the step's own object).
-fn collect_fields(registry: &Registry, schema: &MetaSchemaRef, fields: &mut Vec<&'static str>) {
+/// The property names of a schema, and which are required, through references and `allOf`
+/// (a union's variant is `allOf` of its `op` and the step's own object).
+fn collect_fields(registry: &Registry, schema: &MetaSchemaRef, fields: &mut OpFields) {
     let schema = match schema {
         MetaSchemaRef::Inline(schema) => &**schema,
         MetaSchemaRef::Reference(name) => match registry.schemas.get(&schema_name(name)) {
@@ -146,7 +185,10 @@ fn collect_fields(registry: &Registry, schema: &MetaSchemaRef, fields: &mut Vec<
             None => return,
         },
     };
-    fields.extend(schema.properties.iter().map(|(name, _)| *name));
+    fields
+        .all
+        .extend(schema.properties.iter().map(|(name, _)| *name));
+    fields.required.extend(schema.required.iter().copied());
     for part in &schema.all_of {
         collect_fields(registry, part, fields);
     }
@@ -177,9 +219,27 @@ mod tests {
     fn every_op_has_its_fields_from_the_schema() {
         let fields = fields_by_op();
         assert_eq!(fields.len(), 10, "{fields:?}");
-        assert!(fields["resize"].contains(&"height"));
-        assert!(fields["rotate"].contains(&"angle"));
-        assert!(fields["grayscale"].is_empty());
+        assert!(fields["resize"].all.contains(&"height"));
+        assert!(fields["rotate"].all.contains(&"angle"));
+        assert_eq!(fields["rotate"].required, ["angle"]);
+        assert!(fields["grayscale"].all.is_empty());
+    }
+
+    #[test]
+    fn steps_a_person_got_wrong_are_refused_in_the_step_language() {
+        let refusal = |step: Value| check_fields(&step).unwrap_err();
+        let error = refusal(serde_json::json!({"op": "sepia"}));
+        assert!(
+            error.starts_with("\"sepia\" is not an op") && error.contains("grayscale"),
+            "{error}"
+        );
+        let error = refusal(serde_json::json!({"width": 10}));
+        assert!(error.contains("no `op`"), "{error}");
+        let error = refusal(serde_json::json!("resize"));
+        assert!(error.contains("a JSON object"), "{error}");
+        let error = refusal(serde_json::json!({"op": "crop", "x": 1}));
+        assert_eq!(error, "the step `crop` needs `y`, `width` and `height`");
+        assert!(check_fields(&serde_json::json!({"op": "blur", "sigma": 2.0})).is_ok());
     }
 
     #[test]

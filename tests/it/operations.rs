@@ -245,6 +245,23 @@ async fn invalid_steps_and_bodies_are_refused_before_anything_is_stored() {
             "{steps}: {body}"
         );
     }
+    // The most common mistakes are told in the steps' own terms, not the parser's.
+    for (steps, told) in [
+        (
+            r#"[{"op":"explode"}]"#,
+            "\"explode\" is not an op; the ops are blur, brightness",
+        ),
+        (
+            r#"[{"op":"sharpen"}]"#,
+            "the step `sharpen` needs `sigma` and `amount`",
+        ),
+    ] {
+        let (_, body) = app.upload(&token, &corpus("rocket.jpg"), Some(steps)).await;
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(told)),
+            "{steps}: {body}"
+        );
+    }
     // Other fields out of their schema: the field is named, with its own code where the
     // spec has one.
     for (field, value, code) in [
