@@ -8,7 +8,7 @@
 use poem::http::StatusCode;
 use poem_openapi::error::{ContentTypeError, ParseMultipartError, ParseParamError};
 use poem_openapi::payload::Payload;
-use poem_openapi::registry::MetaSchemaRef;
+use poem_openapi::registry::{MetaSchemaRef, Registry};
 
 use super::errors::ApiError;
 use super::images::{invalid_wait, UploadForm};
@@ -31,9 +31,15 @@ pub fn form_error(error: &ParseMultipartError) -> ApiError {
                 ),
             );
         }
+        let expected = match allowed_values(field) {
+            Some(values) => format!("it is one of {}; ", values.join(", ")),
+            None => String::new(),
+        };
         return ApiError::bad_request(
             "invalid_request",
-            format!("the form field `{field}` is not valid; {SCHEMA_HINT}. Detail: {detail}"),
+            format!(
+                "the form field `{field}` is not valid; {expected}{SCHEMA_HINT}. Detail: {detail}"
+            ),
         );
     }
     if let Some((field, rule)) = refused_value(reason) {
@@ -141,6 +147,29 @@ fn upload_fields() -> Vec<&'static str> {
     }
 }
 
+/// The values an upload form field of an enumerated type takes (`format`: jpeg, png, ...),
+/// read from the schema the spec is generated from.
+fn allowed_values(field: &str) -> Option<Vec<String>> {
+    let MetaSchemaRef::Inline(form) = <UploadForm as Payload>::schema_ref() else {
+        return None;
+    };
+    let (_, property) = form.properties.iter().find(|(name, _)| *name == field)?;
+    let mut registry = Registry::new();
+    <UploadForm as Payload>::register(&mut registry);
+    let schema = match property {
+        MetaSchemaRef::Inline(schema) => &**schema,
+        MetaSchemaRef::Reference(name) => registry
+            .schemas
+            .get(name.rsplit('/').next().unwrap_or(name))?,
+    };
+    let values: Vec<String> = schema
+        .enum_items
+        .iter()
+        .filter_map(|value| value.as_str().map(str::to_owned))
+        .collect();
+    (!values.is_empty()).then_some(values)
+}
+
 /// `field `name` is required`.
 fn missing_field(reason: &str) -> Option<&str> {
     reason
@@ -156,6 +185,19 @@ mod tests {
         form_error(&ParseMultipartError {
             reason: reason.to_owned(),
         })
+    }
+
+    #[test]
+    fn an_enumerated_field_lists_its_values() {
+        let error = form("failed to parse field `format`: Expect a valid enumeration value.");
+        assert_eq!(error.code, "invalid_request");
+        assert!(
+            error.message.contains("it is one of jpeg, png, webp"),
+            "{}",
+            error.message
+        );
+        let error = form("failed to parse field `quality`: failed to parse \"integer(uint8)\"");
+        assert!(!error.message.contains("one of"), "{}", error.message);
     }
 
     #[test]

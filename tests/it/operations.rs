@@ -268,6 +268,7 @@ async fn invalid_steps_and_bodies_are_refused_before_anything_is_stored() {
         ("background", "red", "invalid_background"),
         ("quality", "0", "invalid_request"),
         ("quality", "abc", "invalid_request"),
+        ("format", "bmp", "invalid_request"),
     ] {
         let (status, body) =
             upload_fields(&app, &token, &corpus("rocket.jpg"), &[(field, value)]).await;
