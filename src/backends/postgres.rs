@@ -44,12 +44,15 @@ const MIGRATION_LOCK: i64 = 0x0070_6978_6d69_6c6c;
 
 type PgResult<T> = Result<T, BackendError>;
 
-/// Part of every write that ends a job: its webhook falls due at once (`$3` is the write's
-/// time in [`guarded_update`]) when the upload named a target; see
+/// Part of every write that ends a job: its webhook falls due at once (`now` names the
+/// parameter holding the write's time) when the upload named a target; see
 /// [`MetadataStore::take_due_webhooks`].
-const WEBHOOK_DUE: &str =
-    "webhook_due_at = CASE WHEN callback_url IS NOT NULL THEN $3::timestamptz END, \
-     webhook_attempts = 0";
+fn webhook_due(now: &str) -> String {
+    format!(
+        "webhook_due_at = CASE WHEN callback_url IS NOT NULL THEN {now}::timestamptz END, \
+         webhook_attempts = 0"
+    )
+}
 
 /// How long the round trip that checks a pooled connection before reuse may take. deadpool
 /// tries the next idle connection when one fails the check, so with a host gone silent
@@ -350,10 +353,9 @@ async fn claim(
         ClaimStep::Exhaust(error) => {
             let sql = format!(
                 "UPDATE images SET status = 'FAILED', error_code = $2, error_message = $3, \
-                     lease_expires_at = NULL, dispatch_at = NULL, updated_at = $4, \
-                     webhook_due_at = CASE WHEN callback_url IS NOT NULL THEN $4::timestamptz END, \
-                     webhook_attempts = 0 \
-                 WHERE id = $1 RETURNING {COLUMNS}"
+                     lease_expires_at = NULL, dispatch_at = NULL, updated_at = $4, {} \
+                 WHERE id = $1 RETURNING {COLUMNS}",
+                webhook_due("$4")
             );
             let params: [&(dyn ToSql + Sync); 4] =
                 [&id.as_uuid(), &error.code, &error.message, &now];
@@ -592,7 +594,8 @@ impl MetadataStore for PostgresStore {
         let client = self.client().await?;
         let set = format!(
             "status = 'COMPLETED', variants = $4, error_code = NULL, \
-             error_message = NULL, dispatch_at = NULL, {WEBHOOK_DUE}"
+             error_message = NULL, dispatch_at = NULL, {}",
+            webhook_due("$3")
         );
         let variants = Json(&done.variants);
         let outcome = self
@@ -610,7 +613,8 @@ impl MetadataStore for PostgresStore {
         let client = self.client().await?;
         let set = format!(
             "status = 'FAILED', error_code = $4, error_message = $5, dispatch_at = NULL, \
-             {WEBHOOK_DUE}"
+             {}",
+            webhook_due("$3")
         );
         let values: [&(dyn ToSql + Sync); 2] = [&error.code, &error.message];
         let outcome = self

@@ -39,10 +39,14 @@ const MIGRATIONS: [&str; 3] = [
     include_str!("../../sql/sqlite/3_add_webhook_outbox.sql"),
 ];
 
-/// Part of every write that ends a job: its webhook falls due at once (the `?` is now)
-/// when the upload named a target; see [`MetadataStore::take_due_webhooks`].
-const WEBHOOK_DUE: &str =
-    "webhook_due_at = CASE WHEN callback_url IS NOT NULL THEN ? END, webhook_attempts = 0";
+/// Part of every write that ends a job: its webhook falls due at once (`now` is the
+/// parameter holding the write's time) when the upload named a target; see
+/// [`MetadataStore::take_due_webhooks`].
+fn webhook_due(now: &str) -> String {
+    format!(
+        "webhook_due_at = CASE WHEN callback_url IS NOT NULL THEN {now} END, webhook_attempts = 0"
+    )
+}
 
 /// Prepared statements kept per connection: more than the distinct statements the store
 /// runs (reads, writes, the listing's filter combinations), so none is evicted and parsed
@@ -308,11 +312,12 @@ fn claim(
         ClaimStep::Exhaust(error) => {
             execute(
                 tx,
-                "UPDATE images SET status = 'FAILED', error_code = ?2, error_message = ?3, \
-                     lease_expires_at = NULL, dispatch_at = NULL, updated_at = ?4, \
-                     webhook_due_at = CASE WHEN callback_url IS NOT NULL THEN ?4 END, \
-                     webhook_attempts = 0 \
-                 WHERE id = ?1",
+                &format!(
+                    "UPDATE images SET status = 'FAILED', error_code = ?2, error_message = ?3, \
+                         lease_expires_at = NULL, dispatch_at = NULL, updated_at = ?4, {} \
+                     WHERE id = ?1",
+                    webhook_due("?4")
+                ),
                 params![id.to_string(), error.code, error.message, micros(now)],
             )?;
             Claim::Exhausted(reread(tx, id)?)
@@ -555,7 +560,8 @@ impl MetadataStore for SqliteStore {
         self.write(move |conn| {
             let set = format!(
                 "status = 'COMPLETED', variants = ?, error_code = NULL, \
-                 error_message = NULL, dispatch_at = NULL, {WEBHOOK_DUE}"
+                 error_message = NULL, dispatch_at = NULL, {}",
+                webhook_due("?")
             );
             guarded_update(conn, &set, id, attempt, vec![Value::Text(variants), now])
         })
@@ -573,7 +579,8 @@ impl MetadataStore for SqliteStore {
         self.write(move |conn| {
             let set = format!(
                 "status = 'FAILED', error_code = ?, error_message = ?, dispatch_at = NULL, \
-                 {WEBHOOK_DUE}"
+                 {}",
+                webhook_due("?")
             );
             guarded_update(conn, &set, id, attempt, values)
         })
