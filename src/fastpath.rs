@@ -51,8 +51,8 @@ pub enum Cached {
 
 /// A cache of status documents, keyed by image id: filled when the gateway reads a final
 /// (`COMPLETED`, `FAILED`) document from the store, marked deleted when the image is.
-/// Entries carry the owner, so the caller still checks ownership on a hit. Every entry
-/// lives for the cache's TTL.
+/// Entries carry the owner, so the caller still checks ownership on a hit. A document lives
+/// for the cache's TTL, a delete's mark for [`DELETE_MARK_TTL`] at most.
 #[async_trait]
 pub trait StatusCache: Send + Sync + 'static {
     async fn get(&self, id: ImageId) -> Result<Cached, BackendError>;
