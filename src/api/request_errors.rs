@@ -156,12 +156,7 @@ fn allowed_values(field: &str) -> Option<Vec<String>> {
     let (_, property) = form.properties.iter().find(|(name, _)| *name == field)?;
     let mut registry = Registry::new();
     <UploadForm as Payload>::register(&mut registry);
-    let schema = match property {
-        MetaSchemaRef::Inline(schema) => &**schema,
-        MetaSchemaRef::Reference(name) => registry
-            .schemas
-            .get(name.rsplit('/').next().unwrap_or(name))?,
-    };
+    let schema = super::step_parts::resolve(&registry, property)?;
     let values: Vec<String> = schema
         .enum_items
         .iter()

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use poem::web::Field;
-use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseFromMultipartField, ParseResult, Type};
 use serde_json::Value;
 
@@ -175,15 +175,22 @@ fn schema_name(reference: &str) -> String {
     reference.rsplit('/').next().unwrap_or(reference).to_owned()
 }
 
+/// The schema `schema` is or refers to, looked up in `registry`.
+pub(super) fn resolve<'a>(
+    registry: &'a Registry,
+    schema: &'a MetaSchemaRef,
+) -> Option<&'a MetaSchema> {
+    match schema {
+        MetaSchemaRef::Inline(schema) => Some(schema),
+        MetaSchemaRef::Reference(name) => registry.schemas.get(&schema_name(name)),
+    }
+}
+
 /// The property names of a schema, and which are required, through references and `allOf`
 /// (a union's variant is `allOf` of its `op` and the step's own object).
 fn collect_fields(registry: &Registry, schema: &MetaSchemaRef, fields: &mut OpFields) {
-    let schema = match schema {
-        MetaSchemaRef::Inline(schema) => &**schema,
-        MetaSchemaRef::Reference(name) => match registry.schemas.get(&schema_name(name)) {
-            Some(schema) => schema,
-            None => return,
-        },
+    let Some(schema) = resolve(registry, schema) else {
+        return;
     };
     fields
         .all
