@@ -50,7 +50,9 @@ pub struct ResizeStep {
     pub upscale: Option<bool>,
 }
 
-/// Cut out a rectangle; clamped to the image, refused when entirely outside it.
+/// Cut out a rectangle of the image the earlier steps leave: one that runs past an edge
+/// keeps the part inside; one that starts outside it is refused at upload (`422
+/// crop_outside_image`).
 #[derive(Debug, Clone, Object)]
 pub struct CropStep {
     pub x: u32,

@@ -319,6 +319,58 @@ async fn invalid_steps_and_bodies_are_refused_before_anything_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crop_that_starts_outside_the_image_is_refused_at_upload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("cropper");
+    // Outside the photo itself, and outside what an earlier resize left of it (the photo
+    // is wider than 150 px; its 100 px thumbnail is not).
+    for (steps, size) in [
+        (
+            r#"[{"op":"crop","x":100000,"y":0,"width":10,"height":10}]"#,
+            "image",
+        ),
+        (
+            r#"[{"op":"resize","width":100},{"op":"crop","x":150,"y":0,"width":10,"height":10}]"#,
+            "the 100x",
+        ),
+    ] {
+        let (status, body) = app.upload(&token, &corpus("rocket.jpg"), Some(steps)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("crop_outside_image")),
+            "{steps}: {body}"
+        );
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("lies outside") && message.contains(size),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        stored(dir.path(), "raw-images"),
+        0,
+        "a refused upload stored its original"
+    );
+    // A crop that starts inside and runs past the edge keeps the part inside.
+    let (status, body) = app
+        .upload(
+            &token,
+            &corpus("rocket.jpg"),
+            Some(r#"[{"op":"resize","width":100},{"op":"crop","x":90,"y":0,"width":50,"height":10}]"#),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let done = completed(&app, &token, &body).await;
+    assert_eq!(
+        (&done["processed"]["width"], &done["processed"]["height"]),
+        (&serde_json::json!(10), &serde_json::json!(10)),
+        "{done}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_that_would_make_a_result_larger_than_an_input_may_be_are_refused_at_upload() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut app = Standalone::start(dir.path()).await;

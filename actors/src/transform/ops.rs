@@ -3,6 +3,7 @@
 
 pub(crate) mod blur;
 mod crop;
+pub(crate) use crop::starts_outside as crop_starts_outside;
 mod entropy;
 mod orient;
 mod pixels;

@@ -2,6 +2,7 @@
 //! gets all the resolution its output shows.
 
 use super::ops::{self, resize, ScaleBehaviour};
+use super::TransformError;
 use crate::pipeline::{JobSpec, Step};
 
 /// The smallest upright buffer size from which every rendition of `spec` renders as it
@@ -49,6 +50,23 @@ pub(crate) fn canvas_sizes(spec: &JobSpec, size: (u32, u32)) -> Vec<(u32, u32)> 
         }
     }
     sizes
+}
+
+/// The refusal of the first crop of `spec` that starts outside the canvas it would cut,
+/// walking each rendition's steps from an image of `size`.
+pub(crate) fn crop_outside(spec: &JobSpec, size: (u32, u32)) -> Option<TransformError> {
+    for rendition in &spec.renditions {
+        let mut current = size;
+        for step in rendition.pipeline.steps() {
+            if let Step::Crop(c) = step {
+                if let Some(refusal) = ops::crop_starts_outside(c, current) {
+                    return Some(refusal);
+                }
+            }
+            current = ops::size_after(step, current);
+        }
+    }
+    None
 }
 
 fn rendition_need(steps: &[Step], upright: (u32, u32)) -> Option<(u32, u32)> {

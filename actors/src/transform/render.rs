@@ -76,6 +76,7 @@ fn render_unguarded(
 ) -> Result<Vec<Rendered>, TransformError> {
     let probed = probe(input, limits)?;
     check_result_size(&probed, spec, limits)?;
+    check_crops(&probed, spec)?;
     #[cfg(feature = "turbo")]
     if let Some(rendered) = super::turbo::planar::try_render(input, &probed, spec, limits, options)?
     {
@@ -117,6 +118,25 @@ pub fn check_result_size(
             max_pixels: limits.max_pixels,
         }),
         None => Ok(()),
+    }
+}
+
+/// Refuses a crop that starts outside the canvas it would cut, known from the sizes alone,
+/// before anything is decoded; the gateway runs it at upload, so the client hears `422
+/// crop_outside_image` instead of polling its way to a `FAILED` job. A file whose EXIF
+/// orientation may turn it is refused only when the crop misses from both sizes a render
+/// may start from (see [`check_result_size`]); otherwise the crop step judges it on the
+/// canvas the decoder made.
+pub fn check_crops(probed: &Probe, spec: &JobSpec) -> Result<(), TransformError> {
+    let Some(refusal) = plan::crop_outside(spec, probed.upright()) else {
+        return Ok(());
+    };
+    let misses_both =
+        !probed.turned || plan::crop_outside(spec, (probed.width, probed.height)).is_some();
+    if misses_both {
+        Err(refusal)
+    } else {
+        Ok(())
     }
 }
 
@@ -332,6 +352,69 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(path).unwrap()
+    }
+
+    fn steps(steps: Vec<Step>) -> JobSpec {
+        JobSpec::single(Pipeline::new(steps).unwrap(), OutputSpec::default())
+    }
+
+    fn crop_at(x: u32, y: u32) -> Step {
+        Step::Crop(crate::pipeline::Crop {
+            x,
+            y,
+            width: 10,
+            height: 10,
+        })
+    }
+
+    #[test]
+    fn a_crop_that_starts_outside_the_canvas_it_cuts_is_refused_before_any_pixel() {
+        let bytes = corpus("rocket.jpg");
+        let probed = probe(&bytes, &InputLimits::default()).unwrap();
+        let (w, h) = probed.upright();
+        assert!(check_crops(&probed, &steps(vec![crop_at(w - 1, h - 1)])).is_ok());
+        for outside in [crop_at(w, 0), crop_at(0, h)] {
+            let error = check_crops(&probed, &steps(vec![outside])).unwrap_err();
+            assert_eq!(error.code(), "crop_outside_image", "{error}");
+        }
+        // The walk follows the geometry: after a resize to 100 px wide, x = 150 is outside
+        // although the photo itself is wider.
+        let narrow = Step::Resize(Resize {
+            width: Some(100),
+            height: None,
+            fit: Fit::Inside,
+            gravity: Gravity::Centre,
+            background: None,
+            upscale: false,
+        });
+        assert!(w > 150);
+        let error = check_crops(&probed, &steps(vec![narrow, crop_at(150, 0)])).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("the crop at (150,0) lies outside the 100x"),
+            "{message}"
+        );
+        // And rendering refuses it the same way without decoding.
+        let error =
+            render_all(&bytes, &steps(vec![crop_at(w, 0)]), &InputLimits::default()).unwrap_err();
+        assert_eq!(error.code(), "crop_outside_image");
+    }
+
+    #[test]
+    fn a_turned_file_is_refused_a_crop_only_when_it_misses_both_ways() {
+        // Stored 300x100, upright 100x300: decoders disagree on some files' EXIF, so a
+        // render may start from either size.
+        let probed = Probe {
+            format: crate::ImageFormat::Jpeg,
+            width: 300,
+            height: 100,
+            frames: 1,
+            turned: true,
+        };
+        assert!(check_crops(&probed, &steps(vec![crop_at(200, 0)])).is_ok());
+        assert!(check_crops(&probed, &steps(vec![crop_at(0, 200)])).is_ok());
+        let error = check_crops(&probed, &steps(vec![crop_at(300, 0)])).unwrap_err();
+        assert_eq!(error.code(), "crop_outside_image");
     }
 
     #[test]
