@@ -20,7 +20,6 @@ use poem_openapi::ApiResponse;
 const ETAG_HEADER: &str = "ETag";
 const ETAG_DESCRIPTION: &str =
     "The file's SHA-256 in quotes; send it back in `If-None-Match` to be answered `304`.";
-const CACHE_CONTROL_DESCRIPTION: &str = "Always `private, max-age=3600`.";
 
 /// No scripts, no subresources, a unique origin: what a document served as an image gets.
 const SANDBOX: &str = "default-src 'none'; sandbox";
@@ -29,27 +28,33 @@ const SANDBOX: &str = "default-src 'none'; sandbox";
 /// request carried a token), for an hour.
 const CACHE_CONTROL: &str = "private, max-age=3600";
 
-/// The answer to a download: the file, or `304` when the caller has it already.
+/// The answer to a download: the file, or `304` when the caller has it already; either
+/// way with the file's entity tag.
 pub enum ImageDownload {
-    File(ImageBytes),
+    File { file: ImageBytes, etag: String },
     NotModified { etag: String },
 }
 
 impl ImageDownload {
-    /// `NotModified` when `if_none_match` names the file of digest `sha256`; otherwise the
-    /// file, opened by `open` (only then is the object store read).
+    /// `NotModified` when a line of `if_none_match` (each `If-None-Match` header line the
+    /// request sent) names the file of digest `sha256`; otherwise the file, opened by
+    /// `open` (only then is the object store read).
     pub async fn answer<F>(
-        if_none_match: Option<&str>,
+        if_none_match: &[String],
         sha256: &str,
         open: F,
     ) -> Result<Self, super::errors::ApiError>
     where
         F: std::future::Future<Output = Result<ImageBytes, super::errors::ApiError>>,
     {
-        if names_tag(if_none_match, sha256) {
-            return Ok(Self::NotModified { etag: etag(sha256) });
+        let etag = etag(sha256);
+        if if_none_match.iter().any(|line| names_tag(line, sha256)) {
+            return Ok(Self::NotModified { etag });
         }
-        open.await.map(Self::File)
+        Ok(Self::File {
+            file: open.await?,
+            etag,
+        })
     }
 }
 
@@ -58,8 +63,6 @@ pub struct ImageBytes {
     pub stream: ObjectStream,
     pub format: ImageFormat,
     pub file_name: String,
-    /// The file's SHA-256, hex.
-    pub sha256: String,
 }
 
 /// A file's entity tag: its digest, quoted (a strong tag).
@@ -69,10 +72,7 @@ fn etag(sha256: &str) -> String {
 
 /// Whether an `If-None-Match` value names the file of digest `sha256`: `*`, or any tag in
 /// its list, weak or strong (`If-None-Match` compares weakly, RFC 9110 13.1.2).
-fn names_tag(if_none_match: Option<&str>, sha256: &str) -> bool {
-    let Some(value) = if_none_match else {
-        return false;
-    };
+fn names_tag(value: &str, sha256: &str) -> bool {
     value.split(',').map(str::trim).any(|tag| {
         let opaque = tag.strip_prefix("W/").unwrap_or(tag);
         tag == "*"
@@ -85,7 +85,7 @@ fn names_tag(if_none_match: Option<&str>, sha256: &str) -> bool {
 
 impl IntoResponse for ImageDownload {
     fn into_response(self) -> Response {
-        let file = match self {
+        let (file, etag) = match self {
             Self::NotModified { etag } => {
                 return Response::builder()
                     .status(StatusCode::NOT_MODIFIED)
@@ -93,7 +93,7 @@ impl IntoResponse for ImageDownload {
                     .header(header::CACHE_CONTROL, CACHE_CONTROL)
                     .finish();
             }
-            Self::File(file) => file,
+            Self::File { file, etag } => (file, etag),
         };
         let mut builder = Response::builder()
             .header(header::CONTENT_TYPE, file.format.mime())
@@ -103,13 +103,17 @@ impl IntoResponse for ImageDownload {
                 header::CONTENT_DISPOSITION,
                 format!("inline; filename=\"{}\"", file.file_name),
             )
-            .header(header::ETAG, etag(&file.sha256))
+            .header(header::ETAG, etag)
             .header(header::CACHE_CONTROL, CACHE_CONTROL);
         if let Some(length) = file.stream.length {
             builder = builder.header(header::CONTENT_LENGTH, length);
         }
         builder.body(Body::from_bytes_stream(file.stream.body))
     }
+}
+
+fn cache_control_header() -> MetaHeader {
+    string_header("Cache-Control", &format!("Always `{CACHE_CONTROL}`."))
 }
 
 fn string_header(name: &str, description: &str) -> MetaHeader {
@@ -151,7 +155,7 @@ impl ApiResponse for ImageDownload {
                             "`inline` with a file name made from the image id.",
                         ),
                         string_header(ETAG_HEADER, ETAG_DESCRIPTION),
-                        string_header("Cache-Control", CACHE_CONTROL_DESCRIPTION),
+                        cache_control_header(),
                     ],
                 },
                 MetaResponse {
@@ -162,7 +166,7 @@ impl ApiResponse for ImageDownload {
                     content: Vec::new(),
                     headers: vec![
                         string_header(ETAG_HEADER, ETAG_DESCRIPTION),
-                        string_header("Cache-Control", CACHE_CONTROL_DESCRIPTION),
+                        cache_control_header(),
                     ],
                 },
             ],
@@ -187,12 +191,11 @@ mod tests {
             format!("\"other\", {quoted}"),
             "*".to_owned(),
         ] {
-            assert!(names_tag(Some(&value), SHA), "{value}");
+            assert!(names_tag(&value, SHA), "{value}");
         }
         let (unquoted, half_quoted) = (SHA.to_owned(), format!("\"{SHA}"));
         for value in ["\"other\"", "", "W/\"9f86\"", &unquoted, &half_quoted] {
-            assert!(!names_tag(Some(value), SHA), "{value}");
+            assert!(!names_tag(value, SHA), "{value}");
         }
-        assert!(!names_tag(None, SHA));
     }
 }

@@ -284,7 +284,7 @@ impl ImagesApi {
         id: Path<String>,
         /// The `ETag` of a copy the caller has: answered `304` when it is this file's.
         #[oai(name = "If-None-Match")]
-        if_none_match: Header<Option<String>>,
+        if_none_match: Header<Option<Vec<String>>>,
     ) -> Result<ImageDownload, ReadError> {
         let record = gateway.image(&auth.0, &id.0).await?;
         let original = &record.original;
@@ -293,10 +293,14 @@ impl ImagesApi {
                 stream: gateway.open(Bucket::Raw, original).await?,
                 format: original.format,
                 file_name: format!("{}-original.{}", record.id, original.format.extension()),
-                sha256: original.sha256.clone(),
             })
         };
-        Ok(ImageDownload::answer(if_none_match.0.as_deref(), &original.sha256, open).await?)
+        Ok(ImageDownload::answer(
+            if_none_match.0.as_deref().unwrap_or_default(),
+            &original.sha256,
+            open,
+        )
+        .await?)
     }
 
     /// Download the primary rendition; `404 not_processed` until the image is `COMPLETED`.
@@ -312,11 +316,17 @@ impl ImagesApi {
         id: Path<String>,
         /// The `ETag` of a copy the caller has: answered `304` when it is this file's.
         #[oai(name = "If-None-Match")]
-        if_none_match: Header<Option<String>>,
+        if_none_match: Header<Option<Vec<String>>>,
     ) -> Result<ImageDownload, ReadError> {
-        download_variant(&gateway, &auth, &id.0, None, if_none_match.0.as_deref())
-            .await
-            .map_err(Into::into)
+        download_variant(
+            &gateway,
+            &auth,
+            &id.0,
+            None,
+            if_none_match.0.as_deref().unwrap_or_default(),
+        )
+        .await
+        .map_err(Into::into)
     }
 
     /// Download a named variant.
@@ -333,14 +343,14 @@ impl ImagesApi {
         name: Path<String>,
         /// The `ETag` of a copy the caller has: answered `304` when it is this file's.
         #[oai(name = "If-None-Match")]
-        if_none_match: Header<Option<String>>,
+        if_none_match: Header<Option<Vec<String>>>,
     ) -> Result<ImageDownload, ReadError> {
         download_variant(
             &gateway,
             &auth,
             &id.0,
             Some(&name.0),
-            if_none_match.0.as_deref(),
+            if_none_match.0.as_deref().unwrap_or_default(),
         )
         .await
         .map_err(Into::into)
@@ -421,7 +431,7 @@ async fn download_variant(
     auth: &BearerAuth,
     id: &str,
     name: Option<&str>,
-    if_none_match: Option<&str>,
+    if_none_match: &[String],
 ) -> Result<ImageDownload, ApiError> {
     let record = gateway.image(&auth.0, id).await?;
     if record.status != pixmill_actors::Status::Completed {
@@ -476,7 +486,6 @@ async fn download_variant(
                 variant.name,
                 image.format.extension()
             ),
-            sha256: image.sha256.clone(),
         })
     };
     ImageDownload::answer(if_none_match, &image.sha256, open).await
