@@ -38,6 +38,12 @@ pub trait RateLimiter: Send + Sync + 'static {
 /// the documents out of a bounded cache.
 pub const DELETE_MARK_TTL: Duration = Duration::from_secs(90);
 
+/// How long a delete's mark lives in a cache whose documents live for `ttl`: never longer
+/// than a document would.
+pub fn delete_mark_ttl(ttl: Duration) -> Duration {
+    ttl.min(DELETE_MARK_TTL)
+}
+
 /// What the status cache holds for an image.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cached {

@@ -92,10 +92,12 @@ fn check_fields(step: &Value) -> Result<(), String> {
             ops()
         ));
     };
-    let Some(fields) = op.as_str().and_then(|op| fields_by_op().get(op)) else {
+    let Some((op, fields)) = op
+        .as_str()
+        .and_then(|name| fields_by_op().get_key_value(name))
+    else {
         return Err(format!("{op} is not an op; the ops are {}", ops()));
     };
-    let op = op.as_str().unwrap_or_default();
     if let Some(unknown) = object
         .keys()
         .find(|key| key.as_str() != DISCRIMINATOR && !fields.all.contains(&key.as_str()))

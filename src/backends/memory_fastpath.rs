@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use pixmill_actors::ports::BackendError;
 use pixmill_actors::{ImageId, ImageRecord, Owner};
 
-use crate::fastpath::{Cached, RateDecision, RateLimiter, StatusCache, DELETE_MARK_TTL};
+use crate::fastpath::{delete_mark_ttl, Cached, RateDecision, RateLimiter, StatusCache};
 
 /// A per-owner upload limit: at most `uploads` uploads in any `window` (a sliding
 /// window). Shared by the in-process and the Redis limiter. `uploads = 0` refuses every
@@ -181,7 +181,7 @@ impl StatusCache for MemoryStatusCache {
     }
 
     async fn mark_deleted(&self, id: ImageId) -> Result<(), BackendError> {
-        self.store(id, None, self.ttl.min(DELETE_MARK_TTL), true);
+        self.store(id, None, delete_mark_ttl(self.ttl), true);
         Ok(())
     }
 

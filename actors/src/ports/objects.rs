@@ -67,22 +67,14 @@ impl ObjectKey {
     /// The image whose original this is, for a key made by [`ObjectKey::original`];
     /// `None` for any other key.
     pub fn original_of(&self) -> Option<ImageId> {
-        let (stem, extension) = self.0.split_once('.')?;
-        if extension.is_empty() || extension.contains(['.', '/']) {
-            return None;
-        }
-        id_written_as(stem)
+        id_written_as(stem_of_file(&self.0)?)
     }
 
     /// The image whose rendition this is, for a key of `processed-images` as the persister
     /// makes them (`<image id>/<variant>.<extension>`); `None` for any other key.
     pub fn rendition_of(&self) -> Option<ImageId> {
         let (id, file) = self.0.split_once('/')?;
-        if file.contains('/') {
-            return None;
-        }
-        let (variant, extension) = file.split_once('.')?;
-        if variant.is_empty() || extension.is_empty() || extension.contains(['.', '/']) {
+        if file.contains('/') || stem_of_file(file)?.is_empty() {
             return None;
         }
         id_written_as(id)
@@ -95,6 +87,14 @@ impl ObjectKey {
     pub fn segments(&self) -> impl Iterator<Item = &str> {
         self.0.split('/')
     }
+}
+
+/// The stem of a file name made as pixmill makes them, `<stem>.<extension>` with one
+/// non-empty extension and no folder; `None` for any other name.
+fn stem_of_file(name: &str) -> Option<&str> {
+    let (stem, extension) = name.split_once('.')?;
+    let one_extension = !extension.is_empty() && !extension.contains(['.', '/']);
+    one_extension.then_some(stem)
 }
 
 /// The image id `text` spells exactly as pixmill writes ids into keys (lower-case,

@@ -10,7 +10,7 @@ use pixmill_actors::ports::BackendError;
 use pixmill_actors::{ImageId, ImageRecord};
 
 use super::RedisConnection;
-use crate::fastpath::{Cached, StatusCache, DELETE_MARK_TTL};
+use crate::fastpath::{delete_mark_ttl, Cached, StatusCache};
 
 /// The value that marks a deleted image (a document is a JSON object, never this).
 const DELETED: &str = "deleted";
@@ -83,7 +83,7 @@ impl StatusCache for RedisStatusCache {
             .arg(self.key(id))
             .arg(DELETED)
             .arg("PX")
-            .arg(millis(self.ttl.min(DELETE_MARK_TTL)));
+            .arg(millis(delete_mark_ttl(self.ttl)));
         self.conn.query::<()>(&command).await
     }
 
