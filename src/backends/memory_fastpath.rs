@@ -110,8 +110,9 @@ impl RateLimiter for MemoryRateLimiter {
 
 /// A [`StatusCache`] in process memory, bounded in size and age.
 ///
-/// When full, expired entries go first, then the one closest to expiry; that scan is
-/// linear in the capacity, which is fine for the few thousand entries standalone mode keeps.
+/// When full, expired entries go first, then the document closest to expiry (delete marks
+/// stay); that scan is linear in the capacity, which is fine for the few thousand entries
+/// standalone mode keeps.
 pub struct MemoryStatusCache {
     ttl: Duration,
     capacity: usize,
@@ -131,15 +132,21 @@ impl MemoryStatusCache {
         }
     }
 
-    fn make_room(entries: &mut Entries, now: Instant) {
+    /// Frees a place for a new entry, a delete's mark when `for_mark`; false when there is
+    /// none it may take. Expired entries go first, then the document closest to expiry. A
+    /// mark gives way only to another mark: losing a document costs a read of the store,
+    /// losing a mark could let a late fill bring a deleted image back.
+    fn make_room(&self, entries: &mut Entries, now: Instant, for_mark: bool) -> bool {
         entries.retain(|_, (_, expires)| *expires > now);
-        let soonest = entries
-            .iter()
-            .min_by_key(|(_, (_, expires))| *expires)
-            .map(|(id, _)| *id);
-        if let Some(id) = soonest {
-            entries.remove(&id);
+        if entries.len() < self.capacity {
+            return true;
         }
+        let victim = entries
+            .iter()
+            .filter(|(_, (entry, _))| for_mark || entry.is_some())
+            .min_by_key(|(_, (entry, expires))| (entry.is_none(), *expires))
+            .map(|(id, _)| *id);
+        victim.is_some_and(|id| entries.remove(&id).is_some())
     }
 
     /// Stores `entry` for `id` for `ttl`; with `replace` false, only where no live entry is.
@@ -150,8 +157,9 @@ impl MemoryStatusCache {
         if live && !replace {
             return;
         }
-        if entries.len() >= self.capacity && !entries.contains_key(&id) {
-            Self::make_room(&mut entries, now);
+        let full = entries.len() >= self.capacity && !entries.contains_key(&id);
+        if full && !self.make_room(&mut entries, now, entry.is_none()) {
+            return;
         }
         entries.insert(id, (entry, now + ttl));
     }
@@ -301,16 +309,34 @@ mod tests {
         cache.put(&first).await.unwrap();
         assert_eq!(cache.get(first.id).await.unwrap(), Cached::Deleted);
 
+        // Full of a mark, the cache keeps the mark and not the next document.
         cache.put(&second).await.unwrap();
+        assert_eq!(cache.get(first.id).await.unwrap(), Cached::Deleted);
+        assert_eq!(cache.get(second.id).await.unwrap(), Cached::Unknown);
+    }
+
+    #[tokio::test]
+    async fn at_capacity_documents_give_way_before_delete_marks() {
+        let cache = MemoryStatusCache::new(Duration::from_secs(60), 2);
+        let (deleted, older, newer, third) = (record(), record(), record(), record());
+        cache.mark_deleted(deleted.id).await.unwrap();
+        cache.put(&older).await.unwrap();
+
+        // The mark was stored first and expires first (everything lives 60 s here), yet
+        // the document goes.
+        cache.put(&newer).await.unwrap();
+        assert_eq!(cache.get(deleted.id).await.unwrap(), Cached::Deleted);
+        assert_eq!(cache.get(older.id).await.unwrap(), Cached::Unknown);
         assert_eq!(
-            cache.get(first.id).await.unwrap(),
-            Cached::Unknown,
-            "evicted at capacity"
+            cache.get(newer.id).await.unwrap(),
+            Cached::Final(Box::new(newer.clone()))
         );
-        assert_eq!(
-            cache.get(second.id).await.unwrap(),
-            Cached::Final(Box::new(second))
-        );
+
+        // A new mark takes a document's place too.
+        cache.mark_deleted(third.id).await.unwrap();
+        assert_eq!(cache.get(third.id).await.unwrap(), Cached::Deleted);
+        assert_eq!(cache.get(deleted.id).await.unwrap(), Cached::Deleted);
+        assert_eq!(cache.get(newer.id).await.unwrap(), Cached::Unknown);
     }
 
     #[tokio::test]
