@@ -77,11 +77,16 @@ impl WebhookSender {
             Err(error @ TargetError::Unresolvable(_)) => {
                 return Attempt::Transient(error.to_string())
             }
+            Err(error @ TargetError::NotPublic { addr, .. }) => {
+                return Attempt::Permanent(format!("{error} ({addr})"))
+            }
             Err(error) => return Attempt::Permanent(error.to_string()),
         };
         // A client per attempt, pinned to the checked addresses, so the connection cannot
-        // go anywhere the check did not see.
+        // go anywhere the check did not see; never through a proxy from the environment
+        // (`HTTPS_PROXY`), which would resolve the name itself and reach what it resolves to.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(redirect::Policy::none())
             .timeout(self.config.timeout)
             .connect_timeout(self.config.timeout.min(Duration::from_secs(5)))

@@ -18,7 +18,9 @@ pub enum TargetError {
     Malformed,
     #[error("callback_url host {0:?} does not resolve")]
     Unresolvable(String),
-    #[error("callback_url host {host:?} resolves to {addr}, a loopback, private, link-local or otherwise non-public address")]
+    /// The message leaves the address out: an uploader must not learn what the
+    /// deployment's internal names resolve to. The delivery log names it.
+    #[error("callback_url host {host:?} resolves to a loopback, private, link-local or otherwise non-public address; webhooks go to public addresses only")]
     NotPublic { host: String, addr: IpAddr },
 }
 
@@ -139,7 +141,9 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || first == 0x2001 && ip.segments()[1] == 0x0db8
         || first == 0x0064 && ip.segments()[1] == 0xff9b
         || first == 0x2002
-        || ip.segments()[..6] == [0, 0, 0, 0, 0, 0];
+        || first == 0x2001 && ip.segments()[1] == 0
+        || ip.segments()[..6] == [0, 0, 0, 0, 0, 0]
+        || ip.segments()[..6] == [0, 0, 0, 0, 0xffff, 0];
     !special
 }
 
@@ -168,11 +172,21 @@ mod tests {
             "::127.0.0.1",
             "64:ff9b::a00:1",
             "2002:7f00:1::",
+            // IPv4-translated (::ffff:0:0/96) and Teredo (2001::/32) carry an IPv4 address
+            // a relay may reach.
+            "::ffff:0:a00:1",
+            "::ffff:0:7f00:1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ];
         for raw in internal {
             assert!(!is_public(raw.parse().unwrap()), "{raw} counted as public");
         }
-        for raw in ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111"] {
+        for raw in [
+            "93.184.215.14",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "2001:4860:4860::8888",
+        ] {
             assert!(is_public(raw.parse().unwrap()), "{raw} refused");
         }
     }

@@ -555,6 +555,21 @@ async fn private_webhook_targets_are_refused_by_default() {
             "{target}: {body}"
         );
     }
+    // A refusal does not tell the uploader what an internal name resolves to.
+    let (status, body) =
+        upload_small(&app, &token, &[("callback_url", "http://localhost/hook")]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("callback_url_not_allowed")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("\"localhost\"")
+            && !message.contains("127.0.0.1")
+            && !message.contains("::1"),
+        "{body}"
+    );
     let (status, body) =
         upload_small(&app, &token, &[("callback_url", "ftp://example.com/")]).await;
     assert_eq!(
@@ -568,7 +583,7 @@ async fn private_webhook_targets_are_refused_by_default() {
             &text,
             r#"pixmill_uploads_refused_total{code="callback_url_not_allowed"}"#
         ),
-        Some(3.0),
+        Some(4.0),
         "{text}"
     );
     let (_, page) = app.get_json(&token, "/v1/images").await;
