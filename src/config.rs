@@ -362,8 +362,12 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment.merge(env());
-        let config = figment.extract()?;
+        let config: Config = figment.extract()?;
         refuse_unknown_keys(file.as_deref())?;
+        config
+            .webhooks
+            .check()
+            .map_err(|message| ConfigError::from(figment::Error::from(message)))?;
         Ok(config)
     }
 
@@ -410,6 +414,24 @@ mod tests {
             Ok(_) => panic!("{text:?} loaded"),
             Err(error) => error.to_string(),
         }
+    }
+
+    #[test]
+    fn a_guessable_webhook_secret_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            let error = file_error(jail, "[webhooks]\nsecret = \"hunter2\"\n");
+            assert!(
+                error.contains("webhooks.secret is 7 bytes") && error.contains("at least 16"),
+                "{error}"
+            );
+            assert!(
+                !error.contains("hunter2"),
+                "the secret itself is not repeated"
+            );
+            jail.set_env("PIXMILL_WEBHOOKS__SECRET", "0123456789abcdef");
+            assert!(Config::load(None).is_ok());
+            Ok(())
+        });
     }
 
     #[test]

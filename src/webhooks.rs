@@ -63,6 +63,24 @@ impl Default for WebhookConfig {
     }
 }
 
+/// The shortest `webhooks.secret` accepted: a receiver trusts every POST it signs, so it
+/// must not be guessable.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+impl WebhookConfig {
+    /// Refuses a secret too short to keep forgers out (an empty one switches webhooks off).
+    pub fn check(&self) -> Result<(), String> {
+        let length = self.secret.expose().len();
+        if length > 0 && length < MIN_SECRET_BYTES {
+            return Err(format!(
+                "webhooks.secret is {length} bytes; use at least {MIN_SECRET_BYTES} random \
+                 ones (e.g. `openssl rand -hex 32`): receivers trust every POST it signs"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What the gateway checks a `callback_url` against at upload.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WebhookPolicy {
