@@ -146,6 +146,7 @@ mod tests {
             username: None,
             roles: vec!["uploader".to_owned()],
             client_roles: Default::default(),
+            expires_at: None,
         }
     }
 

@@ -23,6 +23,8 @@ pub enum AuthError {
     WrongIssuer,
     #[error("the token was not issued for this service (audience)")]
     WrongAudience,
+    #[error("the token is a {0:?} token, not an access token: send the access_token of the issuer's token response")]
+    NotAnAccessToken(String),
     #[error("the token lacks a required claim: {0}")]
     MissingClaim(String),
     #[error("this action needs the {0}")]
@@ -47,6 +49,7 @@ impl AuthError {
             Self::NotYetValid => "token_not_yet_valid",
             Self::WrongIssuer => "wrong_issuer",
             Self::WrongAudience => "wrong_audience",
+            Self::NotAnAccessToken(_) => "not_an_access_token",
             Self::MissingClaim(_) => "missing_claim",
             Self::MissingRole(_) => "missing_role",
             Self::IssuerUnavailable { .. } => "issuer_unavailable",

@@ -1,6 +1,6 @@
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{decode, Algorithm, Validation};
@@ -25,11 +25,22 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// `resource_access.<client>.roles`, by client.
     pub client_roles: ClientRoles,
+    /// `exp`: when the token stops vouching for the caller; `None` past what a clock holds.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Principal {
     pub fn has_role(&self, role: &RoleRequirement) -> bool {
         role.is_met_by(&self.roles, &self.client_roles)
+    }
+
+    /// How long the token remains valid from now (zero once expired); a connection that
+    /// outlives its token (an event stream) ends by then.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.expires_at.map(|at| {
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        })
     }
 }
 
@@ -62,6 +73,9 @@ struct Claims {
     aud: Option<Audience>,
     azp: Option<String>,
     preferred_username: Option<String>,
+    /// Keycloak's token type: `Bearer` for access tokens, `ID`, `Refresh` or `Logout` for
+    /// the others its realm keys sign. Other issuers may leave it out.
+    typ: Option<String>,
     /// Seconds since the epoch; required (and checked) by `decode`. A number, as NumericDate
     /// may carry a fraction.
     exp: Option<f64>,
@@ -190,10 +204,19 @@ impl TokenVerifier {
             expires,
             key: freshness,
         };
-        Ok((self.principal(data.claims)?, trust))
+        let mut principal = self.principal(data.claims)?;
+        principal.expires_at = Duration::try_from_secs_f64(expires)
+            .ok()
+            .and_then(|since_epoch| SystemTime::UNIX_EPOCH.checked_add(since_epoch));
+        Ok((principal, trust))
     }
 
     fn principal(&self, claims: Claims) -> Result<Principal, AuthError> {
+        // An ID token can name this service too (`azp`, or `aud` with a mapper that adds it
+        // to ID tokens), and is signed with the same key; only access tokens grant access.
+        if let Some(typ) = claims.typ.filter(|t| !t.eq_ignore_ascii_case("Bearer")) {
+            return Err(AuthError::NotAnAccessToken(typ));
+        }
         let aud = claims.aud.map(Audience::into_vec);
         let addressed = self.rules.audience_claim.accepts(
             aud.as_deref(),
@@ -217,6 +240,7 @@ impl TokenVerifier {
             username: claims.preferred_username,
             roles: claims.realm_access.roles,
             client_roles,
+            expires_at: None,
         })
     }
 }

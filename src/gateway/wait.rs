@@ -118,14 +118,19 @@ impl Gateway {
     }
 
     /// The caller's image now and then after every change, ending after a final status, when
-    /// the image disappears, when the gateway drains, or after the stream's lifetime.
+    /// the image disappears, when the gateway drains, after the stream's lifetime, or when
+    /// the caller's token expires (the token was checked once, at connect; a stream must
+    /// not go on vouching for it).
     pub async fn image_changes(
         self: Arc<Self>,
         who: Principal,
         raw_id: &str,
     ) -> Result<RecordStream, ApiError> {
         let id: ImageId = raw_id.parse().map_err(|_| ApiError::image_not_found())?;
-        let mut waiter = Waiter::new(&self, id, self.waits.stream_lifetime);
+        let lifetime = who.remaining().map_or(self.waits.stream_lifetime, |left| {
+            left.min(self.waits.stream_lifetime)
+        });
+        let mut waiter = Waiter::new(&self, id, lifetime);
         let first = self.image(&who, raw_id).await?;
         waiter.count(&self);
         let state = StreamState {

@@ -94,6 +94,12 @@ async fn bad_tokens_are_refused_with_a_reason() {
             "wrong_audience",
         ),
         (
+            // Keycloak signs ID tokens with the realm's key too; one can name this API.
+            "an ID token",
+            Some(sign(&claims("alice", json!({"typ": "ID"})), false)),
+            "not_an_access_token",
+        ),
+        (
             "no exp",
             Some(sign(&claims("alice", json!({"exp": null})), false)),
             "missing_claim",

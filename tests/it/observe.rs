@@ -378,6 +378,54 @@ async fn an_event_stream_follows_a_job_until_it_completes() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_ends_when_its_token_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = Arc::new(Gate::default());
+    let mut app = Standalone::start_with(standalone_config(dir.path()), gate.clone()).await;
+    let token = token_for("short-lived");
+    let (status, doc) = upload_small(&app, &token, &[]).await;
+    assert_eq!(status, 202, "{doc}");
+    let id = doc["id"].as_str().unwrap_or_default().to_owned();
+
+    // A token of the same owner with three seconds left: the job is held at the gate, so
+    // only the token's end can close the stream.
+    let expires = chrono::Utc::now().timestamp() + 3;
+    let brief = crate::support::tokens::sign(
+        &crate::support::tokens::claims("short-lived", serde_json::json!({"exp": expires})),
+        false,
+    );
+    let response = app
+        .http
+        .get(app.url(&format!("/v1/images/{id}/events")))
+        .bearer_auth(&brief)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut events = EventReader::new(response);
+    let first = next_status(&mut events)
+        .await
+        .expect("the current document");
+    assert_ne!(first, "COMPLETED");
+    let mut later = Vec::new();
+    while let Some(status) = next_status(&mut events).await {
+        later.push(status);
+    }
+    assert!(
+        later.iter().all(|s| s != "COMPLETED" && s != "FAILED"),
+        "{later:?}"
+    );
+    assert!(
+        chrono::Utc::now().timestamp() >= expires,
+        "the stream closed before the token expired"
+    );
+    gate.release(&id);
+    let done = app.wait_until_final(&token, &id, PATIENCE).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    app.stop().await;
+}
+
 /// The status of the next event, `None` when the stream has closed.
 async fn next_status(events: &mut EventReader) -> Option<String> {
     let doc = tokio::time::timeout(PATIENCE, events.next())
