@@ -28,6 +28,8 @@ pub enum IssuerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the issuer key {path} is open to other users (mode {mode:04o}); anyone who can read it can sign tokens for any owner and role, and anyone who can replace it can too: `chmod 600` it")]
+    Unprotected { path: PathBuf, mode: u32 },
     #[error("the issuer key in {path} is not a PKCS#8 RSA key: {reason}")]
     BadKey { path: PathBuf, reason: String },
     #[error("could not sign the token: {0}")]
@@ -55,12 +57,15 @@ impl LocalIssuer {
             source,
         };
         match std::fs::read_to_string(&path) {
-            Ok(pem) => Self::from_pem(&pem).map_err(|reason| IssuerError::BadKey {
-                path: path.clone(),
-                reason,
-            }),
+            Ok(pem) => {
+                check_private(&path)?;
+                Self::from_pem(&pem).map_err(|reason| IssuerError::BadKey {
+                    path: path.clone(),
+                    reason,
+                })
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir).map_err(io)?;
+                create_private_dir(dir).map_err(io)?;
                 let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(|e| {
                     IssuerError::BadKey {
                         path: path.clone(),
@@ -135,6 +140,42 @@ impl LocalIssuer {
     }
 }
 
+/// Refuses a key file that users other than its owner may read or write, as ssh does.
+fn check_private(path: &Path) -> Result<(), IssuerError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|source| IssuerError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(IssuerError::Unprotected {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The key's folder, made for its owner alone (others could otherwise place a key of
+/// their own in it before the first start).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -147,4 +188,36 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents)?;
     file.sync_all()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_key_others_may_read_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(KEY_FILE);
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/issuer/private-key.pem"
+        );
+        std::fs::copy(fixture, &path).expect("copy the fixture key");
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refusal = LocalIssuer::open_or_create(dir.path())
+            .err()
+            .expect("a world-readable key is refused");
+        assert!(
+            matches!(refusal, IssuerError::Unprotected { mode: 0o644, .. }),
+            "{refusal}"
+        );
+        assert!(refusal.to_string().contains("chmod 600"), "{refusal}");
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let issuer = LocalIssuer::open_or_create(dir.path()).expect("the owner's own key");
+        assert_eq!(issuer.jwks().keys.len(), 1);
+    }
 }

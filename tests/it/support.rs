@@ -42,8 +42,11 @@ pub fn standalone_config(data_dir: &Path) -> Config {
 pub fn install_fixture_key(data_dir: &Path) {
     let dir = data_dir.join("issuer");
     std::fs::create_dir_all(&dir).expect("create issuer dir");
-    std::fs::copy(tokens::fixture_key_path(), dir.join("private-key.pem"))
-        .expect("copy fixture key");
+    let key = dir.join("private-key.pem");
+    std::fs::copy(tokens::fixture_key_path(), &key).expect("copy fixture key");
+    // The copy keeps the fixture's mode; pixmill refuses a key others may read.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod the fixture key");
 }
 
 /// A running pixmill (standalone, or any app [`Standalone::serving`] wraps) and a client for
