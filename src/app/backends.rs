@@ -25,6 +25,9 @@ use crate::fastpath::{RateLimiter, StatusCache, StatusFeed};
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 /// How long final statuses stay in the in-process cache.
 const MEMORY_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Redis connections of the rate limit's own pool: one call per upload, each a single
+/// round trip, so a few serve every upload a gateway admits.
+const LIMITER_CONNECTIONS: u32 = 4;
 
 /// Every connected backend.
 pub struct Backends {
@@ -240,11 +243,19 @@ async fn fastpath(config: &Config) -> Result<FastPath, ConnectError> {
             } else {
                 tracing::info!(redis = %connection.description(), "redis fast paths ready");
             }
+            // The rate limit gets connections of its own: sharing the cache's, a flood of
+            // status reads (anyone's, unlimited) could keep every connection busy past the
+            // call timeout, and a limit that cannot be checked lets uploads through.
+            let limiter_connection = RedisConnection::open(&RedisConfig {
+                pool_size: LIMITER_CONNECTIONS,
+                ..redis.clone()
+            })
+            .map_err(rejected)?;
             let prefix = &config.cache.key_prefix;
             let feed = RedisEventFeed::start(url, prefix).await.map_err(rejected)?;
             Ok(FastPath {
                 cache: Arc::new(RedisStatusCache::new(connection.clone(), MEMORY_CACHE_TTL)),
-                limiter: Arc::new(RedisRateLimiter::new(connection.clone(), rate)),
+                limiter: Arc::new(RedisRateLimiter::new(limiter_connection, rate)),
                 events: Arc::new(RedisEvents::new(connection, prefix)),
                 feed,
             })
