@@ -120,10 +120,10 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
         })
 }
 
-/// What a worker process serves: health and metrics.
+/// What a worker process serves: health, metrics and the operators' `/v1/system`.
 pub fn worker_admin_app(gateway: Arc<Gateway>) -> impl Endpoint {
     let health = OpenApiService::new(
-        health::HealthApi,
+        (health::HealthApi, system::SystemApi),
         "pixmill worker",
         env!("CARGO_PKG_VERSION"),
     );

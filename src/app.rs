@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::api;
+use crate::api::health::ReadinessProbes;
 use crate::config::Config;
 use crate::gateway::{Gateway, OwnerUploads, WaitLimits, Watchers};
 use crate::metrics::{Metrics, RuntimeSources};
@@ -176,6 +177,7 @@ impl App {
             waits: wait_limits(&config),
             metrics,
             webhooks: WebhookPolicy::from_config(&config.webhooks),
+            readiness: ReadinessProbes::default(),
         });
 
         let listen_addr = if mode == Mode::Worker {

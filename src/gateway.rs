@@ -29,6 +29,7 @@ pub use wait::{RecordStream, WaitLimits};
 pub use watchers::Watchers;
 
 use crate::api::errors::ApiError;
+use crate::api::health::ReadinessProbes;
 use crate::auth::roles::RoleRequirement;
 use crate::auth::{Principal, TokenVerifier};
 use crate::fastpath::{Cached, RateLimiter, StatusCache};
@@ -68,6 +69,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Whether uploads may name a `callback_url`, and which.
     pub webhooks: WebhookPolicy,
+    /// The last readiness probe round, shared by the requests that ask.
+    pub readiness: ReadinessProbes,
 }
 
 /// Longest page of a listing.

@@ -1,11 +1,21 @@
-//! Liveness and readiness, for people and for the compose health checks. No token needed.
+//! Liveness and readiness, for people and for the compose health checks. No token needed,
+//! so what anyone may read is terse: which backend fails and how (`problem`), never its
+//! address or the backend's own error text. Those (`detail`) are for operators holding the
+//! admin role, at `GET /v1/system/readiness`.
+//!
+//! A probe round reaches every backend (a database round trip, an S3 call, a queue
+//! declaration, a Redis ping), so rounds are shared: requests that arrive while one runs,
+//! or within [`REUSE`] after it, get its answer. A flood of anonymous probes costs the
+//! backends one round a second at most.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use pixmill_actors::ports::{BackendError, ErrorKind};
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use tokio::sync::Mutex;
 
 use super::ApiTags;
 use crate::gateway::Gateway;
@@ -13,13 +23,17 @@ use crate::gateway::Gateway;
 /// How long a readiness probe waits for each backend.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a probe round's answer is reused.
+const REUSE: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Object)]
 pub struct Liveness {
     /// Always `ok`.
     pub status: String,
 }
 
-#[derive(Debug, Object)]
+#[derive(Clone, Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BackendCheck {
     /// `metadata`, `objects`, `queue` or `cache`.
     pub name: String,
@@ -29,11 +43,15 @@ pub struct BackendCheck {
     /// so taking every gateway out of a load balancer over a Redis outage would only turn
     /// a degraded service into none. Its failure still shows here, with `ok: false`.
     pub required: bool,
-    /// What the backend is (no secrets), and the error when not ok.
-    pub detail: String,
+    /// When not ok: how it failed (`unreachable`, `no answer within 2 s`, ...) and, for the
+    /// cache, what that means for uploads.
+    pub problem: Option<String>,
+    /// What the backend is (addresses, bucket, queue) and its own error text; only in
+    /// `/v1/system/readiness`.
+    pub detail: Option<String>,
 }
 
-#[derive(Debug, Object)]
+#[derive(Clone, Debug, Object)]
 pub struct Readiness {
     /// `ready`, `not_ready` or `draining`.
     pub status: String,
@@ -50,39 +68,44 @@ pub enum ReadyResponse {
     NotReady(Json<Readiness>),
 }
 
-/// What a failed cache check adds, so an operator reading `/readyz` sees the consequence.
-const CACHE_DOWN: &str = "uploads are not rate limited until it answers (fail open)";
-
-async fn check<F>(name: &str, describe: String, probe: F) -> BackendCheck
-where
-    F: std::future::Future<Output = Result<(), pixmill_actors::ports::BackendError>>,
-{
-    let required = name != "cache";
-    let failed = |why: String| BackendCheck {
-        name: name.to_owned(),
-        ok: false,
-        required,
-        detail: if required {
-            format!("{describe}: {why}")
+impl ReadyResponse {
+    fn from_report((ready, report): (bool, Readiness)) -> Self {
+        if ready {
+            Self::Ready(Json(report))
         } else {
-            format!("{describe}: {why}; {CACHE_DOWN}")
-        },
-    };
-    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-        Ok(Ok(())) => BackendCheck {
-            name: name.to_owned(),
-            ok: true,
-            required,
-            detail: describe,
-        },
-        Ok(Err(error)) => failed(error.to_string()),
-        Err(_) => failed("no answer within 2 s".to_owned()),
+            Self::NotReady(Json(report))
+        }
     }
 }
 
-/// The readiness report shared by the gateway and the worker's admin listener.
-pub async fn readiness(gateway: &Gateway) -> (bool, Readiness) {
-    let backends = vec![
+/// What a failed cache check adds, so an operator reading `/readyz` sees the consequence.
+const CACHE_DOWN: &str = "uploads are not rate limited until it answers (fail open)";
+
+/// The last probe round, shared by the requests that need one (see the module's doc).
+#[derive(Default)]
+pub struct ReadinessProbes {
+    last: Mutex<Option<(Instant, Vec<BackendCheck>)>>,
+}
+
+impl ReadinessProbes {
+    /// Every backend's check, from a round at most [`REUSE`] old.
+    async fn checks(&self, gateway: &Gateway) -> Vec<BackendCheck> {
+        // Held across the round, so requests arriving meanwhile wait for its answer
+        // instead of starting rounds of their own.
+        let mut last = self.last.lock().await;
+        if let Some((at, checks)) = last.as_ref() {
+            if at.elapsed() < REUSE {
+                return checks.clone();
+            }
+        }
+        let checks = probe_all(gateway).await;
+        *last = Some((Instant::now(), checks.clone()));
+        checks
+    }
+}
+
+async fn probe_all(gateway: &Gateway) -> Vec<BackendCheck> {
+    vec![
         check(
             "metadata",
             gateway.metadata.describe(),
@@ -97,7 +120,58 @@ pub async fn readiness(gateway: &Gateway) -> (bool, Readiness) {
         .await,
         check("queue", gateway.queue.describe(), gateway.queue.ping()).await,
         check("cache", gateway.cache.describe(), gateway.cache.ping()).await,
-    ];
+    ]
+}
+
+/// How a backend failed, in words that name no address and quote no backend.
+fn problem_of(error: &BackendError) -> &'static str {
+    match error.kind {
+        ErrorKind::Unavailable => "unreachable",
+        ErrorKind::Timeout => "too slow to answer",
+        ErrorKind::Rejected | ErrorKind::NotFound => "refused the check",
+        ErrorKind::Internal => "answered with an error",
+    }
+}
+
+async fn check<F>(name: &str, describe: String, probe: F) -> BackendCheck
+where
+    F: std::future::Future<Output = Result<(), BackendError>>,
+{
+    let required = name != "cache";
+    let failed = |problem: &str, why: String| BackendCheck {
+        name: name.to_owned(),
+        ok: false,
+        required,
+        problem: Some(if required {
+            problem.to_owned()
+        } else {
+            format!("{problem}; {CACHE_DOWN}")
+        }),
+        detail: Some(format!("{describe}: {why}")),
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok(())) => BackendCheck {
+            name: name.to_owned(),
+            ok: true,
+            required,
+            problem: None,
+            detail: Some(describe),
+        },
+        Ok(Err(error)) => failed(problem_of(&error), error.to_string()),
+        Err(_) => failed("no answer within 2 s", "no answer within 2 s".to_owned()),
+    }
+}
+
+/// The readiness report shared by the gateway and the worker's admin listener: whether
+/// the process is ready, and why. `with_detail` keeps each backend's `detail` (for the
+/// admin endpoint); without it, the report is what anyone may read.
+pub async fn readiness(gateway: &Gateway, with_detail: bool) -> (bool, Readiness) {
+    let mut backends = gateway.readiness.checks(gateway).await;
+    if !with_detail {
+        for backend in &mut backends {
+            backend.detail = None;
+        }
+    }
     let all_ok = backends.iter().all(|b| b.ok || !b.required);
     let status = if gateway.is_draining() {
         "draining"
@@ -115,6 +189,11 @@ pub async fn readiness(gateway: &Gateway) -> (bool, Readiness) {
     )
 }
 
+/// The answer of a readiness endpoint, `200` or `503`.
+pub async fn ready_response(gateway: &Gateway, with_detail: bool) -> ReadyResponse {
+    ReadyResponse::from_report(readiness(gateway, with_detail).await)
+}
+
 pub struct HealthApi;
 
 #[OpenApi(tag = "ApiTags::Health")]
@@ -127,12 +206,10 @@ impl HealthApi {
         })
     }
 
-    /// Readiness: every required backend is reachable; says which backend is not.
+    /// Readiness: every required backend is reachable; says which backend is not, and how
+    /// (addresses and errors: `/v1/system/readiness`, with the admin role).
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, gateway: Data<&Arc<Gateway>>) -> ReadyResponse {
-        match readiness(&gateway).await {
-            (true, report) => ReadyResponse::Ready(Json(report)),
-            (false, report) => ReadyResponse::NotReady(Json(report)),
-        }
+        ready_response(&gateway, false).await
     }
 }

@@ -1,4 +1,5 @@
-//! `/v1/system`: what the actors are doing, for operators holding the admin role.
+//! `/v1/system`: what the actors are doing and how each backend answers, for operators
+//! holding the admin role. Served by the gateway and by a worker's admin listener.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::errors::{error_responses, ApiError};
+use super::health::{ready_response, ReadyResponse};
 use super::security::BearerAuth;
 use super::ApiTags;
 use crate::gateway::Gateway;
@@ -59,10 +61,31 @@ error_responses!(
     }
 );
 
+error_responses!(
+    /// Why the readiness report could not be read.
+    ReadinessError {
+        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `not_an_access_token`, `missing_claim`); `WWW-Authenticate` says the same.",
+        Forbidden = 403: "The token lacks the admin role (`missing_role`).",
+        Unavailable = 503: "The token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
+    }
+);
+
 pub struct SystemApi;
 
 #[OpenApi(prefix_path = "/v1/system", tag = "ApiTags::System")]
 impl SystemApi {
+    /// Readiness as `/readyz` reports it, with each backend's `detail`: what it is
+    /// (addresses, bucket, queue; no secrets) and its own error text when it failed.
+    #[oai(path = "/readiness", method = "get", operation_id = "system_readiness")]
+    async fn readiness(
+        &self,
+        gateway: Data<&Arc<Gateway>>,
+        auth: BearerAuth,
+    ) -> Result<ReadyResponse, ReadinessError> {
+        gateway.require_role(&auth.0, &gateway.admin_role)?;
+        Ok(ready_response(&gateway, true).await)
+    }
+
     /// The supervision tree with every actor's counters.
     #[oai(path = "/actors", method = "get", operation_id = "system_actors")]
     async fn actors(

@@ -408,7 +408,8 @@ async fn without_redis_the_gateway_starts_and_lets_uploads_through() {
         assert_eq!(doc["status"], "COMPLETED", "{doc}");
     }
 
-    // Ready (the cache is not required), and saying what is missing.
+    // Ready (the cache is not required), and saying what is missing and what it means,
+    // but not where it lives: `/readyz` needs no token.
     let response = app
         .http
         .get(app.url("/readyz"))
@@ -417,14 +418,40 @@ async fn without_redis_the_gateway_starts_and_lets_uploads_through() {
         .expect("GET /readyz");
     assert_eq!(response.status().as_u16(), 200);
     let report: Value = response.json().await.expect("readiness");
-    let cache = report["backends"]
+    let cache = cache_check(&report);
+    assert_eq!(
+        (&cache["ok"], &cache["required"]),
+        (&Value::Bool(false), &Value::Bool(false)),
+        "{cache}"
+    );
+    let problem = cache["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains("unreachable") && problem.contains("not rate limited"),
+        "{cache}"
+    );
+    assert!(
+        cache.get("detail").is_none() && !report.to_string().contains("127.0.0.1:1"),
+        "{report}"
+    );
+
+    // An operator sees where it is and the backend's own error.
+    let (status, _) = app.get_json(&token, "/v1/system/readiness").await;
+    assert_eq!(status, 403, "the admin role is needed");
+    let admin = token_with_roles("ops", &["pixmill-admin"]);
+    let (status, report) = app.get_json(&admin, "/v1/system/readiness").await;
+    assert_eq!(status, 200, "{report}");
+    let detail = cache_check(&report)["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(detail.contains("127.0.0.1:1"), "{report}");
+    app.stop().await;
+}
+
+fn cache_check(report: &Value) -> Value {
+    report["backends"]
         .as_array()
         .and_then(|all| all.iter().find(|b| b["name"] == "cache"))
         .expect("a cache check")
-        .clone();
-    assert_eq!(cache["ok"], false, "{cache}");
-    assert_eq!(cache["required"], false, "{cache}");
-    let detail = cache["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("not rate limited"), "{detail}");
-    app.stop().await;
+        .clone()
 }
