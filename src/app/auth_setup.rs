@@ -25,15 +25,15 @@ pub enum AuthSetupError {
 }
 
 /// Standalone mode trusts its own issuer (plus Keycloak when one is configured); a gateway
-/// trusts Keycloak, and the local issuer only when told to, loudly. A worker serves no
-/// authenticated endpoint and trusts nothing.
+/// trusts Keycloak, and the local issuer only when told to, loudly. A worker trusts the
+/// same, for its admin listener's `/v1/system` (operators' tokens); without an issuer it
+/// starts anyway and refuses every token there, since it serves no one else.
 pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupError> {
     let auth = &config.auth;
     let mut issuers = Vec::new();
     let trust_local = match mode {
         Mode::Standalone => true,
-        Mode::Gateway => config.auth.trust_local_issuer_unsafe,
-        Mode::Worker => false,
+        Mode::Gateway | Mode::Worker => config.auth.trust_local_issuer_unsafe,
     };
     if let Some(issuer) = &auth.issuer {
         let policy = CachePolicy {
@@ -49,10 +49,10 @@ pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupE
         });
     }
     if trust_local {
-        if mode == Mode::Gateway {
+        if mode != Mode::Standalone {
             tracing::warn!(
                 key_dir = %config.issuer_dir().display(),
-                "UNSAFE: this gateway trusts tokens minted by `pixmill token` with the local key; never do this in production"
+                "UNSAFE: this process trusts tokens minted by `pixmill token` with the local key; never do this in production"
             );
         }
         let local = LocalIssuer::open_or_create(&config.issuer_dir())?;

@@ -15,7 +15,7 @@ use super::gate::Gate;
 use super::sse::EventReader;
 use super::{next_status, sample, upload_small, wait_for_status};
 use crate::service_env::{service_url, unavailable, unique_name};
-use crate::support::tokens::token_for;
+use crate::support::tokens::{token_for, token_with_roles};
 use crate::support::{install_fixture_key, Standalone};
 
 /// Longer than the test may take: an event that arrives in time came through Redis, not
@@ -258,6 +258,21 @@ async fn a_gateways_event_stream_hears_a_worker_through_redis() {
         !gateway_metrics.contains("pixmill_actor_restarts"),
         "{gateway_metrics}"
     );
+    // An operator asks the worker's admin listener for its actors, as the gateway's
+    // refusal says to.
+    let admin = token_with_roles("ops", &["pixmill-admin"]);
+    let (status, refusal) = gateway.get_json(&admin, "/v1/system/actors").await;
+    assert_eq!((status, refusal["code"].as_str()), (404, Some("no_engine")));
+    let (status, tree) = worker.get_json(&admin, "/v1/system/actors").await;
+    assert_eq!(status, 200, "{tree}");
+    assert!(
+        tree["children"]
+            .as_array()
+            .is_some_and(|all| all.iter().any(|a| a["role"] == "transformer")),
+        "{tree}"
+    );
+    let (status, report) = worker.get_json(&admin, "/v1/system/readiness").await;
+    assert_eq!((status, report["status"].as_str()), (200, Some("ready")), "{report}");
 
     gateway.stop().await;
     worker.stop().await;
