@@ -55,7 +55,7 @@ pixmill="$CARGO_TARGET_DIR/debug/pixmill"
 data="$work/data"
 mkdir -p "$data/issuer"
 # The fixture key, so no RSA key is generated here.
-cp tests/fixtures/issuer/private-key.pem "$data/issuer/private-key.pem"
+install -m 600 tests/fixtures/issuer/private-key.pem "$data/issuer/private-key.pem"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
 PIXMILL_LOG__FORMAT=pretty "$pixmill" standalone --addr "127.0.0.1:$port" --data-dir "$data" >"$work/server.log" 2>&1 &

@@ -144,6 +144,7 @@ class Battery:
         data = self.root / "data" / "issuer"
         data.mkdir(parents=True)
         shutil.copy(REPO / "tests" / "fixtures" / "issuer" / "private-key.pem", data / "private-key.pem")
+        (data / "private-key.pem").chmod(0o600)  # pixmill refuses a key others may read
         self.render_expected(uploads)
         print(f"services up in {time.monotonic() - started:.1f} s (state in {self.root})", flush=True)
 
