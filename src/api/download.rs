@@ -8,6 +8,8 @@
 //! store being read at all. A stored file never changes under its tag: a repeated render
 //! writes the same bytes.
 
+use std::borrow::Cow;
+
 use pixmill_actors::ports::ObjectStream;
 use pixmill_actors::ImageFormat;
 use poem::http::{header, StatusCode};
@@ -15,6 +17,7 @@ use poem::{Body, IntoResponse, Response};
 use poem_openapi::registry::{
     MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
 };
+use poem_openapi::types::{ParseFromParameter, ParseResult, Type};
 use poem_openapi::ApiResponse;
 
 const ETAG_HEADER: &str = "ETag";
@@ -35,12 +38,53 @@ pub enum ImageDownload {
     NotModified { etag: String },
 }
 
+/// The request's `If-None-Match`, every line of it: a list header may arrive as several
+/// lines, which mean what one line joined by commas does (RFC 9110 5.3), and a cache
+/// holding several copies may send one per tag. The spec describes it as the string it is
+/// on the wire (an array there would be a different header to clients).
+pub struct IfNoneMatch(Vec<String>);
+
+impl Type for IfNoneMatch {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "string".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl ParseFromParameter for IfNoneMatch {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(Self(vec![value.to_owned()]))
+    }
+
+    fn parse_from_parameters<I: IntoIterator<Item = A>, A: AsRef<str>>(
+        lines: I,
+    ) -> ParseResult<Self> {
+        Ok(Self(
+            lines.into_iter().map(|l| l.as_ref().to_owned()).collect(),
+        ))
+    }
+}
+
 impl ImageDownload {
-    /// `NotModified` when a line of `if_none_match` (each `If-None-Match` header line the
-    /// request sent) names the file of digest `sha256`; otherwise the file, opened by
-    /// `open` (only then is the object store read).
+    /// `NotModified` when a line of `if_none_match` names the file of digest `sha256`;
+    /// otherwise the file, opened by `open` (only then is the object store read).
     pub async fn answer<F>(
-        if_none_match: &[String],
+        if_none_match: Option<&IfNoneMatch>,
         sha256: &str,
         open: F,
     ) -> Result<Self, super::errors::ApiError>
@@ -48,7 +92,8 @@ impl ImageDownload {
         F: std::future::Future<Output = Result<ImageBytes, super::errors::ApiError>>,
     {
         let etag = etag(sha256);
-        if if_none_match.iter().any(|line| names_tag(line, sha256)) {
+        let lines = if_none_match.map_or(&[][..], |header| &header.0);
+        if lines.iter().any(|line| names_tag(line, sha256)) {
             return Ok(Self::NotModified { etag });
         }
         Ok(Self::File {

@@ -14,7 +14,7 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::{ApiResponse, Enum, Multipart, OpenApi};
 
-use super::download::{ImageBytes, ImageDownload};
+use super::download::{IfNoneMatch, ImageBytes, ImageDownload};
 use super::errors::{error_responses, ApiError};
 use super::file_part::FilePart;
 use super::models::{ImageDocument, ImagePage, ImageStatusCode};
@@ -79,7 +79,8 @@ pub struct UploadForm {
     /// Keep every frame of an animated GIF or WebP (when the output format can hold them).
     pub animated: Option<bool>,
     /// An `http(s)` URL to POST the status document to when the job ends (`COMPLETED` or
-    /// `FAILED`), signed with `X-Pixmill-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    /// `FAILED`), with `X-Pixmill-Timestamp` (Unix seconds) and `X-Pixmill-Signature:
+    /// sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
     /// Its host must resolve to public addresses only (`callback_url_not_allowed`).
     #[oai(validator(max_length = 2048))]
     pub callback_url: Option<String>,
@@ -285,7 +286,7 @@ impl ImagesApi {
         id: Path<String>,
         /// The `ETag` of a copy the caller has: answered `304` when it is this file's.
         #[oai(name = "If-None-Match")]
-        if_none_match: Header<Option<Vec<String>>>,
+        if_none_match: Header<Option<IfNoneMatch>>,
     ) -> Result<ImageDownload, ReadError> {
         let record = gateway.image(&auth.0, &id.0).await?;
         let original = &record.original;
@@ -296,12 +297,7 @@ impl ImagesApi {
                 file_name: format!("{}-original.{}", record.id, original.format.extension()),
             })
         };
-        Ok(ImageDownload::answer(
-            if_none_match.0.as_deref().unwrap_or_default(),
-            &original.sha256,
-            open,
-        )
-        .await?)
+        Ok(ImageDownload::answer(if_none_match.0.as_ref(), &original.sha256, open).await?)
     }
 
     /// Download the primary rendition; `404 not_processed` until the image is `COMPLETED`.
@@ -317,17 +313,11 @@ impl ImagesApi {
         id: Path<String>,
         /// The `ETag` of a copy the caller has: answered `304` when it is this file's.
         #[oai(name = "If-None-Match")]
-        if_none_match: Header<Option<Vec<String>>>,
+        if_none_match: Header<Option<IfNoneMatch>>,
     ) -> Result<ImageDownload, ReadError> {
-        download_variant(
-            &gateway,
-            &auth,
-            &id.0,
-            None,
-            if_none_match.0.as_deref().unwrap_or_default(),
-        )
-        .await
-        .map_err(Into::into)
+        download_variant(&gateway, &auth, &id.0, None, if_none_match.0.as_ref())
+            .await
+            .map_err(Into::into)
     }
 
     /// Download a named variant.
@@ -344,14 +334,14 @@ impl ImagesApi {
         name: Path<String>,
         /// The `ETag` of a copy the caller has: answered `304` when it is this file's.
         #[oai(name = "If-None-Match")]
-        if_none_match: Header<Option<Vec<String>>>,
+        if_none_match: Header<Option<IfNoneMatch>>,
     ) -> Result<ImageDownload, ReadError> {
         download_variant(
             &gateway,
             &auth,
             &id.0,
             Some(&name.0),
-            if_none_match.0.as_deref().unwrap_or_default(),
+            if_none_match.0.as_ref(),
         )
         .await
         .map_err(Into::into)
@@ -432,7 +422,7 @@ async fn download_variant(
     auth: &BearerAuth,
     id: &str,
     name: Option<&str>,
-    if_none_match: &[String],
+    if_none_match: Option<&IfNoneMatch>,
 ) -> Result<ImageDownload, ApiError> {
     let record = gateway.image(&auth.0, id).await?;
     if record.status != pixmill_actors::Status::Completed {
