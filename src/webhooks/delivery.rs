@@ -62,15 +62,22 @@ impl WebhookSender {
             // recorded before the secret was removed: an unsigned POST would be forgeable.
             return Attempt::Permanent("webhooks.secret is not set".to_owned());
         }
-        let signature = signature::sign(self.config.secret.expose().as_bytes(), &body);
-        let attempt = self.attempt(target, body, &signature);
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = signature::sign(self.config.secret.expose().as_bytes(), timestamp, &body);
+        let attempt = self.attempt(target, body, timestamp, &signature);
         match tokio::time::timeout(self.attempt_timeout(), attempt).await {
             Ok(attempt) => attempt,
             Err(_) => Attempt::Transient("the attempt timed out".to_owned()),
         }
     }
 
-    async fn attempt(&self, target: &CallbackUrl, body: Bytes, signature: &str) -> Attempt {
+    async fn attempt(
+        &self,
+        target: &CallbackUrl,
+        body: Bytes,
+        timestamp: i64,
+        signature: &str,
+    ) -> Attempt {
         // Checked again at every attempt: the answer may have changed since the upload.
         let addrs = match target.resolve(self.config.allow_private_unsafe).await {
             Ok(addrs) => addrs,
@@ -102,6 +109,7 @@ impl WebhookSender {
         let sent = client
             .post(target.url().clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(signature::TIMESTAMP_HEADER, timestamp)
             .header(signature::HEADER, signature)
             .body(body)
             .send()

@@ -1,18 +1,25 @@
-//! The webhook signature: `sha256=` and the hex HMAC-SHA256 of the exact body bytes.
+//! The webhook signature: `sha256=` and the hex HMAC-SHA256 of `<timestamp>.<body>`, where
+//! the timestamp is the attempt's `X-Pixmill-Timestamp` (Unix seconds) and the body the
+//! exact bytes sent. Signing the time with the body lets a receiver refuse a captured
+//! delivery replayed later: the time cannot be renewed without the secret.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// The header that carries the signature.
 pub const HEADER: &str = "X-Pixmill-Signature";
+/// The header that carries when the attempt was signed, in Unix seconds.
+pub const TIMESTAMP_HEADER: &str = "X-Pixmill-Timestamp";
 
-/// The `X-Pixmill-Signature` value for `body` under `secret`.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
+/// The `X-Pixmill-Signature` value for `body` sent at `timestamp` under `secret`.
+pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length, so this cannot fail.
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(mac) => mac,
         Err(_) => unreachable!("HMAC accepts keys of every length"),
     };
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -21,12 +28,20 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// The RFC 4231 key and message, with a timestamp in front; the expected value is
+    /// Python's `hmac.new(b"Jefe", b"1800000000.what do ya want for nothing?",
+    /// hashlib.sha256).hexdigest()`, what a receiver would compute.
     #[test]
-    fn matches_the_rfc_4231_vector() {
-        let signature = sign(b"Jefe", b"what do ya want for nothing?");
+    fn signs_the_timestamp_and_the_body_as_a_receiver_recomputes_them() {
+        let signature = sign(b"Jefe", 1_800_000_000, b"what do ya want for nothing?");
         assert_eq!(
             signature,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            "sha256=ab5a2e6f7ddd4f6783bae7a65618acf1b188b4ca973bbebbbdeb60024ee0f3f3"
+        );
+        assert_ne!(
+            sign(b"Jefe", 1_800_000_001, b"what do ya want for nothing?"),
+            signature,
+            "another time, another signature"
         );
     }
 }

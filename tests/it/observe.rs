@@ -434,17 +434,23 @@ async fn next_status(events: &mut EventReader) -> Option<String> {
     doc.map(|doc| doc["status"].as_str().unwrap_or_default().to_owned())
 }
 
+/// The signature headers of a webhook POST.
+struct Signed {
+    signature: String,
+    timestamp: String,
+}
+
 /// A webhook receiver on loopback that answers 503 while `refusals` (counted down by each
 /// POST) lasts, and 200 afterwards.
 struct Receiver {
     url: String,
-    posts: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    posts: tokio::sync::mpsc::UnboundedReceiver<(Signed, Vec<u8>)>,
     refusals: Arc<AtomicU32>,
 }
 
 impl Receiver {
     /// The next POST: its signature header and body.
-    async fn next_post(&mut self) -> (String, Vec<u8>) {
+    async fn next_post(&mut self) -> (Signed, Vec<u8>) {
         tokio::time::timeout(PATIENCE, self.posts.recv())
             .await
             .expect("a webhook in time")
@@ -456,7 +462,7 @@ async fn receiver(refusals: u32) -> Receiver {
     use poem::listener::{Acceptor, Listener};
     use poem::{handler, web::Data, Body, EndpointExt, Request, Response, Route, Server};
 
-    type Posts = tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>)>;
+    type Posts = tokio::sync::mpsc::UnboundedSender<(Signed, Vec<u8>)>;
     #[handler]
     async fn hook(
         request: &Request,
@@ -464,11 +470,17 @@ async fn receiver(refusals: u32) -> Receiver {
         posts: Data<&Posts>,
         refusals: Data<&Arc<AtomicU32>>,
     ) -> Response {
-        let signature = request
-            .header("x-pixmill-signature")
-            .unwrap_or_default()
-            .to_owned();
-        let _ = posts.send((signature, body.into_vec().await.unwrap_or_default()));
+        let signed = Signed {
+            signature: request
+                .header("x-pixmill-signature")
+                .unwrap_or_default()
+                .to_owned(),
+            timestamp: request
+                .header("x-pixmill-timestamp")
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let _ = posts.send((signed, body.into_vec().await.unwrap_or_default()));
         let refused = refusals
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
@@ -524,11 +536,16 @@ async fn a_finished_job_posts_a_signed_webhook_and_retries_it() {
 
     let mut bodies = Vec::new();
     for _ in 0..2 {
-        let (signature, body) = hooks.next_post().await;
+        let (signed, body) = hooks.next_post().await;
+        // What a receiver does: the time is recent, and the HMAC of `<time>.<body>` matches.
+        let sent_at: i64 = signed.timestamp.parse().expect("a Unix time");
+        let skew = (chrono::Utc::now().timestamp() - sent_at).abs();
+        assert!(skew <= 60, "sent at {sent_at}, {skew} s away");
         let mut mac = Hmac::<Sha256>::new_from_slice(b"webhook-test-secret").unwrap();
+        mac.update(format!("{sent_at}.").as_bytes());
         mac.update(&body);
         assert_eq!(
-            signature,
+            signed.signature,
             format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
             "bad signature"
         );
