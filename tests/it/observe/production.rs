@@ -272,7 +272,11 @@ async fn a_gateways_event_stream_hears_a_worker_through_redis() {
         "{tree}"
     );
     let (status, report) = worker.get_json(&admin, "/v1/system/readiness").await;
-    assert_eq!((status, report["status"].as_str()), (200, Some("ready")), "{report}");
+    assert_eq!(
+        (status, report["status"].as_str()),
+        (200, Some("ready")),
+        "{report}"
+    );
 
     gateway.stop().await;
     worker.stop().await;
