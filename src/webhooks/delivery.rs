@@ -58,9 +58,9 @@ impl WebhookSender {
     /// One attempt to deliver `body` to `target`.
     pub async fn send(&self, target: &CallbackUrl, body: Bytes) -> Attempt {
         if !self.enabled() {
-            // Uploads naming a target are refused without a secret, so this is a target
-            // recorded before the secret was removed: an unsigned POST would be forgeable.
-            return Attempt::Permanent("webhooks.secret is not set".to_owned());
+            // The dispatcher does not run without a secret (see `WebhookDispatcher::start`);
+            // were it to, an unsigned POST would be forgeable.
+            return Attempt::Transient("webhooks.secret is not set".to_owned());
         }
         let timestamp = chrono::Utc::now().timestamp();
         let signature = signature::sign(self.config.secret.expose().as_bytes(), timestamp, &body);

@@ -88,8 +88,16 @@ impl WebhookDispatcher {
         }
     }
 
-    /// Starts the loop that reads the outbox.
+    /// Starts the loop that reads the outbox; without a secret, none: a webhook this
+    /// process cannot sign stays due for a process that can (a gateway with the secret may
+    /// have accepted it), where taking it here would end it unsent.
     pub fn start(&self) {
+        if !self.shared.sender.enabled() {
+            tracing::info!(
+                "webhooks.secret is not set: this process sends no webhooks; due ones wait in the outbox for a process that has the secret"
+            );
+            return;
+        }
         let task = tokio::spawn(run(self.shared.clone(), self.stop.clone()));
         *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
     }

@@ -600,6 +600,38 @@ async fn a_webhook_waiting_for_its_retry_is_sent_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_without_the_secret_leaves_due_webhooks_to_one_that_has_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = webhook_config(dir.path(), true);
+    config.webhooks.base_delay = Duration::from_millis(500);
+    let mut app =
+        Standalone::start_with(config.clone(), Arc::new(pixmill_actors::faults::NoFaults)).await;
+    let mut hooks = receiver(u32::MAX).await;
+    let token = token_for("hooked-secretless");
+    let (status, doc) = upload_small(&app, &token, &[("callback_url", &hooks.url)]).await;
+    assert_eq!(status, 202, "{doc}");
+    let id = doc["id"].as_str().unwrap_or_default().to_owned();
+    let (_, refused) = hooks.next_post().await;
+    app.stop().await;
+
+    // A process configured without the secret (a worker someone forgot to give it) runs
+    // while the retry is due: it must leave the webhook alone, not end it unsent.
+    let mut secretless = config.clone();
+    secretless.webhooks.secret = pixmill::config::Secret::default();
+    let mut app =
+        Standalone::start_with(secretless, Arc::new(pixmill_actors::faults::NoFaults)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.stop().await;
+
+    hooks.refusals.store(0, Ordering::SeqCst);
+    let mut app = Standalone::start_with(config, Arc::new(pixmill_actors::faults::NoFaults)).await;
+    let (_, body) = hooks.next_post().await;
+    assert_eq!(body, refused, "the retry must send the same document");
+    assert_delivered_completed(&app, &body, &id).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_webhook_targets_are_refused_by_default() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut app = Standalone::start_with(
