@@ -44,6 +44,8 @@ class Seen:
     status: str
     attempts: int
     updated_at: str
+    #: The document's `error.message`, "" without one.
+    error: str = ""
 
 
 class Client:
@@ -152,7 +154,8 @@ class Observer:
         now = time.monotonic()
         with self.lock:
             for item in items:
-                seen = Seen(now, item["status"], item["attempts"], item["updated_at"])
+                error = (item.get("error") or {}).get("message", "")
+                seen = Seen(now, item["status"], item["attempts"], item["updated_at"], error)
                 history = self.history.setdefault(item["id"], [])
                 if not history or (history[-1].status, history[-1].attempts, history[-1].updated_at) != (
                         seen.status, seen.attempts, seen.updated_at):

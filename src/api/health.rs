@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pixmill_actors::ports::{BackendError, ErrorKind};
+use pixmill_actors::ports::BackendError;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -124,16 +124,6 @@ async fn probe_all(gateway: &Gateway) -> Vec<BackendCheck> {
     vec![metadata, objects, queue, cache]
 }
 
-/// How a backend failed, in words that name no address and quote no backend.
-fn problem_of(error: &BackendError) -> &'static str {
-    match error.kind {
-        ErrorKind::Unavailable => "unreachable",
-        ErrorKind::Timeout => "too slow to answer",
-        ErrorKind::Rejected | ErrorKind::NotFound => "refused the check",
-        ErrorKind::Internal => "answered with an error",
-    }
-}
-
 async fn check<F>(name: &str, describe: String, probe: F) -> BackendCheck
 where
     F: std::future::Future<Output = Result<(), BackendError>>,
@@ -158,7 +148,7 @@ where
             problem: None,
             detail: Some(describe),
         },
-        Ok(Err(error)) => failed(problem_of(&error), error.to_string()),
+        Ok(Err(error)) => failed(error.kind.in_words(), error.to_string()),
         Err(_) => failed("no answer within 2 s", "no answer within 2 s".to_owned()),
     }
 }

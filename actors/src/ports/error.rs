@@ -17,6 +17,21 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// How the backend failed, in words that name no address and quote no backend: for
+    /// what clients and anonymous callers read (a job's error, `/readyz`), where the
+    /// backend's own text (hosts, buckets, keys) belongs in the logs.
+    pub fn in_words(self) -> &'static str {
+        match self {
+            Self::NotFound => "did not have it",
+            Self::Unavailable => "unreachable",
+            Self::Timeout => "too slow to answer",
+            Self::Rejected => "refused the request",
+            Self::Internal => "answered with an error",
+        }
+    }
+}
+
 /// An error from one of the ports, naming the backend (`"postgres"`, `"filesystem"`, ...) so
 /// logs and readiness checks say which one failed.
 #[derive(Debug)]

@@ -123,9 +123,16 @@ async fn download(args: &StageArgs, delivery: Delivery) {
         }
         Err(error) => {
             ctx.ports.metrics.backend_error(&error);
+            // The client reads the reason: the store's own text (its address, bucket and
+            // key) stays in this log line.
+            tracing::warn!(error = %error, "could not read the original");
             let reason = JobError::new(
                 "storage_unavailable",
-                format!("could not read the original: {error}"),
+                format!(
+                    "object storage {} while the original was read; the job is tried again \
+                     for a while, and if it still fails, upload the image again",
+                    error.kind.in_words()
+                ),
             );
             settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
         }

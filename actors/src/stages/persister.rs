@@ -77,9 +77,15 @@ async fn persist(args: &StageArgs, job: PersistJob) {
             }
             Err(Failure::Backend(error)) => {
                 ctx.ports.metrics.backend_error(&error);
+                // As in the downloader: the store's own text stays in the log.
+                tracing::warn!(error = %error, "could not store the result");
                 let reason = JobError::new(
                     "storage_unavailable",
-                    format!("could not store the result: {error}"),
+                    format!(
+                        "object storage {} while the result was stored; the job is tried \
+                         again for a while, and if it still fails, upload the image again",
+                        error.kind.in_words()
+                    ),
                 );
                 settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
                 return;
@@ -105,9 +111,14 @@ async fn persist(args: &StageArgs, job: PersistJob) {
         }
         Err(error) => {
             ctx.ports.metrics.backend_error(&error);
+            tracing::warn!(error = %error, "could not record the result");
             let reason = JobError::new(
                 "database_unavailable",
-                format!("could not record the result: {error}"),
+                format!(
+                    "the metadata store {} while the result was recorded; the job is tried \
+                     again",
+                    error.kind.in_words()
+                ),
             );
             settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
         }
