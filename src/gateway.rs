@@ -21,6 +21,7 @@ use pixmill_actors::record::{Cursor, ListQuery, Page};
 use pixmill_actors::stats::ActorSnapshot;
 use pixmill_actors::transform::InputLimits;
 use pixmill_actors::{ImageId, ImageRecord, Status, StoredImage};
+use poem::http::StatusCode;
 use tokio::sync::Semaphore;
 
 pub use admission::{retry_after_seconds, OwnerPermit, OwnerUploads};
@@ -168,18 +169,39 @@ impl Gateway {
         Ok(())
     }
 
-    /// Opens a stored file of the caller's image for download.
+    /// Opens a stored file of the caller's image `record` for download.
+    ///
+    /// A file the store does not have is either gone with its image (deleted since the
+    /// record was read: `image_not_found`, as for any deleted image) or lost while the
+    /// record still names it (removed behind pixmill's back, a store that lost data): then
+    /// `file_missing`, logged as the error it is, not passed off as an unknown id.
     pub async fn open(
         &self,
+        who: &Principal,
+        record: &ImageRecord,
         bucket: Bucket,
         image: &StoredImage,
     ) -> Result<ObjectStream, ApiError> {
         let key = ObjectKey::parse(image.key.clone()).map_err(|_| ApiError::internal())?;
-        match self.objects.get_stream(bucket, &key).await {
-            Ok(stream) => Ok(stream),
-            Err(error) if error.is_not_found() => Err(ApiError::image_not_found()),
-            Err(error) => Err(ApiError::backend(&error)),
-        }
+        let error = match self.objects.get_stream(bucket, &key).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) if error.is_not_found() => error,
+            Err(error) => return Err(ApiError::backend(&error)),
+        };
+        // Read again, past the cache: a delete since the first read explains the miss.
+        self.metadata
+            .get(&who.owner, record.id)
+            .await
+            .map_err(|e| ApiError::backend(&e))?
+            .ok_or_else(ApiError::image_not_found)?;
+        tracing::error!(image_id = %record.id, bucket = ?bucket, key = %key.as_str(), error = %error,
+            "the record names a file the object store does not have");
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "file_missing",
+            "this image's file is missing from storage (removed outside pixmill, or lost); \
+             upload the image again",
+        ))
     }
 
     pub fn require_role(&self, who: &Principal, role: &RoleRequirement) -> Result<(), ApiError> {

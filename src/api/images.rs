@@ -120,7 +120,7 @@ error_responses!(
     PollError {
         BadRequest = 400: "`wait` is not a duration of at most 60 s (`invalid_wait`).",
         Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `not_an_access_token`, `missing_claim`); `WWW-Authenticate` says the same.",
-        NotFound = 404: "No such image for this caller (`image_not_found`; another owner's image looks the same); for downloads, also an image not `COMPLETED` (`not_processed`) or a variant it does not have (`unknown_variant`).",
+        NotFound = 404: "No such image for this caller (`image_not_found`; another owner's image looks the same); for downloads, also an image not `COMPLETED` (`not_processed`), a variant it does not have (`unknown_variant`), or a file lost from storage (`file_missing`: upload the image again).",
         Unavailable = 503: "A backend is down (`backend_unavailable`), or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
@@ -139,7 +139,7 @@ error_responses!(
     /// Why an image could not be read.
     ReadError {
         Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `not_an_access_token`, `missing_claim`); `WWW-Authenticate` says the same.",
-        NotFound = 404: "No such image for this caller (`image_not_found`; another owner's image looks the same); for downloads, also an image not `COMPLETED` (`not_processed`) or a variant it does not have (`unknown_variant`).",
+        NotFound = 404: "No such image for this caller (`image_not_found`; another owner's image looks the same); for downloads, also an image not `COMPLETED` (`not_processed`), a variant it does not have (`unknown_variant`), or a file lost from storage (`file_missing`: upload the image again).",
         Unavailable = 503: "A backend is down (`backend_unavailable`), or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );
@@ -292,7 +292,9 @@ impl ImagesApi {
         let original = &record.original;
         let open = async {
             Ok(ImageBytes {
-                stream: gateway.open(Bucket::Raw, original).await?,
+                stream: gateway
+                    .open(&auth.0, &record, Bucket::Raw, original)
+                    .await?,
                 format: original.format,
                 file_name: format!("{}-original.{}", record.id, original.format.extension()),
             })
@@ -469,7 +471,9 @@ async fn download_variant(
     let image = &variant.image;
     let open = async {
         Ok(ImageBytes {
-            stream: gateway.open(Bucket::Processed, image).await?,
+            stream: gateway
+                .open(&auth.0, &record, Bucket::Processed, image)
+                .await?,
             format: image.format,
             file_name: format!(
                 "{}-{}.{}",

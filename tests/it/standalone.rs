@@ -196,6 +196,52 @@ async fn downloads_carry_their_digest_as_etag_and_answer_304_to_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_lost_from_storage_is_reported_as_lost_not_as_an_unknown_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("unlucky");
+    let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+    assert_eq!(status, 202, "{doc}");
+    let id = doc["id"].as_str().unwrap_or_default().to_owned();
+    let doc = app.wait_until_final(&token, &id, PATIENCE).await;
+    assert_eq!(doc["status"], "COMPLETED", "{doc}");
+
+    // Someone removes the image's files behind pixmill's back.
+    for bucket in ["raw-images", "processed-images"] {
+        let root = dir.path().join("objects").join(bucket);
+        for entry in std::fs::read_dir(&root).expect("bucket folder").flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&id) {
+                let path = entry.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path).expect("remove the result folder");
+                } else {
+                    std::fs::remove_file(&path).expect("remove the original");
+                }
+            }
+        }
+    }
+    for file in [&doc["processed"], &doc["original"]] {
+        let url = file["url"].as_str().expect("url");
+        let response = app.download(&token, url).await;
+        assert_eq!(response.status().as_u16(), 404, "{url}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["code"], "file_missing", "{url}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("upload the image again")),
+            "{body}"
+        );
+    }
+    // Another owner still learns nothing.
+    let url = doc["original"]["url"].as_str().expect("url");
+    let response = app.download(&token_for("stranger"), url).await;
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "image_not_found", "{body}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_is_newest_first_paginated_and_filtered() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut app = Standalone::start(dir.path()).await;
