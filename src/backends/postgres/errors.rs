@@ -25,12 +25,32 @@ pub fn pg_error(error: tokio_postgres::Error) -> BackendError {
         && error
             .code()
             .is_some_and(|c| statement_rolled_back(c.code()));
-    let mapped = BackendError::new(BACKEND, kind, error.to_string()).with_source(error);
+    let mapped = BackendError::new(BACKEND, kind, describe(&error)).with_source(error);
     if rolled_back {
         mapped.not_applied()
     } else {
         mapped
     }
+}
+
+/// What went wrong, in the server's own words when it answered (the driver's `Display`
+/// says only "db error"), else with every cause ("error connecting to server: Connection
+/// refused").
+fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Maps a pool error. Waiting for a free connection past the bound is `Timeout`; failing

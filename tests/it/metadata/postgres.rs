@@ -75,6 +75,35 @@ async fn describe_names_the_server_but_not_the_password() {
 }
 
 #[tokio::test]
+async fn a_refused_connection_says_what_the_server_said() {
+    // The server is up (else this skips as the others do)...
+    let Some((_, fixture)) = open().await else {
+        return;
+    };
+    close(fixture).await;
+    // ...but the database named is not there: its own words, not the driver's "db error".
+    let base = postgres_url();
+    let database = unique_name("pixmill_no_such_db");
+    let url = match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{database}"),
+        None => panic!("a postgres URL with a database: {base}"),
+    };
+    let config = PostgresConfig {
+        url,
+        ..config("unused")
+    };
+    let error = match PostgresStore::connect(&config).await {
+        Ok(_) => panic!("connected to a database that does not exist"),
+        Err(error) => error,
+    };
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("database \"{database}\" does not exist")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn a_second_start_finds_the_schema_migrated() {
     let Some((first, fixture)) = open().await else {
         return;
