@@ -344,8 +344,21 @@ impl ObjectStore for S3ObjectStore {
                 .build();
             PutObject::builder().inner(upload).build().send()
         };
-        self.call("put object", request).await?;
-        Ok(())
+        match self.call("put object", request).await {
+            Ok(_) => Ok(()),
+            // A put finds nothing missing but its bucket: removed, or a store that lost
+            // its data. Made again as at start (a public policy refused), once, so uploads
+            // recover without a restart.
+            Err(error) if error.kind == ErrorKind::NotFound => {
+                let name = self.bucket(bucket);
+                tracing::warn!(bucket = %name, error = %error,
+                    "the bucket is missing; creating it again");
+                self.create_bucket(name).await?;
+                self.refuse_public(name).await?;
+                self.call("put object", request).await.map(drop)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     async fn get(&self, bucket: Bucket, key: &ObjectKey) -> Result<Bytes, BackendError> {

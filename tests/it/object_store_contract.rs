@@ -459,6 +459,36 @@ mod public_buckets {
     }
 
     #[tokio::test]
+    async fn a_put_into_a_bucket_that_went_missing_makes_it_again() {
+        let Some(config) = s3_config() else { return };
+        let store = S3ObjectStore::connect(&config).expect("store");
+        if let Err(e) = store.ensure_buckets().await {
+            return unavailable("S3", e);
+        }
+        // Removed behind pixmill's back (or a store that lost its data): uploads must not
+        // fail until a restart.
+        let bucket = format!("{}raw-images", config.bucket_prefix);
+        client(&config)
+            .delete_bucket(bucket.as_str())
+            .expect("bucket name")
+            .build()
+            .send()
+            .await
+            .expect("delete the empty bucket");
+        let object = key("0190c1aa-0000-7000-8000-000000000001.png");
+
+        store
+            .put(Bucket::Raw, &object, photo_bytes(500), "image/png")
+            .await
+            .expect("the put makes the bucket again");
+
+        assert_eq!(
+            store.get(Bucket::Raw, &object).await.expect("read back"),
+            photo_bytes(500)
+        );
+    }
+
+    #[tokio::test]
     async fn a_bucket_anyone_may_read_stops_the_start() {
         let Some(config) = s3_config() else { return };
         let store = S3ObjectStore::connect(&config).expect("store");
