@@ -105,7 +105,8 @@ pub struct ImageDocument {
     pub processed: Option<ImageFile>,
     /// Every rendition, primary first, once `COMPLETED`.
     pub variants: Vec<Variant>,
-    /// Set when `FAILED`, and while a failed attempt waits for its retry.
+    /// Set when `FAILED`; and after a failed attempt, while its retry waits and runs (the
+    /// last attempt's reason, gone once one succeeds).
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<JobFailure>,
     /// Processing attempts so far.
