@@ -64,13 +64,12 @@ pub enum StartError {
     Auth(#[from] auth_setup::AuthSetupError),
     #[error("could not start the engine: {0}")]
     Engine(#[from] pixmill_actors::engine::EngineError),
-    #[error(
-        "could not listen on {addr}: {source} (choose another address with --addr, or \
-         server.addr / PIXMILL_SERVER__ADDR; a worker's is --admin-addr)"
-    )]
+    #[error("could not listen on {addr}: {source} (choose another address with {setting})")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
+        /// Where this process's address is set.
+        setting: &'static str,
     },
 }
 
@@ -191,6 +190,11 @@ impl App {
             .map_err(|source| StartError::Listen {
                 addr: listen_addr,
                 source,
+                setting: if mode == Mode::Worker {
+                    "--admin-addr, or worker.admin_addr / PIXMILL_WORKER__ADMIN_ADDR"
+                } else {
+                    "--addr, or server.addr / PIXMILL_SERVER__ADDR"
+                },
             })?;
         let addr = acceptor
             .local_addr()

@@ -124,7 +124,15 @@ pub fn content_type_error(error: &ContentTypeError) -> ApiError {
 fn failed_field(reason: &str) -> Option<(&str, &str)> {
     let rest = reason.strip_prefix("failed to parse field `")?;
     let (field, detail) = rest.split_once("`: ")?;
-    Some((field, detail))
+    Some((field, without_parser_trail(detail)))
+}
+
+/// `detail` without the parser's ` (occurred while parsing "list_StepRequest")` trail,
+/// which names its internal types, not anything the client sent.
+fn without_parser_trail(detail: &str) -> &str {
+    detail
+        .find(" (occurred while parsing \"")
+        .map_or(detail, |at| &detail[..at])
 }
 
 /// `field `name` verification failed. rule`: a value its validator refused.
@@ -198,7 +206,12 @@ mod tests {
     #[test]
     fn a_refused_steps_field_is_invalid_steps_and_says_what_a_step_is() {
         let error = form(
-            "failed to parse field `steps`: Expected input type \"StepRequest\", found {\"op\":\"foo\"}",
+            "failed to parse field `steps`: Expected input type \"StepRequest\", found {\"op\":\"foo\"} (occurred while parsing \"list_StepRequest\")",
+        );
+        assert!(
+            !error.message.contains("occurred while parsing"),
+            "the parser's own types are not the client's business: {}",
+            error.message
         );
         assert_eq!(
             (error.status, error.code),

@@ -51,7 +51,7 @@ struct FastPath {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("could not connect to the {name} backend at {address}: {source}. {hint}")]
+#[error("could not start with the {name} backend at {address}: {source}. {hint}")]
 pub struct ConnectError {
     pub name: &'static str,
     pub address: String,
@@ -61,6 +61,8 @@ pub struct ConnectError {
 }
 
 const COMPOSE_HINT: &str = "Is it running? With the compose stack: `docker compose up -d`, then `docker compose ps` to see what is unhealthy.";
+/// For a backend that answered and refused: running it is not the fix.
+const REFUSED_HINT: &str = "It answered but refused: check its settings and what it says above (a name, a permission, a policy).";
 
 /// Retries `connect` with back-off while the error is transient, for at most
 /// [`CONNECT_PATIENCE`]; says which backend and where when it gives up.
@@ -87,12 +89,17 @@ where
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(source) => {
+                let hint = if source.is_transient() {
+                    COMPOSE_HINT
+                } else {
+                    REFUSED_HINT
+                };
                 return Err(ConnectError {
                     name,
                     address,
-                    hint: COMPOSE_HINT,
+                    hint,
                     source,
-                })
+                });
             }
         }
     }
@@ -178,7 +185,7 @@ async fn objects(config: &Config) -> Result<Arc<dyn ObjectStore>, ConnectError> 
             let store = S3ObjectStore::connect(&s3).map_err(|source| ConnectError {
                 name: "objects (S3)",
                 address: endpoint.clone(),
-                hint: COMPOSE_HINT,
+                hint: "Check objects.url: http(s)://host:port, and objects.bucket_prefix.",
                 source,
             })?;
             Arc::new(store)

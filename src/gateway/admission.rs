@@ -130,9 +130,14 @@ fn too_many_concurrent(cap: usize) -> ApiError {
     let mut error = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_concurrent_uploads",
-        format!(
-            "you have {cap} uploads in progress, the most allowed at once; wait for one to end"
-        ),
+        if cap == 1 {
+            "you have an upload in progress, the most allowed at once; wait for it to end"
+                .to_owned()
+        } else {
+            format!(
+                "you have {cap} uploads in progress, the most allowed at once; wait for one to end"
+            )
+        },
     );
     // The shortest useful wait: uploads end within the request timeout, most far sooner.
     error.retry_after = Some(1);
