@@ -19,10 +19,12 @@ pub enum AuthError {
     Expired,
     #[error("the token is not valid yet")]
     NotYetValid,
-    #[error("the token was issued by an issuer this service does not trust")]
-    WrongIssuer,
-    #[error("the token was not issued for this service (audience)")]
-    WrongAudience,
+    /// Both issuers are named: a realm reached under two host names (`localhost` from a
+    /// browser, a service name inside Compose) is the usual cause, and issuers are public.
+    #[error("the token was issued by {token:?}, which this service does not trust (it trusts {trusted})")]
+    WrongIssuer { token: String, trusted: String },
+    #[error("the token was issued for {token}, not for this service ({expected})")]
+    WrongAudience { token: String, expected: String },
     #[error("the token is a {0:?} token, not an access token: send the access_token of the issuer's token response")]
     NotAnAccessToken(String),
     #[error("the token lacks a required claim: {0}")]
@@ -47,8 +49,8 @@ impl AuthError {
             Self::BadSignature => "invalid_signature",
             Self::Expired => "token_expired",
             Self::NotYetValid => "token_not_yet_valid",
-            Self::WrongIssuer => "wrong_issuer",
-            Self::WrongAudience => "wrong_audience",
+            Self::WrongIssuer { .. } => "wrong_issuer",
+            Self::WrongAudience { .. } => "wrong_audience",
             Self::NotAnAccessToken(_) => "not_an_access_token",
             Self::MissingClaim(_) => "missing_claim",
             Self::MissingRole(_) => "missing_role",

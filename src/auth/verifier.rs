@@ -170,7 +170,7 @@ impl TokenVerifier {
             .issuers
             .iter()
             .find(|trusted| trusted.iss == issuer)
-            .ok_or(AuthError::WrongIssuer)?;
+            .ok_or_else(|| self.wrong_issuer(&issuer))?;
         let SigningKey { key, freshness } = trusted.keys.key(kid.as_deref(), alg).await?;
 
         let mut validation = Validation::new(alg);
@@ -189,7 +189,7 @@ impl TokenVerifier {
         let data = decode::<Claims>(token, &key, &validation).map_err(|e| match e.kind() {
             JwtErrorKind::ExpiredSignature => AuthError::Expired,
             JwtErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            JwtErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            JwtErrorKind::InvalidIssuer => self.wrong_issuer(&issuer),
             JwtErrorKind::InvalidSignature => AuthError::BadSignature,
             JwtErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
             JwtErrorKind::InvalidAlgorithm => AuthError::AlgorithmNotAllowed(format!("{alg:?}")),
@@ -211,6 +211,18 @@ impl TokenVerifier {
         Ok((principal, trust))
     }
 
+    fn wrong_issuer(&self, token: &str) -> AuthError {
+        let trusted: Vec<&str> = self.issuers.iter().map(|i| i.iss.as_str()).collect();
+        AuthError::WrongIssuer {
+            token: token.to_owned(),
+            trusted: if trusted.is_empty() {
+                "none".to_owned()
+            } else {
+                trusted.join(", ")
+            },
+        }
+    }
+
     fn principal(&self, claims: Claims) -> Result<Principal, AuthError> {
         // An ID token can name this service too (`azp`, or `aud` with a mapper that adds it
         // to ID tokens), and is signed with the same key; only access tokens grant access.
@@ -224,7 +236,17 @@ impl TokenVerifier {
             &self.rules.audience,
         );
         if !addressed {
-            return Err(AuthError::WrongAudience);
+            let named = |claim: &str, values: &[String]| format!("{claim} {}", values.join(", "));
+            let token = match (aud.as_deref(), claims.azp.as_deref()) {
+                (Some(aud), Some(azp)) => format!("{} (azp {azp})", named("aud", aud)),
+                (Some(aud), None) => named("aud", aud),
+                (None, Some(azp)) => format!("azp {azp}"),
+                (None, None) => "no audience (neither aud nor azp)".to_owned(),
+            };
+            return Err(AuthError::WrongAudience {
+                token,
+                expected: format!("{} in {}", self.rules.audience, self.rules.audience_claim),
+            });
         }
         let sub = claims
             .sub
@@ -328,7 +350,7 @@ mod tests {
         for _ in 0..2 {
             assert!(matches!(
                 verifier.verify(&wrong_audience).await,
-                Err(AuthError::WrongAudience)
+                Err(AuthError::WrongAudience { .. })
             ));
         }
         assert_eq!(lookups.load(Ordering::SeqCst), 2);

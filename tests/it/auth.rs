@@ -124,6 +124,32 @@ async fn bad_tokens_are_refused_with_a_reason() {
         );
     }
 
+    // The two mix-ups behind most 401s in a new deployment say what the token had and what
+    // was expected.
+    let foreign = sign(
+        &claims("alice", json!({"iss": "https://evil.example/realms/x"})),
+        false,
+    );
+    let (_, _, body) = status_of(&app, Some(&foreign)).await;
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("https://evil.example/realms/x") && message.contains("pixmill-standalone"),
+        "{body}"
+    );
+    let elsewhere = sign(
+        &claims(
+            "alice",
+            json!({"aud": "another-api", "azp": "another-client"}),
+        ),
+        false,
+    );
+    let (_, _, body) = status_of(&app, Some(&elsewhere)).await;
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("aud another-api") && message.contains("pixmill-api in aud_or_azp"),
+        "{body}"
+    );
+
     // Keycloak without an audience mapper: no `aud`, `azp` names the API.
     let azp_only = sign(
         &claims("alice", json!({"aud": null, "azp": "pixmill-api"})),
