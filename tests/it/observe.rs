@@ -395,15 +395,7 @@ async fn an_event_stream_ends_when_its_token_expires() {
         &crate::support::tokens::claims("short-lived", serde_json::json!({"exp": expires})),
         false,
     );
-    let response = app
-        .http
-        .get(app.url(&format!("/v1/images/{id}/events")))
-        .bearer_auth(&brief)
-        .send()
-        .await
-        .expect("events");
-    assert_eq!(response.status().as_u16(), 200);
-    let mut events = EventReader::new(response);
+    let mut events = open_events(&app, &brief, &id).await;
     let first = next_status(&mut events)
         .await
         .expect("the current document");
@@ -424,6 +416,19 @@ async fn an_event_stream_ends_when_its_token_expires() {
     let done = app.wait_until_final(&token, &id, PATIENCE).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     app.stop().await;
+}
+
+/// The event stream of image `id`, opened with `token`.
+async fn open_events(app: &Standalone, token: &str, id: &str) -> EventReader {
+    let response = app
+        .http
+        .get(app.url(&format!("/v1/images/{id}/events")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(response.status().as_u16(), 200);
+    EventReader::new(response)
 }
 
 /// The status of the next event, `None` when the stream has closed.
@@ -574,25 +579,32 @@ async fn assert_delivered_completed(app: &Standalone, body: &[u8], id: &str) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_waiting_for_its_retry_is_sent_after_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = webhook_config(dir.path(), true);
-    // Long enough that the retry falls due only after the restart.
-    config.webhooks.base_delay = Duration::from_secs(3);
-    let mut app =
-        Standalone::start_with(config.clone(), Arc::new(pixmill_actors::faults::NoFaults)).await;
+/// A webhook refused at its first attempt, then the app stopped; `interlude`, when given,
+/// is another process run on the same data for a while; then the app starts again with the
+/// receiver accepting, and the retry must arrive with the same document.
+async fn webhook_retried_after_restart(
+    config: Config,
+    owner: &str,
+    interlude: Option<(Config, Duration)>,
+) {
+    let no_faults = || Arc::new(pixmill_actors::faults::NoFaults);
+    let mut app = Standalone::start_with(config.clone(), no_faults()).await;
     let mut hooks = receiver(u32::MAX).await;
-    let token = token_for("hooked-restart");
+    let token = token_for(owner);
     let (status, doc) = upload_small(&app, &token, &[("callback_url", &hooks.url)]).await;
     assert_eq!(status, 202, "{doc}");
     let id = doc["id"].as_str().unwrap_or_default().to_owned();
     let (_, refused) = hooks.next_post().await;
-
     app.stop().await;
-    hooks.refusals.store(0, Ordering::SeqCst);
-    let mut app = Standalone::start_with(config, Arc::new(pixmill_actors::faults::NoFaults)).await;
 
+    if let Some((other, how_long)) = interlude {
+        let mut app = Standalone::start_with(other, no_faults()).await;
+        tokio::time::sleep(how_long).await;
+        app.stop().await;
+    }
+
+    hooks.refusals.store(0, Ordering::SeqCst);
+    let mut app = Standalone::start_with(config, no_faults()).await;
     let (_, body) = hooks.next_post().await;
     assert_eq!(body, refused, "the retry must send the same document");
     assert_delivered_completed(&app, &body, &id).await;
@@ -600,35 +612,25 @@ async fn a_webhook_waiting_for_its_retry_is_sent_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_waiting_for_its_retry_is_sent_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = webhook_config(dir.path(), true);
+    // Long enough that the retry falls due only after the restart.
+    config.webhooks.base_delay = Duration::from_secs(3);
+    webhook_retried_after_restart(config, "hooked-restart", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_without_the_secret_leaves_due_webhooks_to_one_that_has_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = webhook_config(dir.path(), true);
     config.webhooks.base_delay = Duration::from_millis(500);
-    let mut app =
-        Standalone::start_with(config.clone(), Arc::new(pixmill_actors::faults::NoFaults)).await;
-    let mut hooks = receiver(u32::MAX).await;
-    let token = token_for("hooked-secretless");
-    let (status, doc) = upload_small(&app, &token, &[("callback_url", &hooks.url)]).await;
-    assert_eq!(status, 202, "{doc}");
-    let id = doc["id"].as_str().unwrap_or_default().to_owned();
-    let (_, refused) = hooks.next_post().await;
-    app.stop().await;
-
     // A process configured without the secret (a worker someone forgot to give it) runs
     // while the retry is due: it must leave the webhook alone, not end it unsent.
     let mut secretless = config.clone();
     secretless.webhooks.secret = pixmill::config::Secret::default();
-    let mut app =
-        Standalone::start_with(secretless, Arc::new(pixmill_actors::faults::NoFaults)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    app.stop().await;
-
-    hooks.refusals.store(0, Ordering::SeqCst);
-    let mut app = Standalone::start_with(config, Arc::new(pixmill_actors::faults::NoFaults)).await;
-    let (_, body) = hooks.next_post().await;
-    assert_eq!(body, refused, "the retry must send the same document");
-    assert_delivered_completed(&app, &body, &id).await;
-    app.stop().await;
+    let interlude = Some((secretless, Duration::from_secs(3)));
+    webhook_retried_after_restart(config, "hooked-secretless", interlude).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,7 @@ use pixmill::config::{Config, Secret};
 use pixmill_actors::faults::FaultPlan;
 
 use super::gate::Gate;
-use super::sse::EventReader;
-use super::{next_status, sample, upload_small, wait_for_status};
+use super::{next_status, open_events, sample, upload_small, wait_for_status};
 use crate::service_env::{service_url, unavailable, unique_name};
 use crate::support::tokens::{token_for, token_with_roles};
 use crate::support::{install_fixture_key, Standalone};
@@ -193,16 +192,7 @@ async fn a_gateways_event_stream_hears_a_worker_through_redis() {
     let (status, doc) = upload_small(&gateway, &token, &[]).await;
     assert_eq!(status, 202, "{doc}");
     let id = doc["id"].as_str().unwrap_or_default().to_owned();
-    let url = gateway.url(&format!("/v1/images/{id}/events"));
-    let response = gateway
-        .http
-        .get(url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("events");
-    assert_eq!(response.status().as_u16(), 200);
-    let mut events = EventReader::new(response);
+    let mut events = open_events(&gateway, &token, &id).await;
     let first = next_status(&mut events)
         .await
         .expect("the current document");
