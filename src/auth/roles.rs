@@ -40,8 +40,18 @@ impl RoleRequirement {
                 return Err(format!("`{written}`: the client id is empty"));
             }
             (Some(client.to_owned()), role)
+        } else if let Some(role) = written.strip_prefix("realm:") {
+            (None, role)
+        } else if written.contains(':') {
+            // Most likely a misspelled prefix (`clinet:pixmill-api:uploader`), which would
+            // otherwise become a realm role nobody holds and refuse every caller.
+            return Err(format!(
+                "`{written}`: a role is written `<role>`, `realm:<role>` or \
+                 `client:<client id>:<role>`; for a realm role whose name has a colon, write \
+                 `realm:{written}`"
+            ));
         } else {
-            (None, written.strip_prefix("realm:").unwrap_or(written))
+            (None, written)
         };
         if role.is_empty() {
             return Err(format!("`{written}`: the role name is empty"));
@@ -164,5 +174,14 @@ mod tests {
         ] {
             assert!(RoleRequirement::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_misspelled_prefix_is_refused_not_taken_for_a_realm_role() {
+        let error = RoleRequirement::parse("clinet:pixmill-api:uploader").unwrap_err();
+        assert!(error.contains("client:<client id>:<role>"), "{error}");
+        // A realm role with a colon in its name is still possible, spelled out.
+        let colon = RoleRequirement::parse("realm:team:uploader").expect("explicit realm role");
+        assert!(colon.is_met_by(&roles(&["team:uploader"]), &ClientRoles::new()));
     }
 }
