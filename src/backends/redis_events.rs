@@ -161,7 +161,13 @@ async fn forward(
                 Err(error) => {
                     failures += 1;
                     let delay = Duration::from_millis(100u64 << failures.min(6)).min(MAX_BACKOFF);
-                    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "could not subscribe to status events");
+                    // Once, then about once a minute at the back-off's ceiling: an outage
+                    // of Redis must not flood the log.
+                    if failures == 1 || failures % 12 == 0 {
+                        tracing::warn!(error = %error, failures, retry_in_ms = delay.as_millis() as u64, "could not subscribe to status events");
+                    } else {
+                        tracing::debug!(error = %error, failures, retry_in_ms = delay.as_millis() as u64, "could not subscribe to status events");
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = stop.cancelled() => {}
