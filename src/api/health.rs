@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pixmill_actors::ports::BackendError;
+use pixmill_actors::ports::{BackendError, ErrorKind};
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -35,13 +35,14 @@ pub struct Liveness {
 #[derive(Clone, Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct BackendCheck {
-    /// `metadata`, `objects`, `queue` or `cache`.
+    /// `metadata`, `objects`, `queue`, `cache` or `issuer`.
     pub name: String,
     pub ok: bool,
     /// Whether readiness needs it. The cache (Redis) is not required: without it the gateway
     /// serves reads from the metadata store and lets uploads through unlimited (fail open),
     /// so taking every gateway out of a load balancer over a Redis outage would only turn
-    /// a degraded service into none. Its failure still shows here, with `ok: false`.
+    /// a degraded service into none. Nor is the token issuer (Keycloak): every gateway
+    /// depends on it alike. Their failures still show here, with `ok: false`.
     pub required: bool,
     /// When not ok: how it failed (`unreachable`, `no answer within 2 s`, ...) and, for the
     /// cache, what that means for uploads.
@@ -78,8 +79,17 @@ impl ReadyResponse {
     }
 }
 
-/// What a failed cache check adds, so an operator reading `/readyz` sees the consequence.
-const CACHE_DOWN: &str = "uploads are not rate limited until it answers (fail open)";
+/// What a failed check of a backend readiness does not require adds, so an operator
+/// reading `/readyz` sees the consequence.
+fn consequence(name: &str) -> Option<&'static str> {
+    match name {
+        "cache" => Some("uploads are not rate limited until it answers (fail open)"),
+        "issuer" => {
+            Some("requests with a token it signed answer 503 issuer_unavailable until it answers")
+        }
+        _ => None,
+    }
+}
 
 /// The last probe round, shared by the requests that need one (see the module's doc).
 #[derive(Default)]
@@ -107,7 +117,14 @@ impl ReadinessProbes {
 /// Every backend's check, side by side: a round takes the slowest probe's time, at most
 /// [`PROBE_TIMEOUT`], not the sum.
 async fn probe_all(gateway: &Gateway) -> Vec<BackendCheck> {
-    let (metadata, objects, queue, cache) = tokio::join!(
+    let issuer = async {
+        gateway
+            .verifier
+            .ready()
+            .await
+            .map_err(|why| BackendError::new("issuer", ErrorKind::Unavailable, why))
+    };
+    let (metadata, objects, queue, cache, issuer) = tokio::join!(
         check(
             "metadata",
             gateway.metadata.describe(),
@@ -120,23 +137,23 @@ async fn probe_all(gateway: &Gateway) -> Vec<BackendCheck> {
         ),
         check("queue", gateway.queue.describe(), gateway.queue.ping()),
         check("cache", gateway.cache.describe(), gateway.cache.ping()),
+        check("issuer", gateway.verifier.describe(), issuer),
     );
-    vec![metadata, objects, queue, cache]
+    vec![metadata, objects, queue, cache, issuer]
 }
 
 async fn check<F>(name: &str, describe: String, probe: F) -> BackendCheck
 where
     F: std::future::Future<Output = Result<(), BackendError>>,
 {
-    let required = name != "cache";
+    let required = consequence(name).is_none();
     let failed = |problem: &str, why: String| BackendCheck {
         name: name.to_owned(),
         ok: false,
         required,
-        problem: Some(if required {
-            problem.to_owned()
-        } else {
-            format!("{problem}; {CACHE_DOWN}")
+        problem: Some(match consequence(name) {
+            Some(then) => format!("{problem}; {then}"),
+            None => problem.to_owned(),
         }),
         detail: Some(format!("{describe}: {why}")),
     };

@@ -60,6 +60,12 @@ pub trait KeySource: Send + Sync + 'static {
     /// The key published under `kid` that can check an `alg` signature.
     async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<SigningKey, AuthError>;
 
+    /// Whether keys are at hand to check tokens with, for readiness: `Err` says why not.
+    /// A source that holds its keys is always ready.
+    async fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     fn describe(&self) -> String;
 }
 
@@ -287,6 +293,13 @@ impl RemoteJwks {
 }
 
 impl Inner {
+    /// A key set is cached and not past `max_age + max_stale`.
+    async fn has_usable_set(&self) -> bool {
+        self.cache.read().await.as_ref().is_some_and(|cached| {
+            cached.fetched.elapsed() < self.policy.max_age + self.policy.max_stale
+        })
+    }
+
     async fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Lookup {
         let cache = self.cache.read().await;
         let Some(cached) = cache.as_ref() else {
@@ -430,6 +443,25 @@ impl KeySource for RemoteJwks {
                 Ok(key)
             }
             Lookup::Missing => self.fetch_for(kid, alg).await,
+        }
+    }
+
+    /// Ready while a key set is cached within `max_age + max_stale`; otherwise it fetches,
+    /// if `min_refetch` allows (so probing readiness adds no load on the issuer).
+    async fn ready(&self) -> Result<(), String> {
+        let inner = &self.inner;
+        if inner.has_usable_set().await {
+            return Ok(());
+        }
+        let mut fetches = inner.fetches.lock().await;
+        if !inner.has_usable_set().await && fetches.may_fetch(&inner.policy) {
+            fetches.last_attempt = Some(Instant::now());
+            fetches.last_failed = inner.refresh().await.is_err();
+        }
+        if inner.has_usable_set().await {
+            Ok(())
+        } else {
+            Err(format!("no signing keys from {}", inner.issuer))
         }
     }
 

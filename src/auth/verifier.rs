@@ -149,6 +149,21 @@ impl TokenVerifier {
         )
     }
 
+    /// Whether every trusted issuer's keys are at hand; `Err` names the ones that are not.
+    pub async fn ready(&self) -> Result<(), String> {
+        let mut missing = Vec::new();
+        for issuer in &self.issuers {
+            if let Err(why) = issuer.keys.ready().await {
+                missing.push(why);
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("; "))
+        }
+    }
+
     /// The caller a token names, if every check passes. A token accepted within the last
     /// minute is answered from [`VerifiedTokens`] while its `exp` and the key set that
     /// checked it allow.

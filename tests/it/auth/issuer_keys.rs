@@ -290,5 +290,31 @@ async fn an_unreachable_issuer_is_a_503_with_retry_after() {
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         assert_eq!(body["code"], "issuer_unavailable", "{attempt}: {body}");
     }
+    // Readiness shows it, and what it means, but stays 200: every gateway depends on the
+    // issuer alike, so taking them out of a load balancer would help no one.
+    let response = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("GET /readyz");
+    assert_eq!(response.status().as_u16(), 200);
+    let report: serde_json::Value = response.json().await.unwrap_or_default();
+    let check = report["backends"]
+        .as_array()
+        .and_then(|all| all.iter().find(|b| b["name"] == "issuer"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&check["ok"], &check["required"]),
+        (&json!(false), &json!(false)),
+        "{report}"
+    );
+    assert!(
+        check["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("issuer_unavailable")),
+        "{report}"
+    );
     app.stop().await;
 }
