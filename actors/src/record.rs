@@ -144,6 +144,9 @@ pub struct NewImage {
     pub idempotency_key: Option<String>,
     /// The webhook target, already validated.
     pub callback_url: Option<String>,
+    /// The upload's request id, kept so that every publish of the job (the relay's too)
+    /// carries it to the worker's log lines.
+    pub request_id: Option<String>,
     /// When the relay should publish the job if the gateway has not confirmed it by then.
     pub dispatch_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,

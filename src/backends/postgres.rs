@@ -220,8 +220,8 @@ async fn by_key(client: &Object, owner: &Owner, key: &str) -> PgResult<Option<Im
 async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecord, ImageRecord>> {
     let sql = format!(
         "INSERT INTO images (id, owner, status, spec, original, variants, attempts, \
-             dispatch_at, idempotency_key, created_at, updated_at, callback_url) \
-         VALUES ($1, $2, 'PENDING', $3, $4, '[]'::jsonb, 0, $5, $6, $7, $7, $8) \
+             dispatch_at, idempotency_key, created_at, updated_at, callback_url, request_id) \
+         VALUES ($1, $2, 'PENDING', $3, $4, '[]'::jsonb, 0, $5, $6, $7, $7, $8, $9) \
          ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING {COLUMNS}"
     );
@@ -229,7 +229,7 @@ async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecor
     let created_at = to_micros(image.created_at);
     // Stored exactly as `mark_dispatched` will compare it.
     let dispatch_at = to_micros(image.dispatch_at);
-    let params: [&(dyn ToSql + Sync); 8] = [
+    let params: [&(dyn ToSql + Sync); 9] = [
         &image.id.as_uuid(),
         &image.owner.as_str(),
         &Json(&image.spec),
@@ -238,6 +238,7 @@ async fn insert(client: &Object, image: &NewImage) -> PgResult<Result<ImageRecor
         &image.idempotency_key,
         &created_at,
         &image.callback_url,
+        &image.request_id,
     ];
     // A conflict waits for the other insert to commit, then inserts nothing; the existing
     // row is then visible to the next statement. Should it be deleted in between, try again.
@@ -462,7 +463,7 @@ async fn due_dispatches(
     .map_err(pg_error)?;
     let rows = tx
         .query(
-            "SELECT id, owner, dispatch_at FROM images WHERE dispatch_at <= $1 \
+            "SELECT id, owner, dispatch_at, request_id FROM images WHERE dispatch_at <= $1 \
              ORDER BY dispatch_at, id LIMIT $2",
             &[&now, &limit],
         )
@@ -511,7 +512,7 @@ fn dispatch_of(row: &tokio_postgres::Row) -> PgResult<(JobMessage, DateTime<Utc>
     let job = JobMessage {
         image_id: ImageId::from_uuid(row.try_get(0).map_err(pg_error)?),
         owner,
-        trace_id: None,
+        trace_id: row.try_get(3).map_err(pg_error)?,
     };
     Ok((job, row.try_get(2).map_err(pg_error)?))
 }

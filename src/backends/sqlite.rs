@@ -24,7 +24,7 @@ use pixmill_actors::{ImageId, ImageRecord, JobError, Owner};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 
-use self::codec::{json_text, micros, read_row, StoredRow, COLUMNS};
+use self::codec::{json_text, micros, read_row, StoredRow, COLUMNS, COLUMN_COUNT};
 use self::committer::Committer;
 use super::metadata_rules::{
     decide_claim, later_by, now_micros, page_limit, to_micros, ClaimRow, ClaimStep,
@@ -33,10 +33,11 @@ use super::metadata_rules::{
 const BACKEND: &str = "sqlite";
 
 /// The schema, in steps: step N is applied when the file's `user_version` is below N.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../sql/sqlite/1_create_images.sql"),
     include_str!("../../sql/sqlite/2_add_callback_url.sql"),
     include_str!("../../sql/sqlite/3_add_webhook_outbox.sql"),
+    include_str!("../../sql/sqlite/4_add_request_id.sql"),
 ];
 
 /// Part of every write that ends a job: its webhook falls due at once (`now` is the
@@ -227,8 +228,8 @@ fn insert(tx: &Connection, image: &NewImage) -> rusqlite::Result<Result<ImageRec
     execute(
         tx,
         "INSERT INTO images (id, owner, status, spec, original, variants, attempts, \
-             dispatch_at, idempotency_key, created_at, updated_at, callback_url) \
-         VALUES (?1, ?2, 'PENDING', ?3, ?4, '[]', 0, ?5, ?6, ?7, ?7, ?8)",
+             dispatch_at, idempotency_key, created_at, updated_at, callback_url, request_id) \
+         VALUES (?1, ?2, 'PENDING', ?3, ?4, '[]', 0, ?5, ?6, ?7, ?7, ?8, ?9)",
         params![
             image.id.to_string(),
             image.owner.as_str(),
@@ -238,6 +239,7 @@ fn insert(tx: &Connection, image: &NewImage) -> rusqlite::Result<Result<ImageRec
             image.idempotency_key,
             created,
             image.callback_url,
+            image.request_id,
         ],
     )?;
     Ok(Ok(reread(tx, image.id)?))
@@ -411,22 +413,26 @@ fn due_dispatches(
     )?;
     let due = {
         let mut statement = tx.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM images WHERE dispatch_at <= ?1 \
+            "SELECT {COLUMNS}, request_id FROM images WHERE dispatch_at <= ?1 \
              ORDER BY dispatch_at, id LIMIT ?2"
         ))?;
-        let rows = statement.query_map(params![now, limit], read_row)?;
-        rows.map(|row| row.map(dispatch_of))
+        let rows = statement.query_map(params![now, limit], |row| {
+            // `request_id` follows the COLUMNS the row decoder reads.
+            let request_id: Option<String> = row.get(COLUMN_COUNT)?;
+            Ok((read_row(row)?, request_id))
+        })?;
+        rows.map(|row| row.map(|(row, request_id)| dispatch_of(row, request_id)))
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
     Ok(due.into_iter().flatten().collect())
 }
 
-fn dispatch_of(row: StoredRow) -> Option<(JobMessage, DateTime<Utc>)> {
+fn dispatch_of(row: StoredRow, request_id: Option<String>) -> Option<(JobMessage, DateTime<Utc>)> {
     let due = row.dispatch_at?;
     let job = JobMessage {
         image_id: row.record.id,
         owner: row.record.owner,
-        trace_id: None,
+        trace_id: request_id,
     };
     Some((job, due))
 }

@@ -128,6 +128,7 @@ impl Gateway {
             original,
             idempotency_key: request.idempotency_key,
             callback_url,
+            request_id: request.trace_id.clone(),
             dispatch_at,
             created_at: now,
         };

@@ -14,6 +14,8 @@ use serde::Serialize;
 pub const COLUMNS: &str = "id, owner, status, spec, original, variants, error_code, \
      error_message, attempts, created_at, updated_at, lease_expires_at, dispatch_at, \
      callback_url";
+/// How many columns [`COLUMNS`] names: a query may select more after them.
+pub const COLUMN_COUNT: usize = 14;
 
 /// A row as read: the record plus the bookkeeping the engine never sees.
 pub struct StoredRow {
@@ -99,4 +101,14 @@ fn optional_time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<
 
 fn from_micros(index: usize, raw: i64) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(raw).ok_or(rusqlite::Error::IntegralValueOutOfRange(index, raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_count_counts_the_columns() {
+        assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
+    }
 }

@@ -54,6 +54,7 @@ fn upload(owner: &Owner, created_at: DateTime<Utc>) -> NewImage {
         idempotency_key: None,
         // Stored and read back like every other column.
         callback_url: Some("https://hooks.example/done".to_owned()),
+        request_id: Some(format!("request-{id}")),
         dispatch_at: created_at + secs(5),
         created_at,
     }
@@ -478,10 +479,11 @@ pub async fn a_new_upload_is_due_until_confirmed(store: Store) {
         .into_iter()
         .find(|(job, _)| job.image_id == record.id)
         .expect("due once its grace has run out");
+    // The relay's publish carries the upload's request id, as the gateway's did.
     let expected = JobMessage {
         image_id: record.id,
         owner,
-        trace_id: None,
+        trace_id: image.request_id.clone(),
     };
     assert_eq!((job, at), (expected, image.dispatch_at));
 

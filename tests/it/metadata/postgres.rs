@@ -196,6 +196,7 @@ fn new_image() -> NewImage {
         },
         idempotency_key: Some(format!("key-{id}")),
         callback_url: None,
+        request_id: None,
         dispatch_at: Utc::now(),
         created_at: Utc::now(),
     }

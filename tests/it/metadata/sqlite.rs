@@ -42,6 +42,7 @@ fn upload(owner: &Owner) -> NewImage {
         },
         idempotency_key: Some("first".to_owned()),
         callback_url: None,
+        request_id: None,
         dispatch_at: now,
         created_at: now,
     }
