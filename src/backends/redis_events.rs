@@ -163,7 +163,7 @@ async fn forward(
                     let delay = Duration::from_millis(100u64 << failures.min(6)).min(MAX_BACKOFF);
                     // Once, then about once a minute at the back-off's ceiling: an outage
                     // of Redis must not flood the log.
-                    if failures == 1 || failures % 12 == 0 {
+                    if failures == 1 || failures.is_multiple_of(12) {
                         tracing::warn!(error = %error, failures, retry_in_ms = delay.as_millis() as u64, "could not subscribe to status events");
                     } else {
                         tracing::debug!(error = %error, failures, retry_in_ms = delay.as_millis() as u64, "could not subscribe to status events");
