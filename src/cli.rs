@@ -197,6 +197,17 @@ async fn healthcheck(url: &str) -> ExitCode {
         Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
         Ok(response) => {
             eprintln!("{url} answered {}", response.status());
+            // A readiness report: say which backends fail and how, for `docker inspect`.
+            if let Ok(report) = response.json::<serde_json::Value>().await {
+                let failing = report["backends"].as_array().into_iter().flatten();
+                for backend in failing.filter(|b| b["ok"] == false) {
+                    eprintln!(
+                        "  {}: {}",
+                        backend["name"].as_str().unwrap_or("?"),
+                        backend["problem"].as_str().unwrap_or("failed")
+                    );
+                }
+            }
             ExitCode::FAILURE
         }
         Err(error) => {

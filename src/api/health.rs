@@ -98,19 +98,33 @@ pub struct ReadinessProbes {
 }
 
 impl ReadinessProbes {
-    /// Every backend's check, from a round at most [`REUSE`] old.
-    async fn checks(&self, gateway: &Gateway) -> Vec<BackendCheck> {
-        // Held across the round, so requests arriving meanwhile wait for its answer
-        // instead of starting rounds of their own.
-        let mut last = self.last.lock().await;
-        if let Some((at, checks)) = last.as_ref() {
-            if at.elapsed() < REUSE {
-                return checks.clone();
+    /// Every backend's check, from a round at most [`REUSE`] old. The round runs in a task
+    /// of its own that holds the lock and keeps its answer, so requests arriving meanwhile
+    /// wait for it, and a caller that hangs up does not abandon it for the next to start
+    /// again.
+    async fn checks(gateway: &Arc<Gateway>) -> Vec<BackendCheck> {
+        let gateway = Arc::clone(gateway);
+        let round = tokio::spawn(async move {
+            let mut last = gateway.readiness.last.lock().await;
+            if let Some((at, checks)) = last.as_ref() {
+                if at.elapsed() < REUSE {
+                    return checks.clone();
+                }
             }
-        }
-        let checks = probe_all(gateway).await;
-        *last = Some((Instant::now(), checks.clone()));
-        checks
+            let checks = probe_all(&gateway).await;
+            *last = Some((Instant::now(), checks.clone()));
+            checks
+        });
+        round.await.unwrap_or_else(|_| {
+            // A probe that panicked proves nothing is ready.
+            vec![BackendCheck {
+                name: "readiness".to_owned(),
+                ok: false,
+                required: true,
+                problem: Some("the readiness probe failed".to_owned()),
+                detail: None,
+            }]
+        })
     }
 }
 
@@ -166,15 +180,18 @@ where
             detail: Some(describe),
         },
         Ok(Err(error)) => failed(error.kind.in_words(), error.to_string()),
-        Err(_) => failed("no answer within 2 s", "no answer within 2 s".to_owned()),
+        Err(_) => {
+            let late = format!("no answer within {} s", PROBE_TIMEOUT.as_secs());
+            failed(&late, late.clone())
+        }
     }
 }
 
 /// The readiness report shared by the gateway and the worker's admin listener: whether
 /// the process is ready, and why. `with_detail` keeps each backend's `detail` (for the
 /// admin endpoint); without it, the report is what anyone may read.
-pub async fn readiness(gateway: &Gateway, with_detail: bool) -> (bool, Readiness) {
-    let mut backends = gateway.readiness.checks(gateway).await;
+pub async fn readiness(gateway: &Arc<Gateway>, with_detail: bool) -> (bool, Readiness) {
+    let mut backends = ReadinessProbes::checks(gateway).await;
     if !with_detail {
         for backend in &mut backends {
             backend.detail = None;
@@ -197,11 +214,6 @@ pub async fn readiness(gateway: &Gateway, with_detail: bool) -> (bool, Readiness
     )
 }
 
-/// The answer of a readiness endpoint, `200` or `503`.
-pub async fn ready_response(gateway: &Gateway, with_detail: bool) -> ReadyResponse {
-    ReadyResponse::from_report(readiness(gateway, with_detail).await)
-}
-
 pub struct HealthApi;
 
 #[OpenApi(tag = "ApiTags::Health")]
@@ -218,6 +230,6 @@ impl HealthApi {
     /// (addresses and errors: `/v1/system/readiness`, with the admin role).
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, gateway: Data<&Arc<Gateway>>) -> ReadyResponse {
-        ready_response(&gateway, false).await
+        ReadyResponse::from_report(readiness(&gateway, false).await)
     }
 }

@@ -9,7 +9,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::errors::{error_responses, ApiError};
-use super::health::{ready_response, ReadyResponse};
+use super::health::{readiness, Readiness};
 use super::security::BearerAuth;
 use super::ApiTags;
 use crate::gateway::Gateway;
@@ -61,6 +61,13 @@ error_responses!(
     }
 );
 
+#[derive(ApiResponse)]
+pub enum ReadinessReport {
+    /// The report, ready or not (see `status`).
+    #[oai(status = 200)]
+    Ok(Json<Readiness>),
+}
+
 error_responses!(
     /// Why the readiness report could not be read.
     ReadinessError {
@@ -76,14 +83,17 @@ pub struct SystemApi;
 impl SystemApi {
     /// Readiness as `/readyz` reports it, with each backend's `detail`: what it is
     /// (addresses, bucket, queue; no secrets) and its own error text when it failed.
+    /// Always `200` with the report: `status` says whether the process is ready (a `503`
+    /// here would be this endpoint's own failure, such as the token issuer's).
     #[oai(path = "/readiness", method = "get", operation_id = "system_readiness")]
     async fn readiness(
         &self,
         gateway: Data<&Arc<Gateway>>,
         auth: BearerAuth,
-    ) -> Result<ReadyResponse, ReadinessError> {
+    ) -> Result<ReadinessReport, ReadinessError> {
         gateway.require_role(&auth.0, &gateway.admin_role)?;
-        Ok(ready_response(&gateway, true).await)
+        let (_, report) = readiness(&gateway, true).await;
+        Ok(ReadinessReport::Ok(Json(report)))
     }
 
     /// The supervision tree with every actor's counters.
