@@ -6,7 +6,7 @@ use std::time::Instant;
 use chrono::Utc;
 use ractor::ActorProcessingErr;
 
-use super::outcome::{finished, requeue_later, settle, settle_failure, Retry};
+use super::outcome::{backend_failure, finished, requeue_later, settle, settle_failure, Retry};
 use super::{StageArgs, StageHandler, TransformJob};
 use crate::events::StatusChanged;
 use crate::lease::LeaseKeeper;
@@ -126,13 +126,11 @@ async fn download(args: &StageArgs, delivery: Delivery) {
             // The client reads the reason: the store's own text (its address, bucket and
             // key) stays in this log line.
             tracing::warn!(error = %error, "could not read the original");
-            let reason = JobError::new(
+            let reason = backend_failure(
                 "storage_unavailable",
-                format!(
-                    "object storage {} while the original was read; the job is tried again \
-                     for a while, and if it still fails, upload the image again",
-                    error.kind.in_words()
-                ),
+                "object storage",
+                "the original was read",
+                &error,
             );
             settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
         }

@@ -27,6 +27,27 @@ impl From<&BackendError> for Retry {
     }
 }
 
+/// The reason a job records when `store` failed `while` doing something: how, in words
+/// (never the store's own text, which names addresses, buckets and keys: that is logged
+/// where it happened), and what comes next, which depends on whether it is retried.
+pub fn backend_failure(
+    code: &'static str,
+    store: &str,
+    during: &str,
+    error: &BackendError,
+) -> JobError {
+    let next = match Retry::from(error) {
+        Retry::Transient => {
+            "the job is tried again for a while, and if it still fails, upload the image again"
+        }
+        Retry::Permanent => "the job failed; upload the image again",
+    };
+    JobError::new(
+        code,
+        format!("{store} {} while {during}; {next}", error.kind.in_words()),
+    )
+}
+
 /// Settles a job that failed in `attempt`, ending its lease's renewals.
 pub async fn settle_failure(
     ctx: &StageContext,

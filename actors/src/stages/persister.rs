@@ -8,7 +8,7 @@ use std::time::Instant;
 use ractor::ActorProcessingErr;
 use sha2::{Digest, Sha256};
 
-use super::outcome::{finished, settle, settle_failure, Retry};
+use super::outcome::{backend_failure, finished, settle, settle_failure, Retry};
 use super::{PersistJob, StageArgs, StageHandler};
 use crate::ids::ImageId;
 use crate::metrics::{JobOutcome, Phase};
@@ -79,13 +79,11 @@ async fn persist(args: &StageArgs, job: PersistJob) {
                 ctx.ports.metrics.backend_error(&error);
                 // As in the downloader: the store's own text stays in the log.
                 tracing::warn!(error = %error, "could not store the result");
-                let reason = JobError::new(
+                let reason = backend_failure(
                     "storage_unavailable",
-                    format!(
-                        "object storage {} while the result was stored; the job is tried \
-                         again for a while, and if it still fails, upload the image again",
-                        error.kind.in_words()
-                    ),
+                    "object storage",
+                    "the result was stored",
+                    &error,
                 );
                 settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
                 return;
@@ -112,13 +110,11 @@ async fn persist(args: &StageArgs, job: PersistJob) {
         Err(error) => {
             ctx.ports.metrics.backend_error(&error);
             tracing::warn!(error = %error, "could not record the result");
-            let reason = JobError::new(
+            let reason = backend_failure(
                 "database_unavailable",
-                format!(
-                    "the metadata store {} while the result was recorded; the job is tried \
-                     again",
-                    error.kind.in_words()
-                ),
+                "the metadata store",
+                "the result was recorded",
+                &error,
             );
             settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
         }
