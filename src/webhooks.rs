@@ -1,7 +1,8 @@
 //! Webhooks: an upload may name a `callback_url`; when its job ends (`COMPLETED` or
 //! `FAILED`), the worker that finished it POSTs the status document there, signed with
-//! HMAC-SHA256 over the body (`X-Pixmill-Signature: sha256=<hex>`, secret
-//! `webhooks.secret`), retrying with exponential back-off a bounded number of times.
+//! HMAC-SHA256 over the attempt's time and the body (`X-Pixmill-Timestamp`,
+//! `X-Pixmill-Signature: v1=<hex>`, secret `webhooks.secret`; see [`signature`]), retrying
+//! with exponential back-off a bounded number of times.
 //!
 //! Delivery goes through an outbox in the metadata store: the write that records a job's
 //! final status also marks its webhook due, and every process that runs the engine runs a

@@ -80,7 +80,7 @@ pub struct UploadForm {
     pub animated: Option<bool>,
     /// An `http(s)` URL to POST the status document to when the job ends (`COMPLETED` or
     /// `FAILED`), with `X-Pixmill-Timestamp` (Unix seconds) and `X-Pixmill-Signature:
-    /// sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+    /// v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
     /// Its host must resolve to public addresses only (`callback_url_not_allowed`).
     #[oai(validator(max_length = 2048))]
     pub callback_url: Option<String>,

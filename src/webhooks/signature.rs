@@ -1,7 +1,9 @@
-//! The webhook signature: `sha256=` and the hex HMAC-SHA256 of `<timestamp>.<body>`, where
-//! the timestamp is the attempt's `X-Pixmill-Timestamp` (Unix seconds) and the body the
-//! exact bytes sent. Signing the time with the body lets a receiver refuse a captured
-//! delivery replayed later: the time cannot be renewed without the secret.
+//! The webhook signature: `v1=` and the hex HMAC-SHA256 of `<timestamp>.<body>`, where the
+//! timestamp is the attempt's `X-Pixmill-Timestamp` (Unix seconds) and the body the exact
+//! bytes sent. Signing the time with the body lets a receiver refuse a captured delivery
+//! replayed later: the time cannot be renewed without the secret. The prefix names this
+//! scheme: a `sha256=` value (GitHub's form) is read as the HMAC of the body alone, which
+//! this is not, so a receiver written for that fails plainly rather than by mismatch.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -21,7 +23,7 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]
@@ -36,7 +38,7 @@ mod tests {
         let signature = sign(b"Jefe", 1_800_000_000, b"what do ya want for nothing?");
         assert_eq!(
             signature,
-            "sha256=ab5a2e6f7ddd4f6783bae7a65618acf1b188b4ca973bbebbbdeb60024ee0f3f3"
+            "v1=ab5a2e6f7ddd4f6783bae7a65618acf1b188b4ca973bbebbbdeb60024ee0f3f3"
         );
         assert_ne!(
             sign(b"Jefe", 1_800_000_001, b"what do ya want for nothing?"),

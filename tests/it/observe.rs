@@ -551,7 +551,7 @@ async fn a_finished_job_posts_a_signed_webhook_and_retries_it() {
         mac.update(&body);
         assert_eq!(
             signed.signature,
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+            format!("v1={}", hex::encode(mac.finalize().into_bytes())),
             "bad signature"
         );
         bodies.push(body);
