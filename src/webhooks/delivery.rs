@@ -85,7 +85,8 @@ impl WebhookSender {
                 return Attempt::Transient(error.to_string())
             }
             Err(error @ TargetError::NotPublic { addr, .. }) => {
-                return Attempt::Permanent(format!("{error} ({addr})"))
+                tracing::warn!(target_addr = %addr, "the webhook target resolves to a non-public address");
+                return Attempt::Permanent(error.to_string());
             }
             Err(error) => return Attempt::Permanent(error.to_string()),
         };

@@ -93,8 +93,8 @@ impl WebhookDispatcher {
     /// have accepted it), where taking it here would end it unsent.
     pub fn start(&self) {
         if !self.shared.sender.enabled() {
-            tracing::info!(
-                "webhooks.secret is not set: this process sends no webhooks; due ones wait in the outbox for a process that has the secret"
+            tracing::warn!(
+                "webhooks.secret is not set: this process sends no webhooks; due ones wait in the outbox for a process that has the secret (give every worker the gateways' secret)"
             );
             return;
         }

@@ -141,7 +141,12 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || first == 0x2001 && ip.segments()[1] == 0x0db8
         || first == 0x0064 && ip.segments()[1] == 0xff9b
         || first == 0x2002
+        // Teredo (2001::/32) and benchmarking (2001:2::/48).
         || first == 0x2001 && ip.segments()[1] == 0
+        || first == 0x2001 && ip.segments()[1] == 0x0002 && ip.segments()[2] == 0
+        // Discard-only (100::/64) and documentation (3fff::/20).
+        || ip.segments()[..4] == [0x0100, 0, 0, 0]
+        || first == 0x3fff && (ip.segments()[1] & 0xf000) == 0
         || ip.segments()[..6] == [0, 0, 0, 0, 0, 0]
         || ip.segments()[..6] == [0, 0, 0, 0, 0xffff, 0];
     !special
@@ -177,6 +182,10 @@ mod tests {
             "::ffff:0:a00:1",
             "::ffff:0:7f00:1",
             "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            // Benchmarking (2001:2::/48), discard-only (100::/64), documentation (3fff::/20).
+            "2001:2::1",
+            "100::1",
+            "3fff:1::1",
         ];
         for raw in internal {
             assert!(!is_public(raw.parse().unwrap()), "{raw} counted as public");
