@@ -194,7 +194,7 @@ impl Gateway {
             .await
             .map_err(|e| ApiError::backend(&e))?
             .ok_or_else(ApiError::image_not_found)?;
-        tracing::error!(image_id = %record.id, bucket = ?bucket, key = %key.as_str(), error = %error,
+        tracing::error!(image_id = %record.id, bucket = bucket.name(), key = %key.as_str(), error = %error,
             "the record names a file the object store does not have");
         Err(ApiError::new(
             StatusCode::NOT_FOUND,

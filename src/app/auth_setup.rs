@@ -48,7 +48,14 @@ pub fn verifier(config: &Config, mode: Mode) -> Result<TokenVerifier, AuthSetupE
             keys: Arc::new(jwks),
         });
     }
-    if trust_local {
+    // A worker never makes the key: one of its own would vouch for no token anyone holds.
+    let key_missing = !LocalIssuer::exists_in(&config.issuer_dir());
+    if trust_local && mode == Mode::Worker && key_missing {
+        tracing::warn!(
+            key_dir = %config.issuer_dir().display(),
+            "trust_local_issuer_unsafe is set, but there is no local key here; this worker trusts only the configured issuer"
+        );
+    } else if trust_local {
         if mode != Mode::Standalone {
             tracing::warn!(
                 key_dir = %config.issuer_dir().display(),

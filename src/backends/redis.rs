@@ -2,9 +2,10 @@
 //! status documents with a TTL (filled when a gateway reads one, dropped on delete) and a
 //! per-owner upload limit that is atomic across processes.
 //!
-//! Both use one [`RedisConnection`]: a bb8 pool of multiplexed connections, each checked
-//! with a `PING` before use so a restarted Redis is survived, every call (pool wait
-//! included) bounded by one timeout, and every key under a configurable prefix.
+//! Each uses a [`RedisConnection`] of its own (the limiter's pool is apart, so a flood of
+//! status reads cannot starve it): a bb8 pool of multiplexed connections, each checked with
+//! a `PING` before use so a restarted Redis is survived, every call (pool wait included)
+//! bounded by one timeout, and every key under a configurable prefix.
 
 mod rate_limit;
 mod status_cache;
@@ -61,7 +62,7 @@ impl fmt::Debug for RedisConfig {
 }
 
 /// A pool of Redis connections plus the key prefix and the per-call timeout; cheap to
-/// clone, so the cache and the limiter share one.
+/// clone, so the cache and the event publisher share one.
 #[derive(Clone)]
 pub struct RedisConnection {
     pool: Pool<RedisConnectionManager>,

@@ -353,9 +353,20 @@ impl ObjectStore for S3ObjectStore {
                 let name = self.bucket(bucket);
                 tracing::warn!(bucket = %name, error = %error,
                     "the bucket is missing; creating it again");
-                self.create_bucket(name).await?;
-                self.refuse_public(name).await?;
-                self.call("put object", request).await.map(drop)
+                // Within one more timeout as a whole: the put's own bound, once again.
+                let recover = async {
+                    self.create_bucket(name).await?;
+                    self.refuse_public(name).await?;
+                    self.call("put object", request).await.map(drop)
+                };
+                tokio::time::timeout(self.timeout, recover)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(BackendError::timeout(
+                            BACKEND,
+                            "recreating a missing bucket",
+                        ))
+                    })
             }
             Err(error) => Err(error),
         }
