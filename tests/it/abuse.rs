@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::tokens::{token_for, token_with_roles};
-use crate::support::{corpus, standalone_config, Standalone};
+use crate::support::{check_of, corpus, standalone_config, Standalone};
 
 /// How long a test waits for an answer or a condition before it fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -410,15 +410,9 @@ async fn without_redis_the_gateway_starts_and_lets_uploads_through() {
 
     // Ready (the cache is not required), and saying what is missing and what it means,
     // but not where it lives: `/readyz` needs no token.
-    let response = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("GET /readyz");
-    assert_eq!(response.status().as_u16(), 200);
-    let report: Value = response.json().await.expect("readiness");
-    let cache = cache_check(&report);
+    let (status, report) = app.readyz().await;
+    assert_eq!(status, 200);
+    let cache = check_of(&report, "cache");
     assert_eq!(
         (&cache["ok"], &cache["required"]),
         (&Value::Bool(false), &Value::Bool(false)),
@@ -440,18 +434,10 @@ async fn without_redis_the_gateway_starts_and_lets_uploads_through() {
     let admin = token_with_roles("ops", &["pixmill-admin"]);
     let (status, report) = app.get_json(&admin, "/v1/system/readiness").await;
     assert_eq!(status, 200, "{report}");
-    let detail = cache_check(&report)["detail"]
+    let detail = check_of(&report, "cache")["detail"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     assert!(detail.contains("127.0.0.1:1"), "{report}");
     app.stop().await;
-}
-
-fn cache_check(report: &Value) -> Value {
-    report["backends"]
-        .as_array()
-        .and_then(|all| all.iter().find(|b| b["name"] == "cache"))
-        .expect("a cache check")
-        .clone()
 }

@@ -151,6 +151,18 @@ impl Standalone {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET /readyz`, with no token: its status and whole report.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("GET /readyz");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// `DELETE /v1/images/{id}`; the answer's status.
     pub async fn delete_image(&self, token: &str, id: &str) -> u16 {
         self.http
@@ -197,4 +209,13 @@ impl Drop for Standalone {
             eprintln!("note: a Standalone app was dropped without stop(); its tasks end with the test runtime");
         }
     }
+}
+
+/// The check of backend `name` in a readiness report.
+pub fn check_of(report: &Value, name: &str) -> Value {
+    report["backends"]
+        .as_array()
+        .and_then(|all| all.iter().find(|b| b["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} check in {report}"))
 }

@@ -15,7 +15,7 @@ use super::{app_with, status_of};
 use crate::support::keycloak::Keycloak;
 use crate::support::production::within;
 use crate::support::tokens::{claims, sign, token_for};
-use crate::support::Standalone;
+use crate::support::{check_of, Standalone};
 
 /// `GET /v1/images`: the status, the code and the `Retry-After` header.
 async fn answer(app: &Standalone, token: &str) -> (u16, String, Option<u64>) {
@@ -292,19 +292,9 @@ async fn an_unreachable_issuer_is_a_503_with_retry_after() {
     }
     // Readiness shows it, and what it means, but stays 200: every gateway depends on the
     // issuer alike, so taking them out of a load balancer would help no one.
-    let response = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("GET /readyz");
-    assert_eq!(response.status().as_u16(), 200);
-    let report: serde_json::Value = response.json().await.unwrap_or_default();
-    let check = report["backends"]
-        .as_array()
-        .and_then(|all| all.iter().find(|b| b["name"] == "issuer"))
-        .cloned()
-        .unwrap_or_default();
+    let (status, report) = app.readyz().await;
+    assert_eq!(status, 200);
+    let check = check_of(&report, "issuer");
     assert_eq!(
         (&check["ok"], &check["required"]),
         (&json!(false), &json!(false)),
