@@ -79,8 +79,8 @@ impl ReadyResponse {
     }
 }
 
-/// What a failed check of a backend readiness does not require adds, so an operator
-/// reading `/readyz` sees the consequence.
+/// What the failure of a backend readiness does not require means for the service, so an
+/// operator reading `/readyz` sees the consequence; `None` for a required backend.
 fn consequence(name: &str) -> Option<&'static str> {
     match name {
         "cache" => Some("uploads are not rate limited until it answers (fail open)"),
