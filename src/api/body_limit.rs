@@ -9,12 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use poem::http::{header, StatusCode};
+use poem::error::ResponseError;
+use poem::http::{header, Method, StatusCode};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
+use poem_openapi::OperationId;
 
 use pixmill_actors::transform::ByteSize;
 
 use super::errors::ApiError;
+use super::images::UPLOAD_OPERATION;
+use crate::metrics::Metrics;
 
 /// What a request body may hold: a file of up to `file` bytes (`limits.max_bytes`) and
 /// `form` bytes more for the other form fields and the multipart framing.
@@ -43,15 +47,20 @@ pub async fn limit_body<E: Endpoint>(
     endpoint: &E,
     mut request: Request,
     limit: BodyLimit,
+    metrics: &Metrics,
 ) -> poem::Result<Response> {
     let max = limit.max();
+    let refusal = Refusal {
+        upload: request.method() == Method::POST && request.uri().path() == UPLOAD_PATH,
+        metrics,
+    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(length) if length > max => Err(too_large(format!(
+        Some(length) if length > max => Ok(refusal.too_large(format!(
             "the request is {}; {}",
             ByteSize(length),
             limit.describe()
@@ -81,7 +90,7 @@ pub async fn limit_body<E: Endpoint>(
                 .await
                 .map(IntoResponse::into_response);
             if overflowed.load(Ordering::SeqCst) {
-                return Err(too_large(format!(
+                return Ok(refusal.too_large(format!(
                     "the request is over the limit: {}",
                     limit.describe()
                 )));
@@ -91,8 +100,29 @@ pub async fn limit_body<E: Endpoint>(
     }
 }
 
-fn too_large(message: String) -> poem::Error {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", message).into()
+/// The upload operation's path: a 413 answered here, before any route ran, is still an
+/// upload refused.
+const UPLOAD_PATH: &str = "/v1/images";
+
+/// How a refusal made here is answered and counted.
+struct Refusal<'a> {
+    /// The request is an upload (`POST /v1/images`).
+    upload: bool,
+    metrics: &'a Metrics,
+}
+
+impl Refusal<'_> {
+    /// `413 file_too_large`. For an upload, counted as one refused and labelled with the
+    /// upload's route, as a refusal by the handler would be, not as an unmatched request.
+    fn too_large(&self, message: String) -> Response {
+        let mut response =
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", message).as_response();
+        if self.upload {
+            self.metrics.upload_refused("file_too_large");
+            response.set_data(OperationId(UPLOAD_OPERATION));
+        }
+        response
+    }
 }
 
 #[cfg(test)]

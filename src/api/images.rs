@@ -167,6 +167,11 @@ pub enum DeleteResponse {
     Deleted,
 }
 
+/// The upload's `operation_id`, for what answers for it outside the handler (the body limit);
+/// the attribute on [`ImagesApi::upload`] must spell the same (the HTTP metrics test of a
+/// 413 reads the route it gives).
+pub const UPLOAD_OPERATION: &str = "upload_image";
+
 pub struct ImagesApi;
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Images")]

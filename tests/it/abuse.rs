@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::observe::{sample, scrape};
 use crate::support::tokens::{token_for, token_with_roles};
 use crate::support::{check_of, corpus, standalone_config, Standalone};
 
@@ -384,6 +385,15 @@ async fn bodies_over_the_byte_limit_are_refused_declared_or_chunked() {
     let (status, doc) = app.get_json(&token, "/v1/images").await;
     assert_eq!(status, 200);
     assert_eq!(doc["items"], serde_json::json!([]), "nothing was stored");
+    // All three are uploads refused, on the upload's route, however early they were.
+    let text = scrape(&app).await;
+    let series = [
+        r#"pixmill_uploads_refused_total{code="file_too_large"}"#,
+        r#"pixmill_http_requests_total{method="POST",route="/v1/images",status="413"}"#,
+    ];
+    for series in series {
+        assert_eq!(sample(&text, series), Some(3.0), "{series}\n{text}");
+    }
     wait_for_slots_in_use(&app, 0).await;
     app.stop().await;
 }

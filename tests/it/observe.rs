@@ -25,7 +25,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 const SMALL: &str = r#"[{"op":"resize","width":64}]"#;
 
 /// The value of the sample `series` (name and labels exactly as exposed) in a scrape.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| {
@@ -37,7 +37,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         })
 }
 
-async fn scrape(app: &Standalone) -> String {
+pub(crate) async fn scrape(app: &Standalone) -> String {
     let response = app
         .http
         .get(app.url("/metrics"))
