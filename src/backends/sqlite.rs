@@ -24,7 +24,9 @@ use pixmill_actors::{ImageId, ImageRecord, JobError, Owner};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 
-use self::codec::{json_text, micros, read_row, StoredRow, COLUMNS, COLUMN_COUNT};
+use self::codec::{
+    json_text, micros, read_dispatch, read_row, StoredRow, COLUMNS, DISPATCH_COLUMNS,
+};
 use self::committer::Committer;
 use super::metadata_rules::{
     decide_claim, later_by, now_micros, page_limit, to_micros, ClaimRow, ClaimStep,
@@ -411,30 +413,12 @@ fn due_dispatches(
                       ORDER BY lease_expires_at LIMIT ?2)",
         params![now, limit],
     )?;
-    let due = {
-        let mut statement = tx.prepare_cached(&format!(
-            "SELECT {COLUMNS}, request_id FROM images WHERE dispatch_at <= ?1 \
-             ORDER BY dispatch_at, id LIMIT ?2"
-        ))?;
-        let rows = statement.query_map(params![now, limit], |row| {
-            // `request_id` follows the COLUMNS the row decoder reads.
-            let request_id: Option<String> = row.get(COLUMN_COUNT)?;
-            Ok((read_row(row)?, request_id))
-        })?;
-        rows.map(|row| row.map(|(row, request_id)| dispatch_of(row, request_id)))
-            .collect::<rusqlite::Result<Vec<_>>>()?
-    };
-    Ok(due.into_iter().flatten().collect())
-}
-
-fn dispatch_of(row: StoredRow, request_id: Option<String>) -> Option<(JobMessage, DateTime<Utc>)> {
-    let due = row.dispatch_at?;
-    let job = JobMessage {
-        image_id: row.record.id,
-        owner: row.record.owner,
-        trace_id: request_id,
-    };
-    Some((job, due))
+    let mut statement = tx.prepare_cached(&format!(
+        "SELECT {DISPATCH_COLUMNS} FROM images WHERE dispatch_at <= ?1 \
+         ORDER BY dispatch_at, id LIMIT ?2"
+    ))?;
+    let rows = statement.query_map(params![now, limit], read_dispatch)?;
+    rows.collect()
 }
 
 fn take_due_webhooks(

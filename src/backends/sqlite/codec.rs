@@ -4,6 +4,7 @@
 use std::error::Error as StdError;
 
 use chrono::{DateTime, Utc};
+use pixmill_actors::ports::JobMessage;
 use pixmill_actors::{ImageId, ImageRecord, JobError, Owner, Status};
 use rusqlite::types::Type;
 use rusqlite::Row;
@@ -14,8 +15,9 @@ use serde::Serialize;
 pub const COLUMNS: &str = "id, owner, status, spec, original, variants, error_code, \
      error_message, attempts, created_at, updated_at, lease_expires_at, dispatch_at, \
      callback_url";
-/// How many columns [`COLUMNS`] names: a query may select more after them.
-pub const COLUMN_COUNT: usize = 14;
+/// The columns a due dispatch is read from, in the order [`read_dispatch`] expects: all
+/// the relay publishes, and not the whole record.
+pub const DISPATCH_COLUMNS: &str = "id, owner, dispatch_at, request_id";
 
 /// A row as read: the record plus the bookkeeping the engine never sees.
 pub struct StoredRow {
@@ -52,6 +54,17 @@ pub fn read_row(row: &Row<'_>) -> rusqlite::Result<StoredRow> {
         lease_expires_at: optional_time_column(row, 11)?,
         dispatch_at: optional_time_column(row, 12)?,
     })
+}
+
+/// Decodes a row selected with [`DISPATCH_COLUMNS`]: the job to publish and when it fell
+/// due.
+pub fn read_dispatch(row: &Row<'_>) -> rusqlite::Result<(JobMessage, DateTime<Utc>)> {
+    let job = JobMessage {
+        image_id: parse_text(row, 0, |s| s.parse::<ImageId>())?,
+        owner: parse_text(row, 1, Owner::parse)?,
+        trace_id: row.get(3)?,
+    };
+    Ok((job, time_column(row, 2)?))
 }
 
 /// A time as stored: microseconds since the Unix epoch.
@@ -101,14 +114,4 @@ fn optional_time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<
 
 fn from_micros(index: usize, raw: i64) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(raw).ok_or(rusqlite::Error::IntegralValueOutOfRange(index, raw))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn column_count_counts_the_columns() {
-        assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
-    }
 }
