@@ -138,6 +138,14 @@ pub struct CachePolicy {
     pub fetch_timeout: Duration,
 }
 
+impl CachePolicy {
+    /// Whether a set fetched at `fetched` may still check tokens: within `max_age` plus
+    /// `max_stale`.
+    fn serves(&self, fetched: Instant) -> bool {
+        fetched.elapsed() < self.max_age + self.max_stale
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("could not build the HTTP client for the token issuer: {0}")]
 pub struct HttpClientError(#[from] reqwest::Error);
@@ -276,9 +284,7 @@ impl RemoteJwks {
         if let Lookup::Fresh(key) | Lookup::Stale(key) = inner.lookup(kid, alg).await {
             return Ok(key);
         }
-        if fetches.may_fetch(&inner.policy) {
-            fetches.last_attempt = Some(Instant::now());
-            fetches.last_failed = inner.refresh().await.is_err();
+        if inner.fetch_if_allowed(&mut fetches).await {
             if let Lookup::Fresh(key) | Lookup::Stale(key) = inner.lookup(kid, alg).await {
                 return Ok(key);
             }
@@ -293,11 +299,25 @@ impl RemoteJwks {
 }
 
 impl Inner {
-    /// A key set is cached and not past `max_age + max_stale`.
+    /// A key set is cached and still serves (see [`CachePolicy::serves`]).
     async fn has_usable_set(&self) -> bool {
-        self.cache.read().await.as_ref().is_some_and(|cached| {
-            cached.fetched.elapsed() < self.policy.max_age + self.policy.max_stale
-        })
+        self.cache
+            .read()
+            .await
+            .as_ref()
+            .is_some_and(|cached| self.policy.serves(cached.fetched))
+    }
+
+    /// Fetches now if `min_refetch` allows, recording the attempt and whether it failed in
+    /// `fetches`, whose lock the caller holds so that no other fetch starts meanwhile.
+    /// Whether it fetched.
+    async fn fetch_if_allowed(&self, fetches: &mut Fetches) -> bool {
+        if !fetches.may_fetch(&self.policy) {
+            return false;
+        }
+        fetches.last_attempt = Some(Instant::now());
+        fetches.last_failed = self.refresh().await.is_err();
+        true
     }
 
     async fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Lookup {
@@ -305,8 +325,7 @@ impl Inner {
         let Some(cached) = cache.as_ref() else {
             return Lookup::Missing;
         };
-        let age = cached.fetched.elapsed();
-        if age >= self.policy.max_age + self.policy.max_stale {
+        if !self.policy.serves(cached.fetched) {
             return Lookup::Missing;
         }
         let key = match find(&cached.set, kid, alg) {
@@ -323,7 +342,7 @@ impl Inner {
             },
             Err(_) => return Lookup::Missing,
         };
-        if age < self.policy.max_age {
+        if cached.fetched.elapsed() < self.policy.max_age {
             Lookup::Fresh(key)
         } else {
             Lookup::Stale(key)
@@ -454,9 +473,8 @@ impl KeySource for RemoteJwks {
             return Ok(());
         }
         let mut fetches = inner.fetches.lock().await;
-        if !inner.has_usable_set().await && fetches.may_fetch(&inner.policy) {
-            fetches.last_attempt = Some(Instant::now());
-            fetches.last_failed = inner.refresh().await.is_err();
+        if !inner.has_usable_set().await {
+            inner.fetch_if_allowed(&mut fetches).await;
         }
         if inner.has_usable_set().await {
             Ok(())

@@ -85,6 +85,12 @@ struct Claims {
     resource_access: std::collections::BTreeMap<String, RoleList>,
 }
 
+/// A NumericDate (seconds since the epoch) as a time; `None` past what a clock holds.
+fn epoch_time(seconds: f64) -> Option<SystemTime> {
+    let since_epoch = Duration::try_from_secs_f64(seconds).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(since_epoch)
+}
+
 /// An issuer and the keys that may sign its tokens. A key is looked up only among its own
 /// issuer's: a token signed with the standalone issuer's key cannot claim Keycloak's `iss`.
 pub struct TrustedIssuer {
@@ -219,11 +225,7 @@ impl TokenVerifier {
             expires,
             key: freshness,
         };
-        let mut principal = self.principal(data.claims)?;
-        principal.expires_at = Duration::try_from_secs_f64(expires)
-            .ok()
-            .and_then(|since_epoch| SystemTime::UNIX_EPOCH.checked_add(since_epoch));
-        Ok((principal, trust))
+        Ok((self.principal(data.claims)?, trust))
     }
 
     fn wrong_issuer(&self, token: &str) -> AuthError {
@@ -277,7 +279,7 @@ impl TokenVerifier {
             username: claims.preferred_username,
             roles: claims.realm_access.roles,
             client_roles,
-            expires_at: None,
+            expires_at: claims.exp.and_then(epoch_time),
         })
     }
 }
