@@ -49,6 +49,6 @@ pub use limits::InputLimits;
 pub use probe::{probe, Probe};
 pub use probe_check::probe_violation;
 pub use render::{
-    check_crops, check_result_size, check_steps, decode_only, render_all, render_all_with,
-    RenderOptions, Rendered,
+    check_crops, check_result_size, decode_only, render_all, render_all_with, RenderOptions,
+    Rendered,
 };

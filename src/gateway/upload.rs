@@ -14,7 +14,7 @@ use chrono::Utc;
 use pixmill_actors::pipeline::OutputSpec;
 use pixmill_actors::ports::{BackendError, Bucket, JobMessage, ObjectKey};
 use pixmill_actors::record::NewImage;
-use pixmill_actors::transform::{check_steps, probe, Probe};
+use pixmill_actors::transform::{check_crops, check_result_size, probe, Probe};
 use pixmill_actors::{ImageId, ImageRecord, JobSpec, StoredImage};
 use poem::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -89,13 +89,15 @@ impl Gateway {
 
         let mut clock = StepClock::start(&self.metrics);
         let (bytes, probed, sha256) = self.probe(request.bytes).await?;
-        check_steps(&probed, &request.spec, &self.limits).map_err(|error| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                error.code(),
-                error.to_string(),
-            )
-        })?;
+        check_result_size(&probed, &request.spec, &self.limits)
+            .and_then(|()| check_crops(&probed, &request.spec))
+            .map_err(|error| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    error.code(),
+                    error.to_string(),
+                )
+            })?;
         clock.lap(UploadStep::Probe);
         let request = UploadRequest { bytes, ..request };
         let id = ImageId::new();

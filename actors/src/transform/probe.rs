@@ -36,17 +36,6 @@ impl Probe {
             (self.width, self.height)
         }
     }
-
-    /// Every size a render may start from, upright first: for a file whose EXIF
-    /// orientation may turn it, the stored size too, since decoders disagree on which of
-    /// several EXIF blocks wins.
-    pub fn starting_sizes(&self) -> Vec<(u32, u32)> {
-        let mut sizes = vec![self.upright()];
-        if self.turned {
-            sizes.push((self.width, self.height));
-        }
-        sizes
-    }
 }
 
 /// How the error of a header parser that panicked begins.

@@ -75,7 +75,8 @@ fn render_unguarded(
     options: RenderOptions,
 ) -> Result<Vec<Rendered>, TransformError> {
     let probed = probe(input, limits)?;
-    check_steps(&probed, spec, limits)?;
+    check_result_size(&probed, spec, limits)?;
+    check_crops(&probed, spec)?;
     #[cfg(feature = "turbo")]
     if let Some(rendered) = super::turbo::planar::try_render(input, &probed, spec, limits, options)?
     {
@@ -84,31 +85,26 @@ fn render_unguarded(
     render_decoded(input, &probed, spec, limits, options)
 }
 
-/// Everything the steps of `spec` can be refused for from the header alone, before a pixel
-/// is decoded: [`check_result_size`], then [`check_crops`]. The gateway runs it at upload,
-/// a worker before it renders.
-pub fn check_steps(
-    probed: &Probe,
-    spec: &JobSpec,
-    limits: &InputLimits,
-) -> Result<(), TransformError> {
-    check_result_size(probed, spec, limits)?;
-    check_crops(probed, spec)
-}
-
 /// Refuses steps that would make a canvas larger than an input may be (an upscale, a free
 /// rotation): the limits that keep a hostile file from ballooning a worker must hold for
-/// what the steps make of a harmless one too. The sizes are walked from every size a
-/// render may start from ([`Probe::starting_sizes`]). Sides are checked against the larger
-/// of the two side limits (a result is as often portrait as landscape).
+/// what the steps make of a harmless one too. The sizes are walked from the size the steps
+/// start from: for a file whose EXIF orientation may turn it, both ways, since decoders
+/// disagree on which of several EXIF blocks wins, so the render may start from either.
+/// Sides are checked against the larger of the two side limits (a result is as often
+/// portrait as landscape). The gateway runs the same check at upload.
 pub fn check_result_size(
     probed: &Probe,
     spec: &JobSpec,
     limits: &InputLimits,
 ) -> Result<(), TransformError> {
     let max_side = limits.max_width.max(limits.max_height);
-    let oversized = probed
-        .starting_sizes()
+    let stored = (probed.width, probed.height);
+    let starts = if probed.turned {
+        vec![probed.upright(), stored]
+    } else {
+        vec![stored]
+    };
+    let oversized = starts
         .into_iter()
         .flat_map(|start| plan::canvas_sizes(spec, start))
         .find(|&(w, h)| {
@@ -126,18 +122,21 @@ pub fn check_result_size(
 }
 
 /// Refuses a crop that starts outside the canvas it would cut, known from the sizes alone,
-/// so the client hears `422 crop_outside_image` at upload instead of polling its way to a
-/// `FAILED` job. Only a crop that misses from every size a render may start from
-/// ([`Probe::starting_sizes`]) is refused here; otherwise the crop step judges it on the
+/// before anything is decoded; the gateway runs it at upload, so the client hears `422
+/// crop_outside_image` instead of polling its way to a `FAILED` job. A file whose EXIF
+/// orientation may turn it is refused only when the crop misses from both sizes a render
+/// may start from (see [`check_result_size`]); otherwise the crop step judges it on the
 /// canvas the decoder made.
 pub fn check_crops(probed: &Probe, spec: &JobSpec) -> Result<(), TransformError> {
-    let mut refusals = probed
-        .starting_sizes()
-        .into_iter()
-        .map(|start| plan::crop_outside(spec, start));
-    match refusals.next().flatten() {
-        Some(refusal) if refusals.all(|other| other.is_some()) => Err(refusal),
-        _ => Ok(()),
+    let Some(refusal) = plan::crop_outside(spec, probed.upright()) else {
+        return Ok(());
+    };
+    let misses_both =
+        !probed.turned || plan::crop_outside(spec, (probed.width, probed.height)).is_some();
+    if misses_both {
+        Err(refusal)
+    } else {
+        Ok(())
     }
 }
 
