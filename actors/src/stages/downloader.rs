@@ -6,7 +6,10 @@ use std::time::Instant;
 use chrono::Utc;
 use ractor::ActorProcessingErr;
 
-use super::outcome::{backend_failure, finished, requeue_later, settle, settle_failure, Retry};
+use super::outcome::{
+    backend_failure, finished, requeue_later, settle, settle_failure,
+    settle_failure_with_next_step, Retry,
+};
 use super::{StageArgs, StageHandler, TransformJob};
 use crate::events::StatusChanged;
 use crate::lease::LeaseKeeper;
@@ -126,13 +129,10 @@ async fn download(args: &StageArgs, delivery: Delivery) {
             // The client reads the reason: the store's own text (its address, bucket and
             // key) stays in this log line.
             tracing::warn!(error = %error, "could not read the original");
-            let reason = backend_failure(
-                "storage_unavailable",
-                "object storage",
-                "the original was read",
-                &error,
-            );
-            settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
+            let what = backend_failure("object storage", "the original was read", &error);
+            let reason = ("storage_unavailable", what);
+            settle_failure_with_next_step(ctx, delivery, &job, lease, reason, Retry::from(&error))
+                .await;
         }
     }
 }

@@ -27,25 +27,43 @@ impl From<&BackendError> for Retry {
     }
 }
 
-/// The reason a job records when `store` failed `while` doing something: how, in words
-/// (never the store's own text, which names addresses, buckets and keys: that is logged
-/// where it happened), and what comes next, which depends on whether it is retried.
-pub fn backend_failure(
-    code: &'static str,
-    store: &str,
-    during: &str,
-    error: &BackendError,
-) -> JobError {
-    let next = match Retry::from(error) {
-        Retry::Transient => {
+/// What went wrong when `store` failed `while` doing something, in words: never the store's
+/// own text, which names addresses, buckets and keys (that is logged where it happened).
+pub fn backend_failure(store: &str, during: &str, error: &BackendError) -> String {
+    format!("{store} {} while {during}", error.kind.in_words())
+}
+
+/// Whether a failure in `attempt` is retried: one that may pass, with attempts left.
+fn retries(attempt: u32, max_attempts: u32, retry: Retry) -> bool {
+    retry == Retry::Transient && attempt < max_attempts
+}
+
+/// What happens after a failure, in words, once it is known whether it is `retrying`.
+fn next_step(retrying: bool, retry: Retry) -> &'static str {
+    match (retrying, retry) {
+        (true, _) => {
             "the job is tried again for a while, and if it still fails, upload the image again"
         }
-        Retry::Permanent => "the job failed; upload the image again",
-    };
-    JobError::new(
-        code,
-        format!("{store} {} while {during}; {next}", error.kind.in_words()),
-    )
+        (false, Retry::Transient) => "the job's attempts are used up; upload the image again",
+        (false, Retry::Permanent) => "the job failed; upload the image again",
+    }
+}
+
+/// Settles a failure whose reason is `what` went wrong followed by what happens next, which
+/// only this attempt's settlement knows: tried again, or failed for good (the attempts used
+/// up, or a failure that cannot pass) so the image must be uploaded again.
+pub async fn settle_failure_with_next_step(
+    ctx: &StageContext,
+    delivery: Delivery,
+    job: &ClaimedJob,
+    lease: LeaseKeeper,
+    (code, what): (&'static str, String),
+    retry: Retry,
+) {
+    let max_attempts = ctx.config.retry.max_attempts;
+    let next = next_step(retries(job.attempt, max_attempts, retry), retry);
+    let reason = JobError::new(code, format!("{what}; {next}"));
+    settle_failure(ctx, delivery, job, lease, reason, retry).await;
 }
 
 /// Settles a job that failed in `attempt`, ending its lease's renewals.
@@ -59,7 +77,7 @@ pub async fn settle_failure(
 ) {
     let id = job.record.id;
     let policy = &ctx.config.retry;
-    let retrying = retry == Retry::Transient && job.attempt < policy.max_attempts;
+    let retrying = retries(job.attempt, policy.max_attempts, retry);
     let written = if retrying {
         let delay = policy.backoff(job.attempt);
         let retry_at =
@@ -191,5 +209,23 @@ pub async fn requeue_later(
 pub async fn settle(delivery: Delivery, how: Settlement) {
     if let Err(error) = delivery.settle(how).await {
         tracing::warn!(error = %error, settlement = ?how, "could not settle delivery");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_failure_with_attempts_left_says_it_is_tried_again() {
+        let says = |attempt, retry| next_step(retries(attempt, 3, retry), retry);
+        assert!(says(2, Retry::Transient).contains("tried again"));
+        let last = says(3, Retry::Transient);
+        assert!(
+            last.contains("attempts are used up") && !last.contains("tried again"),
+            "{last}"
+        );
+        let permanent = says(1, Retry::Permanent);
+        assert!(!permanent.contains("tried again"), "{permanent}");
     }
 }

@@ -8,7 +8,9 @@ use std::time::Instant;
 use ractor::ActorProcessingErr;
 use sha2::{Digest, Sha256};
 
-use super::outcome::{backend_failure, finished, settle, settle_failure, Retry};
+use super::outcome::{
+    backend_failure, finished, settle, settle_failure, settle_failure_with_next_step, Retry,
+};
 use super::{PersistJob, StageArgs, StageHandler};
 use crate::ids::ImageId;
 use crate::metrics::{JobOutcome, Phase};
@@ -79,13 +81,10 @@ async fn persist(args: &StageArgs, job: PersistJob) {
                 ctx.ports.metrics.backend_error(&error);
                 // As in the downloader: the store's own text stays in the log.
                 tracing::warn!(error = %error, "could not store the result");
-                let reason = backend_failure(
-                    "storage_unavailable",
-                    "object storage",
-                    "the result was stored",
-                    &error,
-                );
-                settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
+                let what = backend_failure("object storage", "the result was stored", &error);
+                let reason = ("storage_unavailable", what);
+                let retry = Retry::from(&error);
+                settle_failure_with_next_step(ctx, delivery, &job, lease, reason, retry).await;
                 return;
             }
         }
@@ -110,13 +109,10 @@ async fn persist(args: &StageArgs, job: PersistJob) {
         Err(error) => {
             ctx.ports.metrics.backend_error(&error);
             tracing::warn!(error = %error, "could not record the result");
-            let reason = backend_failure(
-                "database_unavailable",
-                "the metadata store",
-                "the result was recorded",
-                &error,
-            );
-            settle_failure(ctx, delivery, &job, lease, reason, Retry::from(&error)).await;
+            let what = backend_failure("the metadata store", "the result was recorded", &error);
+            let reason = ("database_unavailable", what);
+            let retry = Retry::from(&error);
+            settle_failure_with_next_step(ctx, delivery, &job, lease, reason, retry).await;
         }
     }
 }
