@@ -143,18 +143,18 @@ impl App {
         // The view holds the engine weakly: `shutdown` drains the engine only through the
         // one strong reference, which the gateway (alive until the end of `shutdown`) must
         // not share.
-        let actors: Option<crate::gateway::ActorsView> = engine.as_ref().map(|engine| {
+        let engine_view: Option<crate::gateway::EngineView> = engine.as_ref().map(|engine| {
             let engine = Arc::downgrade(engine);
-            let view: crate::gateway::ActorsView = Arc::new(move || {
+            let view: crate::gateway::EngineView = Arc::new(move || {
                 engine
                     .upgrade()
-                    .map(|engine| engine.actors())
+                    .map(|engine| engine.snapshot())
                     .unwrap_or_default()
             });
             view
         });
-        if let Some(view) = &actors {
-            metric_sources.attach_actors(view.clone());
+        if let Some(view) = &engine_view {
+            metric_sources.attach_engine(view.clone());
         }
         let gateway = Arc::new(Gateway {
             metadata: backends.metadata.clone(),
@@ -171,7 +171,7 @@ impl App {
             upload_slots,
             owner_uploads: OwnerUploads::new(config.server.max_concurrent_uploads_per_owner),
             draining: AtomicBool::new(false),
-            actors,
+            engine: engine_view,
             watchers: Watchers::start(backends.feed.clone()),
             waits: wait_limits(&config),
             metrics,

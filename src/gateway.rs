@@ -14,11 +14,11 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use pixmill_actors::engine::EngineSnapshot;
 use pixmill_actors::ports::{
     Bucket, JobQueue, MetadataStore, ObjectKey, ObjectStore, ObjectStream,
 };
 use pixmill_actors::record::{Cursor, ListQuery, Page};
-use pixmill_actors::stats::ActorSnapshot;
 use pixmill_actors::transform::InputLimits;
 use pixmill_actors::{ImageId, ImageRecord, Status, StoredImage};
 use poem::http::StatusCode;
@@ -37,8 +37,8 @@ use crate::fastpath::{Cached, RateLimiter, StatusCache};
 use crate::metrics::Metrics;
 use crate::webhooks::WebhookPolicy;
 
-/// Reads the engine's actors, when this process runs one.
-pub type ActorsView = Arc<dyn Fn() -> Vec<ActorSnapshot> + Send + Sync>;
+/// Reads the engine's actors and CPU pool, when this process runs one.
+pub type EngineView = Arc<dyn Fn() -> EngineSnapshot + Send + Sync>;
 
 /// Everything the API needs, shared by all requests.
 pub struct Gateway {
@@ -63,7 +63,7 @@ pub struct Gateway {
     pub owner_uploads: OwnerUploads,
     /// Set on shutdown: new uploads get `503 shutting_down`.
     pub draining: AtomicBool,
-    pub actors: Option<ActorsView>,
+    pub engine: Option<EngineView>,
     /// Routes status changes to the long polls and event streams waiting on each image.
     pub watchers: Watchers,
     pub waits: WaitLimits,

@@ -62,8 +62,9 @@ pub struct EngineConfig {
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
     /// How long a worker keeps renewing the lease of one job. A job still held after this
-    /// (a render that hangs) stops being renewed, so its lease runs out and the job is
-    /// dispatched again, counting an attempt, and ends `FAILED` when it keeps hanging.
+    /// stops being renewed, so its lease runs out and the job is dispatched again, counting
+    /// an attempt. A render still running then (a codec stuck in a loop) is given up on,
+    /// its thread replaced, and its job `FAILED` (see `stages::transformer`).
     #[serde(with = "humantime_serde")]
     pub max_job_time: Duration,
     pub retry: RetryPolicy,

@@ -44,6 +44,15 @@ pub enum EngineError {
 /// How long the actors get to stop once told to, after the grace period.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// What operators see of a running engine.
+#[derive(Clone, Debug, Default)]
+pub struct EngineSnapshot {
+    pub actors: Vec<ActorSnapshot>,
+    /// Renders given up on after `max_job_time` that still run, each on a thread of its own
+    /// (see [`CpuPool`]).
+    pub renders_hung: usize,
+}
+
 /// A running pipeline.
 pub struct Engine {
     ctx: Arc<StageContext>,
@@ -121,9 +130,13 @@ impl Engine {
         })
     }
 
-    /// Every supervised actor's counters, in start-up order.
-    pub fn actors(&self) -> Vec<ActorSnapshot> {
-        self.children.iter().map(ChildSpec::snapshot).collect()
+    /// Every supervised actor's counters, in start-up order, and the CPU pool's hung
+    /// renders.
+    pub fn snapshot(&self) -> EngineSnapshot {
+        EngineSnapshot {
+            actors: self.children.iter().map(ChildSpec::snapshot).collect(),
+            renders_hung: self.ctx.cpu.hung(),
+        }
     }
 
     /// Jobs inside the pipeline right now.

@@ -92,6 +92,7 @@ impl Drop for Listed {
 pub struct LeaseKeeper {
     _stop: Option<DropGuard>,
     _listed: Listed,
+    renewed_until: Instant,
 }
 
 /// What the renewing task needs.
@@ -101,6 +102,7 @@ struct Renewal {
     id: ImageId,
     attempt: u32,
     lease: Duration,
+    give_up_at: Instant,
     max_job_time: Duration,
 }
 
@@ -116,6 +118,7 @@ impl LeaseKeeper {
         max_job_time: Duration,
     ) -> Self {
         held.map().insert(id, attempt);
+        let renewed_until = Instant::now() + max_job_time;
         let listed = Listed {
             held: Arc::clone(held),
             id,
@@ -125,6 +128,7 @@ impl LeaseKeeper {
             return Self {
                 _stop: None,
                 _listed: listed,
+                renewed_until,
             };
         }
         let renewal = Renewal {
@@ -133,6 +137,7 @@ impl LeaseKeeper {
             id,
             attempt,
             lease,
+            give_up_at: renewed_until,
             max_job_time,
         };
         let stop = CancellationToken::new();
@@ -144,14 +149,21 @@ impl LeaseKeeper {
         Self {
             _stop: Some(stop.drop_guard()),
             _listed: listed,
+            renewed_until,
         }
+    }
+
+    /// When renewals stop (`engine.max_job_time` after the claim): past it the job is
+    /// dispatched again, so no stage should still be working on this attempt.
+    pub fn renewed_until(&self) -> Instant {
+        self.renewed_until
     }
 }
 
 impl Renewal {
     async fn run(self, stop: CancellationToken) {
         let every = self.lease / 3;
-        let give_up_at = Instant::now() + self.max_job_time;
+        let give_up_at = self.give_up_at;
         let mut next = Instant::now() + every;
         loop {
             tokio::select! {

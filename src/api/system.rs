@@ -43,6 +43,10 @@ pub struct ActorInfo {
 pub struct ActorTree {
     pub supervisor: String,
     pub children: Vec<ActorInfo>,
+    /// Renders given up on after `engine.max_job_time` that still run, each holding a
+    /// thread and its memory (a codec stuck in a loop; the thread was replaced, up to as
+    /// many as the CPU pool has). Restart the process if it stays above 0.
+    pub renders_hung: u64,
 }
 
 #[derive(ApiResponse)]
@@ -104,14 +108,16 @@ impl SystemApi {
         auth: BearerAuth,
     ) -> Result<ActorsResponse, SystemError> {
         gateway.require_role(&auth.0, &gateway.admin_role)?;
-        let view = gateway.actors.as_ref().ok_or_else(|| {
+        let view = gateway.engine.as_ref().ok_or_else(|| {
             ApiError::new(
                 poem::http::StatusCode::NOT_FOUND,
                 "no_engine",
                 "this process runs no workers; ask a worker or standalone process",
             )
         })?;
-        let children = view()
+        let engine = view();
+        let children = engine
+            .actors
             .into_iter()
             .map(|a| ActorInfo {
                 name: a.name,
@@ -131,6 +137,7 @@ impl SystemApi {
         Ok(ActorsResponse::Ok(Json(ActorTree {
             supervisor: "engine-supervisor".to_owned(),
             children,
+            renders_hung: engine.renders_hung as u64,
         })))
     }
 }

@@ -1,10 +1,12 @@
 //! Metrics read at scrape time from the things that own the numbers: the engine's actor
-//! snapshots (restarts, mailboxes, per stage) and the gateway's upload slots.
+//! snapshots (restarts, mailboxes, per stage) and hung renders, and the gateway's upload
+//! slots.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use pixmill_actors::engine::EngineSnapshot;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -12,12 +14,12 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use tokio::sync::Semaphore;
 
-use crate::gateway::ActorsView;
+use crate::gateway::EngineView;
 
 /// Where the scrape-time metrics come from. The engine starts after the metrics exist (it
 /// reports into them), so its view is attached later, once.
 pub struct RuntimeSources {
-    actors: OnceLock<ActorsView>,
+    engine: OnceLock<EngineView>,
     upload_slots: Arc<Semaphore>,
     upload_capacity: usize,
 }
@@ -25,15 +27,15 @@ pub struct RuntimeSources {
 impl RuntimeSources {
     pub fn new(upload_slots: Arc<Semaphore>, upload_capacity: usize) -> Arc<Self> {
         Arc::new(Self {
-            actors: OnceLock::new(),
+            engine: OnceLock::new(),
             upload_slots,
             upload_capacity,
         })
     }
 
-    /// Attaches the engine's actors; a second call is ignored.
-    pub fn attach_actors(&self, view: ActorsView) {
-        let _ = self.actors.set(view);
+    /// Attaches the engine; a second call is ignored.
+    pub fn attach_engine(&self, view: EngineView) {
+        let _ = self.engine.set(view);
     }
 }
 
@@ -54,15 +56,9 @@ impl RuntimeCollector {
         Self { sources }
     }
 
-    fn stages(&self) -> BTreeMap<&'static str, StageTotals> {
+    fn stages(snapshot: &EngineSnapshot) -> BTreeMap<&'static str, StageTotals> {
         let mut stages: BTreeMap<&'static str, StageTotals> = BTreeMap::new();
-        let snapshots = self
-            .sources
-            .actors
-            .get()
-            .map(|view| view())
-            .unwrap_or_default();
-        for actor in snapshots {
+        for actor in &snapshot.actors {
             let totals = stages.entry(actor.stage).or_default();
             totals.restarts += actor.restarts_total;
             totals.depth += actor.mailbox_depth as u64;
@@ -95,7 +91,8 @@ fn per_stage<M: EncodeMetric>(
 
 impl Collector for RuntimeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let stages = self.stages();
+        let engine = self.sources.engine.get().map(|view| view());
+        let stages = engine.as_ref().map(Self::stages).unwrap_or_default();
         if !stages.is_empty() {
             let restarts = stages
                 .iter()
@@ -127,6 +124,15 @@ impl Collector for RuntimeCollector {
                 MetricType::Gauge,
                 capacity,
             )?;
+        }
+        if let Some(engine) = &engine {
+            let gauge = ConstGauge::new(engine.renders_hung as i64);
+            gauge.encode(encoder.encode_descriptor(
+                "pixmill_renders_hung",
+                "Renders given up on after engine.max_job_time that still run on a thread of their own; restart the process if it stays above 0",
+                None,
+                MetricType::Gauge,
+            )?)?;
         }
         let sources = &self.sources;
         let in_use = sources

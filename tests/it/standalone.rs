@@ -596,22 +596,84 @@ async fn a_transform_longer_than_the_lease_runs_once() {
     );
 }
 
+/// Holds the first render it sees until the test lets go, as a codec stuck in a loop would.
+struct HangsFirstRender {
+    hold: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl FaultPlan for HangsFirstRender {
+    fn before_transform(&self, _record: &ImageRecord, _attempt: u32) {
+        let hold = self.hold.lock().unwrap().take();
+        if let Some(hold) = hold {
+            let _ = hold.recv();
+        }
+    }
+}
+
+/// A render still running when its job's lease stops being renewed is given up on: the job
+/// fails for good with a reason, and the pool thread is replaced, so the one transform slot
+/// goes on rendering the next upload while the hung render still runs; operators see it
+/// until it ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_held_past_max_job_time_is_dispatched_again() {
+async fn a_render_past_max_job_time_fails_its_job_and_the_worker_renders_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = standalone_config(dir.path());
-    // Renewed for 1 s, then the lease (600 ms) runs out while the first attempt still hangs.
-    config.engine.lease = Duration::from_millis(600);
+    config.engine.transform_workers = 1;
+    // Renewals stop after 1 s; the lease runs out 2 s later, long after the give-up.
+    config.engine.lease = Duration::from_secs(3);
     config.engine.max_job_time = Duration::from_secs(1);
+    let (release, hold) = std::sync::mpsc::channel();
+    let plan = Arc::new(HangsFirstRender {
+        hold: std::sync::Mutex::new(Some(hold)),
+    });
+    let mut app = Standalone::start_with(config, plan).await;
+    let token = token_for("stuck");
+    let admin = token_with_roles("ops", &["pixmill-admin"]);
 
-    let (doc, attempts) = with_a_slow_first_attempt(config, Duration::from_secs(4)).await;
-
+    let mut finals = Vec::new();
+    for _ in 0..2 {
+        let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+        assert_eq!(status, 202, "{doc}");
+        let id = doc["id"].as_str().unwrap_or_default().to_owned();
+        finals.push(app.wait_until_final(&token, &id, PATIENCE).await);
+    }
+    let hung = &finals[0];
     assert_eq!(
-        (&doc["status"], &doc["attempts"]),
-        (&json!("COMPLETED"), &json!(2)),
-        "the second attempt completes while the first still hangs: {doc}"
+        (&hung["status"], &hung["error"]["code"], &hung["attempts"]),
+        (&json!("FAILED"), &json!("render_timed_out"), &json!(1)),
+        "{hung}"
     );
-    assert_eq!(attempts, [1, 2]);
+    assert!(
+        hung["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("after 1s") && m.contains("given up")),
+        "{hung}"
+    );
+    assert_eq!(finals[1]["status"], "COMPLETED", "{}", finals[1]);
+
+    // The hung render still holds its thread: operators see it.
+    let (status, tree) = app.get_json(&admin, "/v1/system/actors").await;
+    assert_eq!((status, &tree["renders_hung"]), (200, &json!(1)), "{tree}");
+    let metrics = crate::observe::scrape(&app).await;
+    assert_eq!(
+        crate::observe::sample(&metrics, "pixmill_renders_hung"),
+        Some(1.0)
+    );
+
+    drop(release);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, tree) = app.get_json(&admin, "/v1/system/actors").await;
+        if tree["renders_hung"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the released render never ended: {tree}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

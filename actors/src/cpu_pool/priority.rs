@@ -17,8 +17,9 @@
 //!
 //! The cost is stated where it applies: a render gets only the time the rest of its CPU
 //! scheduling group leaves it. On a bare host whose cores other processes keep busy, jobs
-//! wait in the queue until they let up (lease renewals run on ordinary threads, and
-//! `engine.max_job_time` bounds a starved job). Where each container has a CPU group of its
+//! wait in the queue until they let up (lease renewals run on ordinary threads; a render
+//! starved past `engine.max_job_time` is given up on and its job fails, so a host that busy
+//! is one to move the workers off). Where each container has a CPU group of its
 //! own (Docker on cgroup v2), a worker's renders yield only to its own process, not to its
 //! neighbours: groups share the CPU by their weights, whatever their threads' policies.
 //!

@@ -9,13 +9,21 @@
 //! outside the codecs is not caught and forgotten: the job is released for a retry, then
 //! the panic is resumed so this actor dies and the supervisor restarts it and counts the
 //! restart.
+//!
+//! A render still running when its job's lease stops being renewed (`engine.max_job_time`
+//! after the claim) is given up on and its thread replaced (`cpu_pool`), so a codec stuck in
+//! a loop costs the worker one thread's memory, not a core for good. The job ends `FAILED`
+//! (`render_timed_out`), as after a codec panic: the input limits bound an honest render to
+//! seconds, so one still running after minutes is stuck on this image and would be again.
+//! A job whose time ran out before a render thread was free to start it is not the
+//! image's doing: it is retried.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use ractor::ActorProcessingErr;
 
-use super::outcome::{finished, settle};
+use super::outcome::{finished, settle, settle_failure, settle_failure_with_next_step, Retry};
 use super::{PersistJob, StageArgs, StageHandler, TransformJob};
 use crate::cpu_pool::CpuPoolError;
 use crate::metrics::{JobOutcome, Phase};
@@ -47,10 +55,14 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
     let limits = ctx.config.limits.clone();
     let span = tracing::Span::current();
     let started = std::time::Instant::now();
+    // Given up on when the lease stops being renewed: another attempt may take it then.
+    let limit = lease
+        .renewed_until()
+        .saturating_duration_since(tokio::time::Instant::now());
 
     let rendered = ctx
         .cpu
-        .run(move || {
+        .run_within(limit, move || {
             let _entered = span.enter();
             faults.before_transform(&record, attempt);
             render_all(&original, &record.spec, &limits)
@@ -83,13 +95,41 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
             }
             Ok(())
         }
+        Err(CpuPoolError::TimedOut { running }) => {
+            let max_job_time =
+                humantime_serde::re::humantime::format_duration(ctx.config.max_job_time);
+            args.stats.job_failed();
+            if running {
+                tracing::error!(%max_job_time, "the render outlasted engine.max_job_time and was given up on");
+                let reason = JobError::new(
+                    "render_timed_out",
+                    format!("rendering the image was still running after {max_job_time} (the workers' engine.max_job_time) and was given up on; the job failed: try a smaller image or fewer steps"),
+                );
+                settle_failure(&ctx, delivery, &job, lease, reason, Retry::Permanent).await;
+            } else {
+                tracing::warn!(%max_job_time, "the job's time ran out before a render thread was free");
+                let what = format!("the job's time ({max_job_time}, the workers' engine.max_job_time) ran out before a render thread was free");
+                let reason = ("job_time_exceeded", what);
+                settle_failure_with_next_step(
+                    &ctx,
+                    delivery,
+                    &job,
+                    lease,
+                    reason,
+                    Retry::Transient,
+                )
+                .await;
+            }
+            Ok(())
+        }
         Err(pool_error) => {
             let reason = match &pool_error {
                 CpuPoolError::Panicked(_) => JobError::new(
                     "transform_crashed",
                     "the image crashed the transformer; it will be retried, and fails for good if it keeps crashing",
                 ),
-                CpuPoolError::Closed => {
+                // (TimedOut is settled in the arm above.)
+                CpuPoolError::Closed | CpuPoolError::TimedOut { .. } => {
                     tracing::error!("the CPU pool's threads are gone; releasing the job for a retry");
                     JobError::new(
                         "transform_unavailable",
@@ -121,7 +161,9 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
             .await;
             match pool_error {
                 CpuPoolError::Panicked(panic) => std::panic::resume_unwind(panic),
-                CpuPoolError::Closed => Err("the CPU pool's threads are gone".into()),
+                CpuPoolError::Closed | CpuPoolError::TimedOut { .. } => {
+                    Err("the CPU pool's threads are gone".into())
+                }
             }
         }
     }
