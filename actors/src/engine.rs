@@ -28,7 +28,7 @@ use crate::stages::persister::Persister;
 use crate::stages::transformer::Transformer;
 use crate::stages::{PoolWorker, Ports, StageArgs, StageContext};
 use crate::stats::{ActorSnapshot, ActorStats};
-use crate::supervisor::{ChildSpec, DepthFn, StartFn, Supervisor, SupervisorMsg};
+use crate::supervisor::{ChildSpec, DepthFn, StartFn, Supervisor, SupervisorMsg, STOP_WAIT};
 use crate::sweeper::Sweeper;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +41,9 @@ pub enum EngineError {
     Spawn(#[from] SpawnErr),
 }
 
-/// How long the actors get to stop once told to, after the grace period.
-const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How much longer than the supervisor's own wait for its children the engine waits for the
+/// supervisor to stop.
+const STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What operators see of a running engine.
 #[derive(Clone, Debug, Default)]
@@ -157,18 +158,21 @@ impl Engine {
                 in_flight = self.in_flight(),
                 "shutdown grace ran out; handing jobs back to the queue"
             );
-            // Released once the actors have stopped (a job they finish meanwhile records its
-            // result as usual); until then every lease stays listed, those of claims still
-            // in flight included, though their jobs are dropped as the actors stop.
+            // Released once the actors have stopped (each finishes the message in hand first,
+            // within the supervisor's STOP_WAIT: a result being recorded is recorded);
+            // until then every lease stays listed, those of claims still in flight
+            // included, though their jobs are dropped as the actors stop.
             self.ctx.leases.keep_listed();
         }
         self.ctx.downloaders.close();
         self.ctx.transformers.close();
         self.ctx.persisters.close();
-        let _ = self.supervisor.cast(SupervisorMsg::Stop);
         self.supervisor.stop(None);
         let mut join = self.join;
-        if tokio::time::timeout(STOP_WAIT, &mut join).await.is_err() {
+        if tokio::time::timeout(STOP_WAIT + STOP_MARGIN, &mut join)
+            .await
+            .is_err()
+        {
             // A stage stuck past its own call timeouts must not hold the process: its
             // delivery goes back to the queue when the connection closes, its lease expires.
             tracing::warn!(wait = ?STOP_WAIT, "actors did not stop in time; abandoning them");

@@ -6,6 +6,10 @@
 //! the codecs, released for a retry by the transformer first; a codec's own panic fails its
 //! job instead, see `transform::panics`). Restarts back off (50 ms doubling to 5 s while the
 //! same child keeps failing), so a poisoned dependency cannot spin the CPU.
+//!
+//! Stopping the supervisor stops its children and waits for them ([`STOP_WAIT`] at most), so
+//! an actor finishes the message in hand (a result being recorded, a claim being taken)
+//! before it goes; ractor kills the children still running after that.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,9 +47,10 @@ pub struct Supervisor;
 pub enum SupervisorMsg {
     /// Start child `index` again (sent to itself after the back-off).
     Restart(usize),
-    /// Stop restarting and stop every child; the engine is shutting down.
-    Stop,
 }
+
+/// How long a stopping supervisor waits for its children to finish the message in hand.
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
 
 pub struct SupervisorState {
     children: Vec<ChildSpec>,
@@ -76,14 +81,18 @@ impl Actor for Supervisor {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.stopping = true;
-        for (_, (index, cell)) in state.running.drain() {
+        for (_, (index, _)) in state.running.drain() {
             state.children[index].stats.set_state(ActorState::Stopped);
-            cell.stop(Some("engine shutting down".to_owned()));
         }
+        // Not `stop` alone: ractor kills every child still running once this returns, in
+        // the middle of whatever it was awaiting.
+        myself
+            .stop_children_and_wait(Some("engine shutting down".to_owned()), Some(STOP_WAIT))
+            .await;
         Ok(())
     }
 
@@ -103,13 +112,6 @@ impl Actor for Supervisor {
                 }
             }
             SupervisorMsg::Restart(_) => {}
-            SupervisorMsg::Stop => {
-                state.stopping = true;
-                for (_, (index, cell)) in state.running.drain() {
-                    state.children[index].stats.set_state(ActorState::Stopped);
-                    cell.stop(Some("engine shutting down".to_owned()));
-                }
-            }
         }
         Ok(())
     }
@@ -161,4 +163,91 @@ async fn start_child(
 fn backoff(recent_restarts: usize) -> Duration {
     let exponent = recent_restarts.saturating_sub(1).min(7) as u32;
     Duration::from_millis(50 * 2u64.pow(exponent)).min(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures_util::FutureExt;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// Takes a while over each message, then records that it finished it.
+    struct Slow {
+        finished: Arc<AtomicBool>,
+        started: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    }
+
+    impl Actor for Slow {
+        type Msg = ();
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<()>,
+            _args: (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<()>,
+            _msg: (),
+            _state: &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            if let Some(started) = self.started.lock().ok().and_then(|mut s| s.take()) {
+                let _ = started.send(());
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.finished.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stopping_supervisor_lets_each_child_finish_the_message_in_hand() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let (started, has_started) = oneshot::channel();
+        let slow = Arc::new(std::sync::Mutex::new(Some(Slow {
+            finished: Arc::clone(&finished),
+            started: std::sync::Mutex::new(Some(started)),
+        })));
+        let (child_tx, child_rx) = oneshot::channel();
+        let child_tx = Arc::new(std::sync::Mutex::new(Some(child_tx)));
+        let start: StartFn = Arc::new(move |supervisor: ActorCell| {
+            let actor = slow.lock().ok().and_then(|mut s| s.take());
+            let child_tx = child_tx.lock().ok().and_then(|mut t| t.take());
+            async move {
+                let actor = actor.expect("started once");
+                let (child, _) = Actor::spawn_linked(None, actor, (), supervisor).await?;
+                if let Some(tx) = child_tx {
+                    let _ = tx.send(child.clone());
+                }
+                Ok(child.get_cell())
+            }
+            .boxed()
+        });
+        let spec = ChildSpec {
+            stats: ActorStats::new("slow-0".to_owned(), "slow"),
+            start,
+            depth: Arc::new(|| (0, 1)),
+        };
+        let (supervisor, join) = Actor::spawn(None, Supervisor, vec![spec])
+            .await
+            .expect("supervisor starts");
+        let child: ActorRef<()> = child_rx.await.expect("the child started");
+        child.cast(()).expect("the child takes a message");
+        has_started.await.expect("the child began its message");
+
+        supervisor.stop(None);
+        join.await.expect("the supervisor stops");
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "the child was killed half way through its message"
+        );
+    }
 }
