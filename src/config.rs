@@ -365,10 +365,27 @@ impl Config {
         let config: Config = figment.extract()?;
         refuse_unknown_keys(file.as_deref())?;
         config
-            .webhooks
             .check()
             .map_err(|message| ConfigError::from(figment::Error::from(message)))?;
         Ok(config)
+    }
+
+    /// Refuses values each setting's own type allows but the whole cannot run with.
+    fn check(&self) -> Result<(), String> {
+        self.webhooks.check()?;
+        self.engine.check()?;
+        // An upload stores its original before it commits its row; the sweeper must not
+        // take an original younger than the longest upload for an orphan.
+        if self.engine.orphan_age <= self.server.request_timeout {
+            let shown = humantime::format_duration;
+            return Err(format!(
+                "engine.orphan_age ({}) must be longer than server.request_timeout ({}), or \
+                 the sweeper could remove the original of an upload still being committed",
+                shown(self.engine.orphan_age),
+                shown(self.server.request_timeout)
+            ));
+        }
+        Ok(())
     }
 
     pub fn sqlite_path(&self) -> PathBuf {
@@ -430,6 +447,50 @@ mod tests {
             );
             jail.set_env("PIXMILL_WEBHOOKS__SECRET", "0123456789abcdef");
             assert!(Config::load(None).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn engine_timings_the_engine_cannot_run_with_are_refused_by_name() {
+        figment::Jail::expect_with(|jail| {
+            for (text, says) in [
+                // Past a year, dates computed from it overflow (a sweep's cut-off).
+                (
+                    "[engine]\norphan_age = \"1000000years\"\n",
+                    "engine.orphan_age is",
+                ),
+                (
+                    "[engine.retry]\nmax_delay = \"2years\"\n",
+                    "at most 365 days",
+                ),
+                // Zero would spin the relay; a lease renewed every 3 ms, on a store.
+                (
+                    "[engine]\nrelay_interval = \"0s\"\n",
+                    "engine.relay_interval is 0s; at least 10ms",
+                ),
+                (
+                    "[engine]\nlease = \"10ms\"\n",
+                    "engine.lease is 10ms; at least 1s",
+                ),
+                (
+                    "[engine.retry]\nmax_attempts = 0\n",
+                    "engine.retry.max_attempts is 0",
+                ),
+                (
+                    "[engine]\norphan_age = \"30s\"\n",
+                    "engine.orphan_age (30s) must be longer than server.request_timeout (1m)",
+                ),
+            ] {
+                let error = file_error(jail, text);
+                assert!(error.contains(says), "{text:?}: {error}");
+            }
+            jail.create_file(
+                "pixmill.toml",
+                "[engine]\norphan_age = \"2m\"\nlease = \"1s\"\n",
+            )
+            .expect("file written");
+            assert!(Config::load(Some(Path::new("pixmill.toml"))).is_ok());
             Ok(())
         });
     }

@@ -106,7 +106,64 @@ impl Default for EngineConfig {
     }
 }
 
+/// The longest any engine timing may be. Dates and deadlines are computed from them (a
+/// sweep's cut-off, a retry's time, a lease's end), which overflow for absurd values, and no
+/// real setting comes near a year.
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl EngineConfig {
+    /// Refuses timings the engine cannot run with, naming the setting and what it may be.
+    pub fn check(&self) -> Result<(), String> {
+        let timings = [
+            ("engine.lease", self.lease),
+            ("engine.max_job_time", self.max_job_time),
+            ("engine.relay_interval", self.relay_interval),
+            ("engine.shutdown_grace", self.shutdown_grace),
+            ("engine.sweep_interval", self.sweep_interval),
+            ("engine.orphan_age", self.orphan_age),
+            ("engine.retry.base_delay", self.retry.base_delay),
+            ("engine.retry.max_delay", self.retry.max_delay),
+        ];
+        let shown = |value| humantime_serde::re::humantime::format_duration(value);
+        if let Some((name, value)) = timings.iter().find(|(_, value)| *value > LONGEST) {
+            return Err(format!("{name} is {}; at most 365 days", shown(*value)));
+        }
+        // Floors: a worker renews a lease every third of it (each a store round trip), a
+        // render is given up on after max_job_time, and the relay and sweeper run again
+        // right after the interval (zero would spin).
+        let floors = [
+            ("engine.lease", self.lease, Duration::from_secs(1)),
+            (
+                "engine.max_job_time",
+                self.max_job_time,
+                Duration::from_secs(1),
+            ),
+            (
+                "engine.relay_interval",
+                self.relay_interval,
+                Duration::from_millis(10),
+            ),
+            (
+                "engine.sweep_interval",
+                self.sweep_interval,
+                Duration::from_secs(1),
+            ),
+        ];
+        if let Some((name, value, floor)) = floors.iter().find(|(_, value, floor)| value < floor) {
+            return Err(format!(
+                "{name} is {}; at least {}",
+                shown(*value),
+                shown(*floor)
+            ));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(
+                "engine.retry.max_attempts is 0; at least 1 (the first attempt counts)".to_owned(),
+            );
+        }
+        Ok(())
+    }
+
     pub fn transform_slots(&self) -> usize {
         if self.transform_workers > 0 {
             return self.transform_workers;
