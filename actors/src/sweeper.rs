@@ -11,8 +11,8 @@
 //! Known limits: each sweep lists both buckets whole and looks every id up, so its cost
 //! grows with the number of images (one list request and one query per thousand objects);
 //! every engine sweeps, so several workers repeat each other's work (harmlessly: removal is
-//! idempotent). Keys pixmill does not make ([`ObjectKey::original`], and the persister's
-//! `<id>/<variant>.<ext>`) are left alone.
+//! idempotent). Only keys pixmill makes are removed ([`ObjectKey::original`], and the
+//! persister's `<id>/<variant>.<ext>`); any other key in the buckets is left alone.
 
 use std::collections::HashSet;
 

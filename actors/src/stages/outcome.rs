@@ -125,7 +125,7 @@ pub async fn settle_failure(
 /// write landed after all (a `complete` whose answer was lost, which sent the job down the
 /// failure path). Only the last is this attempt's to report, as `COMPLETED`, so its status
 /// event and webhook are not lost; the others are not failures of the job.
-async fn report_settled_elsewhere(ctx: &StageContext, job: &ClaimedJob) {
+pub async fn report_settled_elsewhere(ctx: &StageContext, job: &ClaimedJob) {
     let attempt = job.attempt;
     match ctx
         .ports

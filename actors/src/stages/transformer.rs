@@ -5,10 +5,11 @@
 //! host goes first.
 //!
 //! A panic inside a codec is caught where it happens (`transform::panics`) and fails the job
-//! for good (`internal_error`): the same bytes would panic again. A panic on the CPU pool
-//! outside the codecs is not caught and forgotten: the job is released for a retry, then
-//! the panic is resumed so this actor dies and the supervisor restarts it and counts the
-//! restart.
+//! for good (`internal_error`): the same bytes would panic again; the render's guard covers
+//! every step of it. A panic on the CPU pool outside that guard (today only the fault
+//! plan's hook runs there, which is how the tests reach this path) is not caught and
+//! forgotten: the job is released for a retry, then the panic is resumed so this actor
+//! dies and the supervisor restarts it and counts the restart.
 //!
 //! A render still running when its job's lease stops being renewed (`engine.max_job_time`
 //! after the claim) is given up on and its thread replaced (`cpu_pool`), so a codec stuck in
@@ -23,7 +24,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use ractor::ActorProcessingErr;
 
-use super::outcome::{finished, settle, settle_failure, settle_failure_with_next_step, Retry};
+use super::outcome::{
+    finished, report_settled_elsewhere, settle, settle_failure, settle_failure_with_next_step,
+    Retry,
+};
 use super::{PersistJob, StageArgs, StageHandler, TransformJob};
 use crate::cpu_pool::CpuPoolError;
 use crate::metrics::{JobOutcome, Phase};
@@ -141,24 +145,24 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
             // crashes its renderer must not come straight back to the restarted actor.
             let retry_at = Utc::now()
                 + chrono::Duration::from_std(ctx.config.retry.backoff(attempt)).unwrap_or_default();
-            if let Err(error) = ctx
+            let released = ctx
                 .ports
                 .metadata
                 .retry_later(job.record.id, attempt, &reason, retry_at)
-                .await
-            {
-                tracing::warn!(error = %error, "could not release the job; its lease will expire");
-            }
+                .await;
             settle(delivery, Settlement::Ack).await;
             args.stats.job_failed();
-            finished(
-                &ctx,
-                &job.record,
-                attempt,
-                JobOutcome::Retried,
-                Some(&reason),
-            )
-            .await;
+            match released {
+                // Deleted meanwhile, or another attempt owns the job: not this one's to report.
+                Ok(false) => report_settled_elsewhere(&ctx, &job).await,
+                Ok(true) => {
+                    let outcome = JobOutcome::Retried;
+                    finished(&ctx, &job.record, attempt, outcome, Some(&reason)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "could not release the job; its lease will expire");
+                }
+            }
             match pool_error {
                 CpuPoolError::Panicked(panic) => std::panic::resume_unwind(panic),
                 CpuPoolError::Closed | CpuPoolError::TimedOut { .. } => {
