@@ -62,7 +62,7 @@ async fn download(args: &StageArgs, delivery: Delivery) {
             return;
         }
         Err(error) => {
-            requeue_later(ctx, delivery, 1, &error).await;
+            requeue_later(ctx, delivery, &error).await;
             return;
         }
     };

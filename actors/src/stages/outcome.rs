@@ -116,7 +116,15 @@ pub async fn settle_failure(
             };
             finished(ctx, &job.record, job.attempt, outcome, Some(&error)).await;
         }
-        Err(store_error) => requeue_later(ctx, delivery, job.attempt, &store_error).await,
+        Err(store_error) => {
+            // The job stays this attempt's, PROCESSING, its lease no longer renewed: when the
+            // lease runs out the relay publishes it again. Handed back now, it would only
+            // find that lease live and be dropped, after a back-off spent holding a slot.
+            ctx.ports.metrics.backend_error(&store_error);
+            tracing::warn!(error = %store_error,
+                "the failure could not be recorded; the job moves on when its lease runs out");
+            settle(delivery, Settlement::Ack).await;
+        }
     }
 }
 
@@ -185,16 +193,11 @@ pub async fn finished(
         .await;
 }
 
-/// The metadata store could not record the outcome: wait a back-off, then hand the delivery
-/// back to the queue so the job is tried again from the start.
-pub async fn requeue_later(
-    ctx: &StageContext,
-    delivery: Delivery,
-    attempt: u32,
-    error: &BackendError,
-) {
+/// The metadata store could not be asked for the job (its claim failed): wait a back-off,
+/// then hand the delivery back to the queue so the job is tried again from the start.
+pub async fn requeue_later(ctx: &StageContext, delivery: Delivery, error: &BackendError) {
     ctx.ports.metrics.backend_error(error);
-    let delay = ctx.config.retry.backoff(attempt.max(1));
+    let delay = ctx.config.retry.backoff(1);
     tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "a metadata store call failed; requeueing the job");
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
