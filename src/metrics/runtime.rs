@@ -89,6 +89,17 @@ fn per_stage<M: EncodeMetric>(
     Ok(())
 }
 
+/// One unlabelled gauge.
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: usize,
+) -> Result<(), fmt::Error> {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value as i64).encode(metric)
+}
+
 impl Collector for RuntimeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let engine = self.sources.engine.get().map(|view| view());
@@ -126,32 +137,29 @@ impl Collector for RuntimeCollector {
             )?;
         }
         if let Some(engine) = &engine {
-            let gauge = ConstGauge::new(engine.renders_hung as i64);
-            gauge.encode(encoder.encode_descriptor(
+            gauge(
+                &mut encoder,
                 "pixmill_renders_hung",
                 "Renders given up on after engine.max_job_time that still run on a thread of their own; restart the process if it stays above 0",
-                None,
-                MetricType::Gauge,
-            )?)?;
+                engine.renders_hung,
+            )?;
         }
         let sources = &self.sources;
         let in_use = sources
             .upload_capacity
             .saturating_sub(sources.upload_slots.available_permits());
-        let gauge = ConstGauge::new(in_use as i64);
-        gauge.encode(encoder.encode_descriptor(
+        gauge(
+            &mut encoder,
             "pixmill_upload_slots_in_use",
             "Uploads being received now",
-            None,
-            MetricType::Gauge,
-        )?)?;
-        let gauge = ConstGauge::new(sources.upload_capacity as i64);
-        gauge.encode(encoder.encode_descriptor(
+            in_use,
+        )?;
+        gauge(
+            &mut encoder,
             "pixmill_upload_slots",
             "Uploads this gateway receives at once at most",
-            None,
-            MetricType::Gauge,
-        )?)?;
+            sources.upload_capacity,
+        )?;
         Ok(())
     }
 }
