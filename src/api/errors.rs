@@ -255,13 +255,25 @@ pub fn render_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response 
     ApiError::internal().as_response()
 }
 
-/// Declares an operation's error responses for the spec: the statuses it can answer, each
-/// with its meaning. Any `ApiError` converts into it; a status not listed becomes a 500.
+/// Declares an operation's error responses for the spec: `401` (every operation takes a
+/// token; its meaning is written here once, because poem-openapi reads a doc attribute's
+/// text as written, not what a macro in it would expand to), then the other statuses it
+/// can answer, each with its meaning. Any `ApiError` converts into it; a status not listed
+/// becomes a 500.
 macro_rules! error_responses {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $status:literal : $doc:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, poem_openapi::ApiResponse)]
         pub enum $name {
+            #[doc = "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `not_an_access_token`, `missing_claim`); `WWW-Authenticate` says the same."]
+            #[oai(status = 401)]
+            Unauthorized(
+                poem_openapi::payload::Json<$crate::api::errors::ErrorBody>,
+                /// The authentication challenge (401, 403).
+                #[oai(header = "WWW-Authenticate")] Option<String>,
+                /// Seconds to wait before retrying (429, 503).
+                #[oai(header = "Retry-After")] Option<u64>,
+            ),
             $(
                 #[doc = $doc]
                 #[oai(status = $status)]
@@ -282,6 +294,7 @@ macro_rules! error_responses {
             fn from(error: $crate::api::errors::ApiError) -> Self {
                 let body = poem_openapi::payload::Json(error.body());
                 match error.status.as_u16() {
+                    401 => Self::Unauthorized(body, error.www_authenticate, error.retry_after),
                     $($status => Self::$variant(body, error.www_authenticate, error.retry_after),)+
                     _ => {
                         tracing::error!(status = error.status.as_u16(), code = error.code, "unlisted error status");

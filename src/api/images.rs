@@ -97,7 +97,6 @@ error_responses!(
     /// Why an upload was refused.
     UploadError {
         BadRequest = 400: "Malformed request, empty file, invalid steps or options (`empty_upload`, `invalid_steps`, `unknown_preset`, `invalid_background`, `invalid_idempotency_key`, `unknown_field`, `invalid_request`), an output format this build cannot write (`output_format_unavailable`: AVIF needs the `avif` feature), or a refused `callback_url` (`invalid_callback_url`, `callback_url_unresolvable`, `callback_url_not_allowed`, `webhooks_disabled`).",
-        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `not_an_access_token`, `missing_claim`); `WWW-Authenticate` says the same.",
         Forbidden = 403: "The token lacks the role uploads require (`missing_role`).",
         Timeout = 408: "The request, body included, took longer than the server allows (`request_timeout`).",
         TooLarge = 413: "The body is over the byte limit, declared or streamed (`file_too_large`).",
@@ -119,7 +118,6 @@ error_responses!(
     /// Why the status document could not be read.
     PollError {
         BadRequest = 400: "`wait` is not a duration of at most 60 s (`invalid_wait`).",
-        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `not_an_access_token`, `missing_claim`); `WWW-Authenticate` says the same.",
         NotFound = 404: "No such image for this caller (`image_not_found`; another owner's image looks the same); for downloads, also an image not `COMPLETED` (`not_processed`), a variant it does not have (`unknown_variant`), or a file lost from storage (`file_missing`: upload the image again).",
         Unavailable = 503: "A backend is down (`backend_unavailable`), or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
@@ -138,7 +136,6 @@ pub enum EventsResponse {
 error_responses!(
     /// Why an image could not be read.
     ReadError {
-        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `not_an_access_token`, `missing_claim`); `WWW-Authenticate` says the same.",
         NotFound = 404: "No such image for this caller (`image_not_found`; another owner's image looks the same); for downloads, also an image not `COMPLETED` (`not_processed`), a variant it does not have (`unknown_variant`), or a file lost from storage (`file_missing`: upload the image again).",
         Unavailable = 503: "A backend is down (`backend_unavailable`), or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
@@ -155,7 +152,6 @@ error_responses!(
     /// Why the listing failed.
     ListError {
         BadRequest = 400: "Invalid cursor (`invalid_cursor`) or another parameter out of its schema, e.g. `limit` or `status` (`invalid_request`).",
-        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `not_an_access_token`, `missing_claim`); `WWW-Authenticate` says the same.",
         Unavailable = 503: "A backend is down (`backend_unavailable`), or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
 );

@@ -58,7 +58,6 @@ pub enum ActorsResponse {
 error_responses!(
     /// Why the actor tree could not be read.
     SystemError {
-        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `not_an_access_token`, `missing_claim`); `WWW-Authenticate` says the same.",
         Forbidden = 403: "The token lacks the admin role (`missing_role`).",
         NotFound = 404: "This process runs no engine (a gateway-only process).",
         Unavailable = 503: "The token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
@@ -75,7 +74,6 @@ pub enum ReadinessReport {
 error_responses!(
     /// Why the readiness report could not be read.
     ReadinessError {
-        Unauthorized = 401: "Missing, invalid or expired token (`missing_token`, `malformed_token`, `algorithm_not_allowed`, `forbidden_token_header`, `unknown_signing_key`, `invalid_signature`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `wrong_audience`, `not_an_access_token`, `missing_claim`); `WWW-Authenticate` says the same.",
         Forbidden = 403: "The token lacks the admin role (`missing_role`).",
         Unavailable = 503: "The token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
