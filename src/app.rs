@@ -173,6 +173,7 @@ impl App {
             draining: AtomicBool::new(false),
             engine: engine_view,
             watchers: Watchers::start(backends.feed.clone()),
+            events: backends.events.clone(),
             waits: wait_limits(&config),
             metrics,
             webhooks: WebhookPolicy::from_config(&config.webhooks),

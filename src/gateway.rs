@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use pixmill_actors::engine::EngineSnapshot;
+use pixmill_actors::events::{StatusChanged, StatusEvents};
 use pixmill_actors::ports::{
     Bucket, JobQueue, MetadataStore, ObjectKey, ObjectStore, ObjectStream,
 };
@@ -66,6 +67,8 @@ pub struct Gateway {
     pub engine: Option<EngineView>,
     /// Routes status changes to the long polls and event streams waiting on each image.
     pub watchers: Watchers,
+    /// Where changes are announced to those waiters, in every gateway (a delete's too).
+    pub events: Arc<dyn StatusEvents>,
     pub waits: WaitLimits,
     pub metrics: Arc<Metrics>,
     /// Whether uploads may name a `callback_url`, and which.
@@ -151,6 +154,16 @@ impl Gateway {
         if let Err(error) = self.cache.mark_deleted(id).await {
             tracing::warn!(image_id = %id, error = %error, "could not mark the image deleted in the status cache");
         }
+        // Wakes the long polls and event streams waiting on it, here and in every other
+        // gateway: each reads again, finds the image gone and ends, instead of at its next
+        // re-read. (An event names a status; this one, the last the image had.)
+        self.events
+            .publish(StatusChanged {
+                image_id: id,
+                owner: record.owner.clone(),
+                status: record.status,
+            })
+            .await;
         let keys = std::iter::once((Bucket::Raw, record.original.key.clone())).chain(
             record
                 .variants

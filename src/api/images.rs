@@ -128,7 +128,8 @@ pub enum EventsResponse {
     /// The status document now, then after every change, as `message` events whose data is
     /// the JSON document; comments keep the connection alive. The stream ends after a final
     /// status (`COMPLETED` or `FAILED`), after 10 minutes, or when the token expires
-    /// (reconnect, with a fresh token, to go on).
+    /// (reconnect, with a fresh token, to go on); and, with no last event, when the image
+    /// is deleted (a reconnect answers `404 image_not_found`).
     #[oai(status = 200)]
     Events(StatusEvents),
 }

@@ -418,6 +418,51 @@ async fn an_event_stream_ends_when_its_token_expires() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_ends_when_its_image_is_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = Arc::new(Gate::default());
+    let mut config = standalone_config(dir.path());
+    config.server.wait_reread = NO_REREAD;
+    let mut app = Standalone::start_with(config, gate.clone()).await;
+    let token = token_for("deleter");
+    let (status, doc) = upload_small(&app, &token, &[]).await;
+    assert_eq!(status, 202, "{doc}");
+    let id = doc["id"].as_str().unwrap_or_default().to_owned();
+    let mut events = open_events(&app, &token, &id).await;
+    let first = next_status(&mut events)
+        .await
+        .expect("the current document");
+    assert_ne!(first, "COMPLETED");
+
+    let response = app
+        .http
+        .delete(app.url(&format!("/v1/images/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status().as_u16(), 204);
+    let started = Instant::now();
+    while let Some(status) = next_status(&mut events).await {
+        assert!(status != "COMPLETED" && status != "FAILED", "{status}");
+    }
+    assert!(
+        started.elapsed() < NO_REREAD / 2,
+        "the stream ended on a re-read, not on the delete's event"
+    );
+    let response = app
+        .http
+        .get(app.url(&format!("/v1/images/{id}/events")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("events again");
+    assert_eq!(response.status().as_u16(), 404, "a reconnect learns why");
+    gate.release(&id);
+    app.stop().await;
+}
+
 /// The event stream of image `id`, opened with `token`.
 async fn open_events(app: &Standalone, token: &str, id: &str) -> EventReader {
     let response = app
