@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ractor::{ActorRef, MessagingErr};
+use ractor::{ActorRef, ActorStatus, MessagingErr};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Proof that a message holds one unit of its stage's capacity. Dropping it (when the actor
@@ -127,7 +127,7 @@ impl<T: Send + 'static> StagePool<T> {
             Ok(permit) => permit,
             Err(_) => return Err(StageClosed(payload)),
         };
-        let index = self.claim_least_loaded();
+        let mut index = self.claim_least_loaded();
         let depth = self.slots[index].depth.clone();
         let mut envelope = Envelope {
             payload,
@@ -153,10 +153,18 @@ impl<T: Send + 'static> StagePool<T> {
             };
             match actor.cast(envelope) {
                 Ok(()) => return Ok(()),
-                // The actor died (it is being restarted): the message comes back, wait.
+                // The actor died (its restart is still backing off): the message comes back
+                // and goes to the least loaded slot again, which a live idle actor wins
+                // over this one now that it is seen dead; or waits, if none is free.
                 Err(MessagingErr::SendErr(back)) => {
                     envelope = back;
-                    tokio::time::sleep(RESTART_POLL).await;
+                    let again = self.claim_least_loaded();
+                    envelope.credit.depth = self.slots[again].depth.clone();
+                    self.slots[index].depth.fetch_sub(1, Ordering::AcqRel);
+                    if again == index {
+                        tokio::time::sleep(RESTART_POLL).await;
+                    }
+                    index = again;
                 }
                 // Only `SendErr` carries the message back; ractor returns no other error
                 // from `cast`, so there is nothing left to retry with.
@@ -186,12 +194,15 @@ impl<T: Send + 'static> StagePool<T> {
         }
     }
 
+    /// No live actor serves `slot`: none attached (restarting), or the attached one has
+    /// died and its restart has not begun (the supervisor backs off first).
     fn is_detached(&self, slot: usize) -> bool {
         self.slots[slot]
             .actor
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+            .as_ref()
+            .is_none_or(|actor| actor.get_status() > ActorStatus::Upgrading)
     }
 
     /// Waits until every credit is back (the stage is idle) or `deadline` passes.
@@ -209,6 +220,62 @@ impl<T: Send + 'static> StagePool<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records each payload it receives.
+    struct Recorder(tokio::sync::mpsc::UnboundedSender<u32>);
+
+    impl ractor::Actor for Recorder {
+        type Msg = Envelope<u32>;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            _args: (),
+        ) -> Result<(), ractor::ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            msg: Self::Msg,
+            _state: &mut (),
+        ) -> Result<(), ractor::ActorProcessingErr> {
+            let _ = self.0.send(msg.payload);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_actor_whose_restart_has_not_begun_gets_no_message_while_a_live_one_idles() {
+        let pool: Arc<StagePool<u32>> = StagePool::new("test", 2);
+        let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
+        // Slot 0: an actor that died; the supervisor has not detached it yet (back-off).
+        let (dead, dead_join) = ractor::Actor::spawn(None, Recorder(seen.clone()), ())
+            .await
+            .expect("spawned");
+        dead.stop(None);
+        dead_join.await.expect("stopped");
+        pool.attach(0, dead);
+        let (live, _) = ractor::Actor::spawn(None, Recorder(seen), ())
+            .await
+            .expect("spawned");
+        pool.attach(1, live.clone());
+
+        for n in 0..3 {
+            let sent =
+                tokio::time::timeout(Duration::from_secs(5), pool.send(n, tracing::Span::none()))
+                    .await;
+            assert!(
+                matches!(sent, Ok(Ok(()))),
+                "message {n} waited for the dead actor"
+            );
+            assert_eq!(received.recv().await, Some(n));
+        }
+        live.stop(None);
+    }
 
     #[test]
     fn each_claim_takes_the_emptiest_slot_and_counts_itself_there() {
