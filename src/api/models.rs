@@ -86,7 +86,18 @@ pub struct Variant {
 /// Why a job failed (or why its last attempt did, while it waits for a retry).
 #[derive(Debug, Clone, Object)]
 pub struct JobFailure {
-    /// Stable machine code, e.g. `undecodable_image`.
+    /// Stable machine code. The image's or the steps' doing (the same upload fails the same
+    /// way; change the file or the steps): the upload's own input codes where decoding the
+    /// whole file finds what its header hid (`corrupt_image`, `truncated_image`,
+    /// `image_dimensions_exceed_limit`, `too_many_frames`, `animation_too_large`, ...),
+    /// `undecodable_image`, `crop_outside_image`, `result_too_large`, `encode_failed`,
+    /// `unsupported_operation`, `internal_error` (a codec crashed on it) and
+    /// `render_timed_out` (still rendering after the workers' `engine.max_job_time`). The
+    /// service's doing, tried again before it is final (then upload again):
+    /// `storage_unavailable`, `database_unavailable`, `transform_crashed`,
+    /// `transform_unavailable`, `job_time_exceeded`, `worker_stopped`, and
+    /// `attempts_exhausted` when a job's attempts ran out between two of them (its message
+    /// names the last reason). `original_missing`: the stored original is gone.
     pub code: String,
     pub message: String,
 }
