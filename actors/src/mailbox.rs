@@ -120,8 +120,8 @@ impl<T: Send + 'static> StagePool<T> {
         self.credits.close();
     }
 
-    /// Waits for a credit, then hands the message to the least loaded actor. While that
-    /// actor is being restarted the message waits (holding its credit) until it is back.
+    /// Waits for a credit, then hands the message to the least loaded live actor. While no
+    /// actor is live (every slot restarting) the message waits, holding its credit.
     pub async fn send(&self, payload: T, span: tracing::Span) -> Result<(), StageClosed<T>> {
         let permit = match self.credits.clone().acquire_owned().await {
             Ok(permit) => permit,
@@ -147,42 +147,39 @@ impl<T: Send + 'static> StagePool<T> {
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            let Some(actor) = actor else {
-                tokio::time::sleep(RESTART_POLL).await;
-                continue;
-            };
-            match actor.cast(envelope) {
-                Ok(()) => return Ok(()),
-                // The actor died (its restart is still backing off): the message comes back
-                // and goes to the least loaded slot again, which a live idle actor wins
-                // over this one now that it is seen dead; or waits, if none is free.
-                Err(MessagingErr::SendErr(back)) => {
-                    envelope = back;
-                    let again = self.claim_least_loaded();
-                    envelope.credit.depth = self.slots[again].depth.clone();
-                    self.slots[index].depth.fetch_sub(1, Ordering::AcqRel);
-                    if again == index {
-                        tokio::time::sleep(RESTART_POLL).await;
-                    }
-                    index = again;
+            if let Some(actor) = actor.filter(is_live) {
+                match actor.cast(envelope) {
+                    Ok(()) => return Ok(()),
+                    // It died since it was looked at: the message comes back.
+                    Err(MessagingErr::SendErr(back)) => envelope = back,
+                    // Only `SendErr` carries the message back; ractor returns no other
+                    // error from `cast`, so there is nothing left to retry with.
+                    Err(_) => return Ok(()),
                 }
-                // Only `SendErr` carries the message back; ractor returns no other error
-                // from `cast`, so there is nothing left to retry with.
-                Err(_) => return Ok(()),
             }
+            // No live actor in this slot (restarting, or dead and its restart still backing
+            // off): claim the least loaded slot again, and wait a while first unless a live
+            // actor other than this one has it, so a pool of dead actors is not spun on.
+            let again = self.claim_least_loaded();
+            envelope.credit.depth = self.slots[again].depth.clone();
+            self.slots[index].depth.fetch_sub(1, Ordering::AcqRel);
+            if again == index || self.is_detached(again) {
+                tokio::time::sleep(RESTART_POLL).await;
+            }
+            index = again;
         }
     }
 
     /// Picks the least loaded slot and counts the message in it, in one step: two senders
     /// that both saw a slot empty cannot both take it (the second sees the first's count and
-    /// picks again), so no message waits behind another while a slot idles. Between slots
-    /// as loaded, a live actor goes before one being restarted (a restart backs off up to
-    /// seconds while its actor keeps failing).
+    /// picks again), so no message waits behind another while a slot idles. A live actor
+    /// goes before one that is restarting or dead, however loaded (a restart backs off up
+    /// to seconds while its actor keeps failing; a render ends sooner).
     fn claim_least_loaded(&self) -> usize {
         loop {
             let (index, seen) = (0..self.slots.len())
                 .map(|i| (i, self.slots[i].depth.load(Ordering::Acquire)))
-                .min_by_key(|&(i, depth)| (depth, self.is_detached(i)))
+                .min_by_key(|&(i, depth)| (self.is_detached(i), depth))
                 .unwrap_or((0, 0));
             if self.slots[index]
                 .depth
@@ -197,12 +194,12 @@ impl<T: Send + 'static> StagePool<T> {
     /// No live actor serves `slot`: none attached (restarting), or the attached one has
     /// died and its restart has not begun (the supervisor backs off first).
     fn is_detached(&self, slot: usize) -> bool {
-        self.slots[slot]
+        !self.slots[slot]
             .actor
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .is_none_or(|actor| actor.get_status() > ActorStatus::Upgrading)
+            .is_some_and(is_live)
     }
 
     /// Waits until every credit is back (the stage is idle) or `deadline` passes.
@@ -215,6 +212,11 @@ impl<T: Send + 'static> StagePool<T> {
         }
         true
     }
+}
+
+/// Whether an actor still takes messages: started, and not draining, stopping or stopped.
+fn is_live<M>(actor: &ActorRef<M>) -> bool {
+    actor.get_status() <= ActorStatus::Upgrading
 }
 
 #[cfg(test)]
@@ -275,6 +277,71 @@ mod tests {
             assert_eq!(received.recv().await, Some(n));
         }
         live.stop(None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_every_actor_dead_a_message_waits_for_a_restart_without_spinning() {
+        let pool: Arc<StagePool<u32>> = StagePool::new("test", 2);
+        let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
+        for slot in 0..2 {
+            let (dead, join) = ractor::Actor::spawn(None, Recorder(seen.clone()), ())
+                .await
+                .expect("spawned");
+            dead.stop(None);
+            join.await.expect("stopped");
+            pool.attach(slot, dead);
+        }
+        let sender = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move { pool.send(7, tracing::Span::none()).await.is_ok() }
+        });
+        // A sender spinning on the dead slots would hold a runtime thread; the timer and the
+        // restart below still get the other.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!sender.is_finished(), "delivered to a dead actor");
+        let (live, _) = ractor::Actor::spawn(None, Recorder(seen), ())
+            .await
+            .expect("spawned");
+        pool.attach(1, live.clone());
+        let delivered = tokio::time::timeout(Duration::from_secs(5), sender).await;
+        assert!(matches!(delivered, Ok(Ok(true))), "{delivered:?}");
+        assert_eq!(received.recv().await, Some(7));
+        live.stop(None);
+    }
+
+    #[test]
+    fn with_every_actor_dead_a_sender_waits_without_spinning() {
+        let (done, outcome) = std::sync::mpsc::channel();
+        // One thread for the runtime: a sender that never awaits would keep its timer from
+        // ever firing. (Such a thread would spin on until the process ends.)
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let pool: Arc<StagePool<u32>> = StagePool::new("test", 2);
+                let (seen, _received) = tokio::sync::mpsc::unbounded_channel();
+                for slot in 0..2 {
+                    let (dead, join) = ractor::Actor::spawn(None, Recorder(seen.clone()), ())
+                        .await
+                        .expect("spawned");
+                    dead.stop(None);
+                    join.await.expect("stopped");
+                    pool.attach(slot, dead);
+                }
+                let sent = tokio::time::timeout(
+                    Duration::from_millis(200),
+                    pool.send(7, tracing::Span::none()),
+                )
+                .await;
+                let _ = done.send(sent.is_err());
+            });
+        });
+        let timed_out = outcome
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the sender spun on the dead actors: its runtime's timer never fired");
+        assert!(timed_out, "delivered to a dead actor");
     }
 
     #[test]
