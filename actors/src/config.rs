@@ -63,8 +63,9 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// How long a worker keeps renewing the lease of one job. A job still held after this
     /// stops being renewed, so its lease runs out and the job is dispatched again, counting
-    /// an attempt. A render still running then (a codec stuck in a loop) is given up on,
-    /// its thread replaced, and its job `FAILED` (see `stages::transformer`).
+    /// an attempt. A render still running then (a codec stuck in a loop) is given up on and
+    /// its thread replaced; its job fails if the render had most of that time (see
+    /// `stages::transformer`).
     #[serde(with = "humantime_serde")]
     pub max_job_time: Duration,
     pub retry: RetryPolicy,

@@ -22,7 +22,7 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,7 +38,8 @@ struct Task {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TaskState {
     Queued,
-    Running,
+    /// On a thread since then.
+    Running(Instant),
     Finished,
     /// The caller stopped waiting: a queued task is skipped, and a running one's thread
     /// stops counting as the pool's until the task ends (see [`Threads`]).
@@ -98,10 +99,10 @@ pub struct CpuPool {
 pub enum CpuPoolError {
     /// The task panicked; the payload, to resume the panic in the caller.
     Panicked(Box<dyn Any + Send>),
-    /// The limit passed and the task was given up on (see the module's doc): while it ran
-    /// (`running`; its thread was replaced), or before a thread was free to start it (it
-    /// never will be).
-    TimedOut { running: bool },
+    /// The limit passed and the task was given up on (see the module's doc): after it had
+    /// run for `ran` (its thread was replaced), or, with `None`, before a thread was free
+    /// to start it (it never will be).
+    TimedOut { ran: Option<Duration> },
     /// The pool's threads are gone. Not expected while the pool has a handle (its threads
     /// catch every panic); reported rather than assumed away.
     Closed,
@@ -154,7 +155,7 @@ impl CpuPool {
             // Finished before the value is sent, so a caller whose limit passes meanwhile
             // finds it finished and takes the value instead of giving up.
             let mut state = lock(&finished);
-            if *state == TaskState::Running {
+            if let TaskState::Running(_) = *state {
                 *state = TaskState::Finished;
             }
             drop(state);
@@ -175,7 +176,7 @@ impl CpuPool {
         let outcome = match tokio::time::timeout(limit, waited).await {
             Ok(outcome) => outcome?,
             Err(_) => match self.give_up(&state) {
-                Some(running) => return Err(CpuPoolError::TimedOut { running }),
+                Some(ran) => return Err(CpuPoolError::TimedOut { ran }),
                 None => value.await.map_err(|_| CpuPoolError::Closed)?,
             },
         };
@@ -187,30 +188,31 @@ impl CpuPool {
         self.shared.threads().hung
     }
 
-    /// Marks a task given up on, replacing its thread if it was running; whether it was
-    /// running, or `None` if it had finished meanwhile (its value is on its way).
-    fn give_up(&self, state: &Mutex<TaskState>) -> Option<bool> {
+    /// Marks a task given up on, replacing its thread if it was running: how long it had
+    /// run (`None` inside if it never started), or `None` if it had finished meanwhile (its
+    /// value is on its way).
+    fn give_up(&self, state: &Mutex<TaskState>) -> Option<Option<Duration>> {
         let mut state = lock(state);
-        let running = match *state {
+        let ran = match *state {
             TaskState::Finished => return None,
-            TaskState::Queued | TaskState::GivenUp => false,
-            TaskState::Running => {
+            TaskState::Queued | TaskState::GivenUp => None,
+            TaskState::Running(since) => {
                 let mut threads = self.shared.threads();
                 threads.serving -= 1;
                 threads.hung += 1;
                 self.shared.refill(&mut threads);
                 if threads.serving < self.shared.size {
-                    tracing::error!(hung = threads.hung, serving = threads.serving,
-                        "a render hangs and the CPU pool has replaced as many threads as it has; it renders on fewer threads until one ends: restart the process");
+                    tracing::error!(hung = threads.hung, serving = threads.serving, threads = self.shared.size,
+                        "a render hangs and its thread was not replaced (as many hang as the pool has threads, or a thread could not start); the pool renders on fewer threads until one ends: restart the process");
                 } else {
                     tracing::warn!(hung = threads.hung,
                         "a render hangs; its thread is left to finish it and a new one takes its place");
                 }
-                true
+                Some(since.elapsed())
             }
         };
         *state = TaskState::GivenUp;
-        Some(running)
+        Some(ran)
     }
 }
 
@@ -248,7 +250,7 @@ fn work(shared: &Arc<Shared>) {
             if *state == TaskState::GivenUp {
                 continue;
             }
-            *state = TaskState::Running;
+            *state = TaskState::Running(Instant::now());
         }
         job();
         if *lock(&state) == TaskState::GivenUp {
@@ -316,7 +318,7 @@ mod tests {
         let given_up = pool.run_within(LIMIT, hang).await;
         assert!(matches!(
             given_up,
-            Err(CpuPoolError::TimedOut { running: true })
+            Err(CpuPoolError::TimedOut { ran: Some(_) })
         ));
         assert_eq!(pool.hung(), 1);
         // The only thread still hangs, yet the pool renders: on the replacement.
@@ -336,6 +338,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_given_up_task_reports_how_long_it_ran_not_how_long_it_waited() {
+        let pool = CpuPool::start(1).expect("threads start");
+        let (release_first, first) = hanging();
+        let busy = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(first).await.is_ok() }
+        });
+        tokio::time::sleep(LIMIT).await;
+        let (_release_second, second) = hanging();
+        let limit = Duration::from_secs(3);
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run_within(limit, second).await }
+        });
+        // The second waits a second in the queue, then runs until its limit.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(release_first);
+        assert!(busy.await.expect("the first task's caller"));
+        match waiting.await.expect("the second task's caller") {
+            Err(CpuPoolError::TimedOut { ran: Some(ran) }) => assert!(
+                ran < limit - Duration::from_millis(500),
+                "{ran:?} counts the time it waited"
+            ),
+            other => panic!("not given up while running: {}", other.is_ok()),
+        }
+    }
+
+    #[tokio::test]
     async fn a_task_given_up_before_it_started_never_runs() {
         let pool = CpuPool::start(1).expect("threads start");
         let (release, hang) = hanging();
@@ -351,10 +381,7 @@ mod tests {
                 flag.store(true, std::sync::atomic::Ordering::SeqCst)
             })
             .await;
-        assert!(matches!(
-            queued,
-            Err(CpuPoolError::TimedOut { running: false })
-        ));
+        assert!(matches!(queued, Err(CpuPoolError::TimedOut { ran: None })));
         assert_eq!(pool.hung(), 0, "nothing ran, so no thread was replaced");
 
         drop(release);
@@ -369,20 +396,17 @@ mod tests {
         let (first, hang) = hanging();
         assert!(matches!(
             pool.run_within(LIMIT, hang).await,
-            Err(CpuPoolError::TimedOut { running: true })
+            Err(CpuPoolError::TimedOut { ran: Some(_) })
         ));
         let (second, hang) = hanging();
         assert!(matches!(
             pool.run_within(LIMIT, hang).await,
-            Err(CpuPoolError::TimedOut { running: true })
+            Err(CpuPoolError::TimedOut { ran: Some(_) })
         ));
         // Two threads hang, one of them the replacement: no third is started.
         assert_eq!(pool.hung(), 2);
         let queued = pool.run_within(LIMIT, || 7).await;
-        assert!(matches!(
-            queued,
-            Err(CpuPoolError::TimedOut { running: false })
-        ));
+        assert!(matches!(queued, Err(CpuPoolError::TimedOut { ran: None })));
 
         // The first hung thread ends its task and serves again: the pool is short.
         drop(first);

@@ -16,8 +16,8 @@
 //! a loop costs the worker one thread's memory, not a core for good. The job ends `FAILED`
 //! (`render_timed_out`), as after a codec panic: the input limits bound an honest render to
 //! seconds, so one still running after minutes is stuck on this image and would be again.
-//! A job whose time ran out before a render thread was free to start it is not the
-//! image's doing: it is retried.
+//! A job whose render had less than half its time (it waited for a thread, or its
+//! download was slow) is not the image's doing: it is retried (`job_time_exceeded`).
 
 use std::sync::Arc;
 
@@ -99,30 +99,41 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
             }
             Ok(())
         }
-        Err(CpuPoolError::TimedOut { running }) => {
+        Err(CpuPoolError::TimedOut { ran }) => {
             let max_job_time =
                 humantime_serde::re::humantime::format_duration(ctx.config.max_job_time);
             args.stats.job_failed();
-            if running {
-                tracing::error!(%max_job_time, "the render outlasted engine.max_job_time and was given up on");
-                let reason = JobError::new(
-                    "render_timed_out",
-                    format!("rendering the image was still running after {max_job_time} (the workers' engine.max_job_time) and was given up on; the job failed: try a smaller image or fewer steps"),
-                );
-                settle_failure(&ctx, delivery, &job, lease, reason, Retry::Permanent).await;
-            } else {
-                tracing::warn!(%max_job_time, "the job's time ran out before a render thread was free");
-                let what = format!("the job's time ({max_job_time}, the workers' engine.max_job_time) ran out before a render thread was free");
-                let reason = ("job_time_exceeded", what);
-                settle_failure_with_next_step(
-                    &ctx,
-                    delivery,
-                    &job,
-                    lease,
-                    reason,
-                    Retry::Transient,
-                )
-                .await;
+            // The image's doing only if its render had most of the job's time: one that
+            // started late (behind other renders, after a slow download) is retried.
+            match ran.filter(|ran| *ran >= ctx.config.max_job_time / 2) {
+                Some(ran) => {
+                    // In whole seconds, or tenths of one under ten seconds.
+                    let step_ms = if ran.as_secs() < 10 { 100 } else { 1000 };
+                    let shown = ran.as_millis() as u64 / step_ms * step_ms;
+                    let ran = humantime_serde::re::humantime::format_duration(
+                        std::time::Duration::from_millis(shown),
+                    );
+                    tracing::error!(%ran, %max_job_time, "the render outlasted engine.max_job_time and was given up on");
+                    let reason = JobError::new(
+                        "render_timed_out",
+                        format!("rendering the image was still running after {ran} and was given up on (the workers' engine.max_job_time is {max_job_time}); the job failed: try a smaller image or fewer steps"),
+                    );
+                    settle_failure(&ctx, delivery, &job, lease, reason, Retry::Permanent).await;
+                }
+                None => {
+                    tracing::warn!(%max_job_time, "the job's time ran out before its render could finish");
+                    let what = format!("the job's time ({max_job_time}, the workers' engine.max_job_time) ran out before its render could finish");
+                    let reason = ("job_time_exceeded", what);
+                    settle_failure_with_next_step(
+                        &ctx,
+                        delivery,
+                        &job,
+                        lease,
+                        reason,
+                        Retry::Transient,
+                    )
+                    .await;
+                }
             }
             Ok(())
         }
