@@ -92,6 +92,7 @@ impl Engine {
             config,
             faults,
             shutdown: CancellationToken::new(),
+            hand_back: CancellationToken::new(),
             leases: Arc::default(),
         });
 
@@ -163,6 +164,7 @@ impl Engine {
             // until then every lease stays listed, those of claims still in flight
             // included, though their jobs are dropped as the actors stop.
             self.ctx.leases.keep_listed();
+            self.ctx.hand_back.cancel();
         }
         self.ctx.downloaders.close();
         self.ctx.transformers.close();
@@ -175,7 +177,7 @@ impl Engine {
         {
             // A stage stuck past its own call timeouts must not hold the process: its
             // delivery goes back to the queue when the connection closes, its lease expires.
-            tracing::warn!(wait = ?STOP_WAIT, "actors did not stop in time; abandoning them");
+            tracing::warn!(wait = ?(STOP_WAIT + STOP_MARGIN), "actors did not stop in time; abandoning them");
             join.abort();
         }
         if !drained {

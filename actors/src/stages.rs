@@ -70,6 +70,9 @@ pub struct StageContext {
     pub faults: Arc<dyn FaultPlan>,
     /// Cancelled when the engine shuts down: the consumer stops taking deliveries.
     pub shutdown: CancellationToken,
+    /// Cancelled when a shutdown's grace has run out: a render still running is left (its
+    /// job goes back to the queue), since the persisters take no more results by then.
+    pub hand_back: CancellationToken,
     /// The leases this engine's jobs hold, for a shutdown that hands jobs back.
     pub leases: Arc<HeldLeases>,
 }

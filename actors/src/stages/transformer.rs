@@ -64,14 +64,20 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
         .renewed_until()
         .saturating_duration_since(tokio::time::Instant::now());
 
-    let rendered = ctx
-        .cpu
-        .run_within(limit, move || {
-            let _entered = span.enter();
-            faults.before_transform(&record, attempt);
-            render_all(&original, &record.spec, &limits)
-        })
-        .await;
+    let render = ctx.cpu.run_within(limit, move || {
+        let _entered = span.enter();
+        faults.before_transform(&record, attempt);
+        render_all(&original, &record.spec, &limits)
+    });
+    let rendered = tokio::select! {
+        rendered = render => rendered,
+        () = ctx.hand_back.cancelled() => {
+            // The render finishes on its thread unheard; the delivery goes back to the
+            // queue as it is dropped, and the shutdown releases the lease.
+            tracing::info!("shutting down; the render in progress is left and its job handed back");
+            return Ok(());
+        }
+    };
 
     match rendered {
         Ok(outcome) => {
