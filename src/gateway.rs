@@ -156,14 +156,15 @@ impl Gateway {
         }
         // Wakes the long polls and event streams waiting on it, here and in every other
         // gateway: each reads again, finds the image gone and ends, instead of at its next
-        // re-read. (An event names a status; this one, the last the image had.)
-        self.events
-            .publish(StatusChanged {
-                image_id: id,
-                owner: record.owner.clone(),
-                status: record.status,
-            })
-            .await;
+        // re-read. (An event names a status; this one, the last the image had.) In a task
+        // of its own: the answer does not wait on Redis, which may be down.
+        let events = Arc::clone(&self.events);
+        let deleted = StatusChanged {
+            image_id: id,
+            owner: record.owner.clone(),
+            status: record.status,
+        };
+        tokio::spawn(async move { events.publish(deleted).await });
         let keys = std::iter::once((Bucket::Raw, record.original.key.clone())).chain(
             record
                 .variants
