@@ -379,8 +379,9 @@ impl Config {
         if self.engine.orphan_age <= self.server.request_timeout {
             let shown = humantime::format_duration;
             return Err(format!(
-                "engine.orphan_age ({}) must be longer than server.request_timeout ({}), or \
-                 the sweeper could remove the original of an upload still being committed",
+                "engine.orphan_age ({}) must be longer than server.request_timeout ({}): the \
+                 workers' sweeper would take an upload's original for an orphan before the \
+                 gateway commits its row; set both alike for gateways and workers",
                 shown(self.engine.orphan_age),
                 shown(self.server.request_timeout)
             ));
