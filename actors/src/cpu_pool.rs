@@ -188,6 +188,11 @@ impl CpuPool {
         self.shared.threads().hung
     }
 
+    /// Threads taking tasks, and how many it has when none hangs.
+    pub fn serving(&self) -> (usize, usize) {
+        (self.shared.threads().serving, self.shared.size)
+    }
+
     /// Marks a task given up on, replacing its thread if it was running: how long it had
     /// run (`None` inside if it never started), or `None` if it had finished meanwhile (its
     /// value is on its way).

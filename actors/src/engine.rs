@@ -52,6 +52,8 @@ pub struct EngineSnapshot {
     /// Renders given up on after `max_job_time` that still run, each on a thread of its own
     /// (see [`CpuPool`]).
     pub renders_hung: usize,
+    /// The CPU pool's threads taking renders, and how many it has when none hangs.
+    pub render_threads: (usize, usize),
 }
 
 /// A running pipeline.
@@ -138,6 +140,7 @@ impl Engine {
         EngineSnapshot {
             actors: self.children.iter().map(ChildSpec::snapshot).collect(),
             renders_hung: self.ctx.cpu.hung(),
+            render_threads: self.ctx.cpu.serving(),
         }
     }
 

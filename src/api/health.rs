@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pixmill_actors::engine::EngineSnapshot;
 use pixmill_actors::ports::{BackendError, ErrorKind};
 use poem::web::Data;
 use poem_openapi::payload::Json;
@@ -35,7 +36,8 @@ pub struct Liveness {
 #[derive(Clone, Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct BackendCheck {
-    /// `metadata`, `objects`, `queue`, `cache` or `issuer`.
+    /// `metadata`, `objects`, `queue`, `cache`, `issuer`, or, in a process that renders,
+    /// `renders` (its CPU pool: not ok while every render thread hangs).
     pub name: String,
     pub ok: bool,
     /// Whether readiness needs it. The cache (Redis) is not required: without it the gateway
@@ -187,11 +189,33 @@ where
     }
 }
 
+/// Whether the process can render: not while every CPU-pool thread is held by a hung render
+/// (more hung than the pool replaces), when jobs it takes would only wait out their time.
+fn render_check(engine: &EngineSnapshot) -> BackendCheck {
+    let (serving, size) = engine.render_threads;
+    let detail = format!(
+        "{serving} of {size} render threads serving, {} renders hung",
+        engine.renders_hung
+    );
+    BackendCheck {
+        name: "renders".to_owned(),
+        ok: serving > 0,
+        required: true,
+        problem: (serving == 0).then(|| {
+            "every render thread is held by a hung render; restart the process".to_owned()
+        }),
+        detail: Some(detail),
+    }
+}
+
 /// The readiness report shared by the gateway and the worker's admin listener: whether
 /// the process is ready, and why. `with_detail` keeps each backend's `detail` (for the
 /// admin endpoint); without it, the report is what anyone may read.
 pub async fn readiness(gateway: &Arc<Gateway>, with_detail: bool) -> (bool, Readiness) {
     let mut backends = ReadinessProbes::checks(gateway).await;
+    if let Some(engine) = &gateway.engine {
+        backends.push(render_check(&engine()));
+    }
     if !with_detail {
         for backend in &mut backends {
             backend.detail = None;

@@ -596,14 +596,26 @@ async fn a_transform_longer_than_the_lease_runs_once() {
     );
 }
 
-/// Holds the first render it sees until the test lets go, as a codec stuck in a loop would.
-struct HangsFirstRender {
-    hold: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+/// Holds the first renders it sees, one per hold, until the test lets go of it, as a codec
+/// stuck in a loop would.
+struct HangsRenders {
+    holds: std::sync::Mutex<Vec<std::sync::mpsc::Receiver<()>>>,
 }
 
-impl FaultPlan for HangsFirstRender {
+impl HangsRenders {
+    /// A plan that holds `renders` renders, and the senders that release them (dropped).
+    fn new(renders: usize) -> (Arc<Self>, Vec<std::sync::mpsc::Sender<()>>) {
+        let (releases, holds) = (0..renders).map(|_| std::sync::mpsc::channel()).unzip();
+        let plan = Self {
+            holds: std::sync::Mutex::new(holds),
+        };
+        (Arc::new(plan), releases)
+    }
+}
+
+impl FaultPlan for HangsRenders {
     fn before_transform(&self, _record: &ImageRecord, _attempt: u32) {
-        let hold = self.hold.lock().unwrap().take();
+        let hold = self.holds.lock().unwrap().pop();
         if let Some(hold) = hold {
             let _ = hold.recv();
         }
@@ -622,10 +634,7 @@ async fn a_render_past_max_job_time_fails_its_job_and_the_worker_renders_on() {
     // Renewals stop after 1 s; the lease runs out 2 s later, long after the give-up.
     config.engine.lease = Duration::from_secs(3);
     config.engine.max_job_time = Duration::from_secs(1);
-    let (release, hold) = std::sync::mpsc::channel();
-    let plan = Arc::new(HangsFirstRender {
-        hold: std::sync::Mutex::new(Some(hold)),
-    });
+    let (plan, release) = HangsRenders::new(1);
     let mut app = Standalone::start_with(config, plan).await;
     let token = token_for("stuck");
     let admin = token_with_roles("ops", &["pixmill-admin"]);
@@ -673,6 +682,70 @@ async fn a_render_past_max_job_time_fails_its_job_and_the_worker_renders_on() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    app.stop().await;
+}
+
+/// Past as many hung renders as the pool has threads, none is replaced: the process says
+/// it is not ready (its jobs would only wait out their time), until a hung render ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_whose_render_threads_all_hang_is_not_ready_until_one_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = standalone_config(dir.path());
+    config.engine.transform_workers = 1;
+    config.engine.lease = Duration::from_secs(3);
+    config.engine.max_job_time = Duration::from_secs(1);
+    let (plan, mut releases) = HangsRenders::new(2);
+    let mut app = Standalone::start_with(config, plan).await;
+    let token = token_for("stuck-twice");
+    for _ in 0..2 {
+        let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+        assert_eq!(status, 202, "{doc}");
+        let id = doc["id"].as_str().unwrap_or_default().to_owned();
+        let doc = app.wait_until_final(&token, &id, PATIENCE).await;
+        assert_eq!(doc["error"]["code"], "render_timed_out", "{doc}");
+    }
+    let renders = |report: &Value| {
+        report["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["name"] == "renders")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (status, report) = app.readyz().await;
+    assert_eq!(status, 503, "{report}");
+    let check = renders(&report);
+    assert_eq!(
+        (&check["ok"], &check["required"]),
+        (&json!(false), &json!(true)),
+        "{report}"
+    );
+    assert!(
+        check["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("restart")),
+        "{report}"
+    );
+
+    // One hung render ends: its thread serves again.
+    releases.pop();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, report) = app.readyz().await;
+        if status == 200 {
+            assert_eq!(renders(&report)["ok"], true, "{report}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{report}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, doc) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+    assert_eq!(status, 202, "{doc}");
+    let id = doc["id"].as_str().unwrap_or_default().to_owned();
+    let doc = app.wait_until_final(&token, &id, PATIENCE).await;
+    assert_eq!(doc["status"], "COMPLETED", "{doc}");
+    drop(releases);
     app.stop().await;
 }
 
