@@ -17,7 +17,8 @@
 //! its place, so one image that hangs a decoder does not take a core from every job after
 //! it. Given-up threads still hold their memory and, if they spin, a core at background
 //! priority; the pool replaces at most as many as it has threads (past that, its capacity
-//! shrinks, and [`CpuPool::hung`] tells operators to restart the process).
+//! shrinks until one ends: [`CpuPool::hung`] and [`CpuPool::serving`] feed the metrics and
+//! readiness, which fails once no thread serves).
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
