@@ -20,6 +20,7 @@
 //! download was slow) is not the image's doing: it is retried (`job_time_exceeded`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use ractor::ActorProcessingErr;
@@ -30,8 +31,9 @@ use super::outcome::{
 };
 use super::{PersistJob, StageArgs, StageHandler, TransformJob};
 use crate::cpu_pool::CpuPoolError;
+use crate::lease::LeaseKeeper;
 use crate::metrics::{JobOutcome, Phase};
-use crate::ports::Settlement;
+use crate::ports::{ClaimedJob, Delivery, Settlement};
 use crate::record::JobError;
 use crate::transform::render_all;
 
@@ -106,86 +108,107 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
             Ok(())
         }
         Err(CpuPoolError::TimedOut { ran }) => {
-            let max_job_time =
-                humantime_serde::re::humantime::format_duration(ctx.config.max_job_time);
-            args.stats.job_failed();
-            // The image's doing only if its render had most of the job's time: one that
-            // started late (behind other renders, after a slow download) is retried.
-            match ran.filter(|ran| *ran >= ctx.config.max_job_time / 2) {
-                Some(ran) => {
-                    // In whole seconds, or tenths of one under ten seconds.
-                    let step_ms = if ran.as_secs() < 10 { 100 } else { 1000 };
-                    let shown = ran.as_millis() as u64 / step_ms * step_ms;
-                    let ran = humantime_serde::re::humantime::format_duration(
-                        std::time::Duration::from_millis(shown),
-                    );
-                    tracing::error!(%ran, %max_job_time, "the render outlasted engine.max_job_time and was given up on");
-                    let reason = JobError::new(
-                        "render_timed_out",
-                        format!("rendering the image was still running after {ran} and was given up on (the workers' engine.max_job_time is {max_job_time}); the job failed: try a smaller image or fewer steps"),
-                    );
-                    settle_failure(&ctx, delivery, &job, lease, reason, Retry::Permanent).await;
-                }
-                None => {
-                    tracing::warn!(%max_job_time, "the job's time ran out before its render could finish");
-                    let what = format!("the job's time ({max_job_time}, the workers' engine.max_job_time) ran out before its render could finish");
-                    let reason = ("job_time_exceeded", what);
-                    settle_failure_with_next_step(
-                        &ctx,
-                        delivery,
-                        &job,
-                        lease,
-                        reason,
-                        Retry::Transient,
-                    )
-                    .await;
-                }
-            }
+            settle_given_up(args, delivery, &job, lease, ran).await;
             Ok(())
         }
-        Err(pool_error) => {
-            let reason = match &pool_error {
-                CpuPoolError::Panicked(_) => JobError::new(
-                    "transform_crashed",
-                    "the image crashed the transformer; it will be retried, and fails for good if it keeps crashing",
-                ),
-                // (TimedOut is settled in the arm above.)
-                CpuPoolError::Closed | CpuPoolError::TimedOut { .. } => {
-                    tracing::error!("the CPU pool's threads are gone; releasing the job for a retry");
-                    JobError::new(
-                        "transform_unavailable",
-                        "the worker could not render the image; it will be retried",
-                    )
-                }
-            };
-            // Released with the retry policy's back-off, not requeued at once: a job that
-            // crashes its renderer must not come straight back to the restarted actor.
-            let retry_at = Utc::now()
-                + chrono::Duration::from_std(ctx.config.retry.backoff(attempt)).unwrap_or_default();
-            let released = ctx
-                .ports
-                .metadata
-                .retry_later(job.record.id, attempt, &reason, retry_at)
+        Err(pool_error) => release_after_pool_failure(args, delivery, &job, pool_error).await,
+    }
+}
+
+/// Settles a job whose render was given up on at its limit, after running for `ran` (or
+/// never started): failed for good if the render had most of the job's time, else retried.
+async fn settle_given_up(
+    args: &StageArgs,
+    delivery: Delivery,
+    job: &ClaimedJob,
+    lease: LeaseKeeper,
+    ran: Option<Duration>,
+) {
+    let ctx = &args.ctx;
+    let max_job_time = humantime_serde::re::humantime::format_duration(ctx.config.max_job_time);
+    args.stats.job_failed();
+    // The image's doing only if its render had most of the job's time: one that started
+    // late (behind other renders, after a slow download) is retried.
+    match ran.filter(|ran| *ran >= ctx.config.max_job_time / 2) {
+        Some(ran) => {
+            // In whole seconds, or tenths of one under ten seconds.
+            let step_ms = if ran.as_secs() < 10 { 100 } else { 1000 };
+            let shown = ran.as_millis() as u64 / step_ms * step_ms;
+            let ran = humantime_serde::re::humantime::format_duration(Duration::from_millis(shown));
+            tracing::error!(%ran, %max_job_time, "the render outlasted engine.max_job_time and was given up on");
+            let reason = JobError::new(
+                "render_timed_out",
+                format!("rendering the image was still running after {ran} and was given up on (the workers' engine.max_job_time is {max_job_time}); the job failed: try a smaller image or fewer steps"),
+            );
+            settle_failure(ctx, delivery, job, lease, reason, Retry::Permanent).await;
+        }
+        None => {
+            tracing::warn!(%max_job_time, "the job's time ran out before its render could finish");
+            let what = format!("the job's time ({max_job_time}, the workers' engine.max_job_time) ran out before its render could finish");
+            let reason = ("job_time_exceeded", what);
+            settle_failure_with_next_step(ctx, delivery, job, lease, reason, Retry::Transient)
                 .await;
-            settle(delivery, Settlement::Ack).await;
-            args.stats.job_failed();
-            match released {
-                // Deleted meanwhile, or another attempt owns the job: not this one's to report.
-                Ok(false) => report_settled_elsewhere(&ctx, &job).await,
-                Ok(true) => {
-                    let outcome = JobOutcome::Retried;
-                    finished(&ctx, &job.record, attempt, outcome, Some(&reason)).await;
-                }
-                Err(error) => {
-                    tracing::warn!(error = %error, "could not release the job; its lease will expire");
-                }
-            }
-            match pool_error {
-                CpuPoolError::Panicked(panic) => std::panic::resume_unwind(panic),
-                CpuPoolError::Closed | CpuPoolError::TimedOut { .. } => {
-                    Err("the CPU pool's threads are gone".into())
-                }
-            }
+        }
+    }
+}
+
+/// Releases a job for a retry after the pool failed it (a panic outside a render's guard,
+/// or the pool's threads gone), then resumes the panic or fails this actor, so the
+/// supervisor restarts it and counts the restart.
+async fn release_after_pool_failure(
+    args: &StageArgs,
+    delivery: Delivery,
+    job: &ClaimedJob,
+    pool_error: CpuPoolError,
+) -> Result<(), ActorProcessingErr> {
+    let ctx = &args.ctx;
+    let attempt = job.attempt;
+    let reason = match &pool_error {
+        CpuPoolError::Panicked(_) => JobError::new(
+            "transform_crashed",
+            "the image crashed the transformer; it will be retried, and fails for good if it keeps crashing",
+        ),
+        // (A time-out is settled by settle_given_up.)
+        CpuPoolError::Closed | CpuPoolError::TimedOut { .. } => {
+            tracing::error!("the CPU pool's threads are gone; releasing the job for a retry");
+            JobError::new(
+                "transform_unavailable",
+                "the worker could not render the image; it will be retried",
+            )
+        }
+    };
+    // Released with the retry policy's back-off, not requeued at once: a job that crashes
+    // its renderer must not come straight back to the restarted actor.
+    let retry_at = Utc::now()
+        + chrono::Duration::from_std(ctx.config.retry.backoff(attempt)).unwrap_or_default();
+    let released = ctx
+        .ports
+        .metadata
+        .retry_later(job.record.id, attempt, &reason, retry_at)
+        .await;
+    settle(delivery, Settlement::Ack).await;
+    args.stats.job_failed();
+    match released {
+        // Deleted meanwhile, or another attempt owns the job: not this one's to report.
+        Ok(false) => report_settled_elsewhere(ctx, job).await,
+        Ok(true) => {
+            finished(
+                ctx,
+                &job.record,
+                attempt,
+                JobOutcome::Retried,
+                Some(&reason),
+            )
+            .await;
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "could not release the job; its lease will expire");
+        }
+    }
+    match pool_error {
+        CpuPoolError::Panicked(panic) => std::panic::resume_unwind(panic),
+        CpuPoolError::Closed | CpuPoolError::TimedOut { .. } => {
+            Err("the CPU pool's threads are gone".into())
         }
     }
 }
