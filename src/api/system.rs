@@ -20,7 +20,7 @@ use crate::gateway::Gateway;
 pub struct ActorInfo {
     /// Stable name: stage and slot, e.g. `transformer-0`.
     pub name: String,
-    /// `consumer`, `downloader`, `transformer`, `persister` or `relay`.
+    /// `consumer`, `downloader`, `transformer`, `persister`, `relay` or `sweeper`.
     pub role: String,
     /// `starting`, `running`, `restarting` or `stopped`.
     pub state: String,
@@ -30,7 +30,10 @@ pub struct ActorInfo {
     pub mailbox_depth: u64,
     pub mailbox_capacity: u64,
     pub jobs_in_flight: u64,
+    /// Jobs this actor did its part of: handed on to the next stage (consumer, downloader,
+    /// transformer), recorded (persister), published (relay) or swept (sweeper).
     pub jobs_done: u64,
+    /// Jobs this actor ended as failed or released for a retry.
     pub jobs_failed: u64,
     #[oai(skip_serializing_if_is_none)]
     pub last_failure_at: Option<DateTime<Utc>>,

@@ -101,20 +101,15 @@ async fn download(args: &StageArgs, delivery: Delivery) {
         Ok(original) => {
             ctx.ports.metrics.phase(Phase::Download, started.elapsed());
             let span = tracing::Span::current();
-            if let Err(closed) = ctx
-                .transformers
-                .send(
-                    TransformJob {
-                        delivery,
-                        job,
-                        lease,
-                        original,
-                    },
-                    span,
-                )
-                .await
-            {
-                drop(closed.0);
+            let handed = TransformJob {
+                delivery,
+                job,
+                lease,
+                original,
+            };
+            match ctx.transformers.send(handed, span).await {
+                Ok(()) => args.stats.job_done(),
+                Err(closed) => drop(closed.0),
             }
         }
         Err(error) if error.is_not_found() => {

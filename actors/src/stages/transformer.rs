@@ -90,20 +90,15 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
                 "transformed"
             );
             let span = tracing::Span::current();
-            if let Err(closed) = ctx
-                .persisters
-                .send(
-                    PersistJob {
-                        delivery,
-                        job,
-                        lease,
-                        outcome,
-                    },
-                    span,
-                )
-                .await
-            {
-                drop(closed.0);
+            let handed = PersistJob {
+                delivery,
+                job,
+                lease,
+                outcome,
+            };
+            match ctx.persisters.send(handed, span).await {
+                Ok(()) => args.stats.job_done(),
+                Err(closed) => drop(closed.0),
             }
             Ok(())
         }
