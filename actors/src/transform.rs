@@ -20,6 +20,8 @@
 //! - `turbo` (the `turbo` feature): libjpeg-turbo for JPEG decoding and encoding, and the
 //!   planar path that resizes and blurs JPEGs as Y, Cb and Cr planes, never as RGB.
 //! - [`render_all`]: probe, decode once, every rendition in order.
+//! - [`check_work`]: what the steps would cost, from the sizes alone, for the gateway to
+//!   refuse a job of minutes at upload.
 //! - [`probe_violation`]: the contract every probe answer keeps, for the fuzz target
 //!   (`fuzz/`, `scripts/fuzz.sh`) and the replay of its findings.
 
@@ -43,6 +45,7 @@ mod render;
 mod sniff;
 #[cfg(feature = "turbo")]
 mod turbo;
+mod work;
 
 pub use error::{ByteSize, InputError, TransformError};
 pub use limits::InputLimits;
@@ -52,3 +55,4 @@ pub use render::{
     check_crops, check_result_size, decode_only, render_all, render_all_with, RenderOptions,
     Rendered,
 };
+pub use work::{check_work, TooCostly, MAX_WORK};

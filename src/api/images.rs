@@ -101,7 +101,7 @@ error_responses!(
         Timeout = 408: "The request, body included, took longer than the server allows (`request_timeout`).",
         TooLarge = 413: "The body is over the byte limit, declared or streamed (`file_too_large`).",
         Unsupported = 415: "Not an image pixmill accepts: SVG, HTML, PDF, HEIC... (`unsupported_media_type`, `format_not_allowed`), or a body that is not `multipart/form-data` (`unsupported_content_type`).",
-        Unprocessable = 422: "Dimensions, frames or animation size over the limits, a zero-sized image, a corrupt header or a file that ends early (`image_dimensions_exceed_limit`, `too_many_frames`, `animation_too_large`, `image_zero_size`, `corrupt_image`, `truncated_image`), steps that would make a result larger than an input may be (`result_too_large`), a crop that starts outside the image (`crop_outside_image`), or an `Idempotency-Key` first sent with another file or other options (`idempotency_key_reused`).",
+        Unprocessable = 422: "Dimensions, frames or animation size over the limits, a zero-sized image, a corrupt header or a file that ends early (`image_dimensions_exceed_limit`, `too_many_frames`, `animation_too_large`, `image_zero_size`, `corrupt_image`, `truncated_image`), steps that would make a result larger than an input may be (`result_too_large`), a crop that starts outside the image (`crop_outside_image`), steps that would take more rendering than a job may ask for (`steps_too_costly`: a smaller blur or sharpen sigma, a smaller image, fewer steps), or an `Idempotency-Key` first sent with another file or other options (`idempotency_key_reused`).",
         TooMany = 429: "Over the per-owner upload rate (`rate_limited`), or the owner already has as many uploads in progress as allowed (`too_many_concurrent_uploads`); see Retry-After. Both are checked before the body is read.",
         Unavailable = 503: "A backend is down (`backend_unavailable`), or this gateway is shutting down (`shutting_down`), or the token issuer's keys cannot be fetched (`issuer_unavailable`); see Retry-After.",
     }
@@ -164,10 +164,11 @@ pub enum DeleteResponse {
     Deleted,
 }
 
-/// The upload's `operation_id`, for what answers for it outside the handler (the body limit);
-/// the attribute on [`ImagesApi::upload`] must spell the same (the HTTP metrics test of a
-/// 413 reads the route it gives).
+/// The upload's `operation_id` and path, for what answers for it outside the handler (the
+/// body limit, the request log's refusal count); the attributes on [`ImagesApi::upload`]
+/// must spell the same (the HTTP metrics test of a 413 reads the route they give).
 pub const UPLOAD_OPERATION: &str = "upload_image";
+pub const UPLOAD_PATH: &str = "/v1/images";
 
 pub struct ImagesApi;
 

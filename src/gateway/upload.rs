@@ -14,7 +14,7 @@ use chrono::Utc;
 use pixmill_actors::pipeline::OutputSpec;
 use pixmill_actors::ports::{BackendError, Bucket, JobMessage, ObjectKey};
 use pixmill_actors::record::NewImage;
-use pixmill_actors::transform::{check_crops, check_result_size, probe, Probe};
+use pixmill_actors::transform::{check_crops, check_result_size, check_work, probe, Probe};
 use pixmill_actors::{ImageId, ImageRecord, JobSpec, StoredImage};
 use poem::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,13 @@ impl Gateway {
                     error.to_string(),
                 )
             })?;
+        check_work(&probed, &request.spec).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                error.code(),
+                error.to_string(),
+            )
+        })?;
         clock.lap(UploadStep::Probe);
         let request = UploadRequest { bytes, ..request };
         let id = ImageId::new();

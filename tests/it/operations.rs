@@ -409,6 +409,35 @@ async fn steps_that_would_make_a_result_larger_than_an_input_may_be_are_refused_
     app.stop().await;
 }
 
+/// What a newcomer's trial tied a worker up with for ten minutes: a tiny photo enlarged to
+/// 100 megapixels and blurred at sigma 100 thirty-one times. Refused at upload, before
+/// anything is stored. (One such blur is within the budget: `transform::work`'s tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_that_would_take_minutes_to_render_are_refused_at_upload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("greedy");
+    let enlarge = r#"{"op":"resize","width":16000,"height":6250,"fit":"fill","upscale":true}"#;
+    let blur = r#"{"op":"blur","sigma":100}"#;
+    let pile = format!("[{enlarge},{}]", vec![blur; 31].join(","));
+    let (status, body) = app.upload(&token, &corpus("rocket.jpg"), Some(&pile)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("steps_too_costly")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("smaller sigma"),
+        "the refusal says what to change: {body}"
+    );
+    let (_, listed) = app.get_json(&token, "/v1/images").await;
+    assert_eq!(listed["items"], serde_json::json!([]), "nothing was stored");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn problem_files_get_the_documented_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -103,7 +103,7 @@ const MIN_AMPLITUDE: f64 = 0.2;
 /// services built on it (sharp, imgproxy), and costs what it costs there: a kernel out to 3
 /// sigma (a closer Gaussian, its dropped tails under 0.3%) made the corpus's blur 9% slower
 /// in `pixmill-bench throughput --op blur` on one pinned core.
-fn kernel_taps(sigma: f32) -> u32 {
+pub(crate) fn kernel_taps(sigma: f32) -> u32 {
     let two_sigma_squared = 2.0 * f64::from(sigma) * f64::from(sigma);
     let weight = |x: u32| (-(f64::from(x) * f64::from(x)) / two_sigma_squared).exp();
     // The first offset below the cut: about 1.8 sigma, so at most ~180 for the largest sigma
