@@ -116,7 +116,7 @@ impl Gateway {
             height: probed.height,
             bytes: request.bytes.len() as u64,
             sha256,
-            frames: 1,
+            frames: probed.frames.max(1),
         };
         self.objects
             .put(Bucket::Raw, &key, request.bytes, probed.format.mime())

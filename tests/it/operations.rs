@@ -546,8 +546,13 @@ async fn problem_files_get_the_documented_outcome() {
         ],
     )
     .await;
+    assert_eq!(
+        doc["original"]["frames"], 4,
+        "the upload's answer counts them: {doc}"
+    );
     let done = completed(&app, &token, &doc).await;
     assert_eq!(done["processed"]["frames"], 4, "{done}");
+    assert_eq!(done["original"]["frames"], 4, "{done}");
     assert_eq!(done["variants"][0]["first_frame_only"], false);
 
     let (status, _) = app.get_json(&token, "/healthz").await;
