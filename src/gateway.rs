@@ -186,9 +186,10 @@ impl Gateway {
     /// Opens a stored file of the caller's image `record` for download.
     ///
     /// A file the store does not have is either gone with its image (deleted since the
-    /// record was read: `image_not_found`, as for any deleted image) or lost while the
-    /// record still names it (removed behind pixmill's back, a store that lost data): then
-    /// `file_missing`, logged as the error it is, not passed off as an unknown id.
+    /// record was read: `image_not_found`, as for any deleted image), missing because the
+    /// store itself is (its check fails too: `503`), or lost while the record still names
+    /// it (removed behind pixmill's back, a store that lost data): then `file_missing`,
+    /// logged as the error it is, not passed off as an unknown id.
     pub async fn open(
         &self,
         who: &Principal,
@@ -208,6 +209,13 @@ impl Gateway {
             .await
             .map_err(|e| ApiError::backend(&e))?
             .ok_or_else(ApiError::image_not_found)?;
+        // A store that is not there at all (a volume not mounted, a bucket gone) misses
+        // every file: an outage to wait out, not a file to upload again.
+        if let Err(outage) = self.objects.ping().await {
+            tracing::warn!(image_id = %record.id, error = %outage,
+                "a file is missing and the object store fails its check; answering 503");
+            return Err(ApiError::backend(&outage));
+        }
         tracing::error!(image_id = %record.id, bucket = bucket.name(), key = %key.as_str(), error = %error,
             "the record names a file the object store does not have");
         Err(ApiError::new(

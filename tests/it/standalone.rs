@@ -238,6 +238,16 @@ async fn a_file_lost_from_storage_is_reported_as_lost_not_as_an_unknown_image() 
     let response = app.download(&token_for("stranger"), url).await;
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["code"], "image_not_found", "{body}");
+
+    // The whole store goes (a volume not mounted): an outage, not a lost file.
+    let objects = dir.path().join("objects");
+    std::fs::rename(&objects, dir.path().join("objects.away")).expect("move the store");
+    let response = app.download(&token, url).await;
+    assert_eq!(response.status().as_u16(), 503, "{url}");
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "backend_unavailable", "{body}");
+    std::fs::rename(dir.path().join("objects.away"), &objects).expect("put it back");
     app.stop().await;
 }
 
