@@ -4,6 +4,7 @@
 
 mod auth_setup;
 pub mod backends;
+mod data_lock;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -59,6 +60,8 @@ pub enum StartError {
     #[error("`pixmill {0}` needs a job queue shared with the other processes: set PIXMILL_QUEUE__URL (queue.url) to RabbitMQ's amqp:// URL; the in-process queue serves only `pixmill standalone`, where one process takes the uploads and renders them")]
     QueueInProcess(&'static str),
     #[error(transparent)]
+    DataLock(#[from] data_lock::DataLockError),
+    #[error(transparent)]
     Connect(#[from] backends::ConnectError),
     #[error(transparent)]
     Auth(#[from] auth_setup::AuthSetupError),
@@ -99,6 +102,8 @@ pub struct App {
     shutdown_deadline: Duration,
     /// Present where the engine runs: webhooks go out from the processes that end jobs.
     webhooks: Option<Arc<WebhookDispatcher>>,
+    /// Held by a standalone process on the in-process queue: its data folder is its alone.
+    _data_lock: Option<data_lock::DataLock>,
 }
 
 impl App {
@@ -107,9 +112,15 @@ impl App {
         mode: Mode,
         options: StartOptions,
     ) -> Result<Self, StartError> {
-        if mode != Mode::Standalone && backends::shared_queue_url(&config).is_none() {
+        let in_process_queue = backends::shared_queue_url(&config).is_none();
+        if mode != Mode::Standalone && in_process_queue {
             return Err(StartError::QueueInProcess(mode.name()));
         }
+        let data_lock = if in_process_queue {
+            Some(data_lock::lock(&config.data_dir)?)
+        } else {
+            None
+        };
         let backends = backends::connect(&config).await?;
         let verifier = auth_setup::verifier(&config, mode)?;
         let upload_capacity = config.server.max_concurrent_uploads.max(1);
@@ -252,6 +263,7 @@ impl App {
             shutdown_grace: grace,
             shutdown_deadline: config.server.shutdown_deadline,
             webhooks,
+            _data_lock: data_lock,
         })
     }
 

@@ -793,6 +793,42 @@ async fn a_job_that_always_crashes_ends_failed_with_a_reason() {
     app.stop().await;
 }
 
+/// A second standalone process on the same data folder would take the first one's jobs in
+/// flight (its start re-dispatches every unfinished job): it refuses to start, and names
+/// the process that holds the folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_standalone_process_on_the_same_data_folder_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = Standalone::start(dir.path()).await;
+    let error = match App::start(
+        standalone_config(dir.path()),
+        Mode::Standalone,
+        StartOptions::default(),
+    )
+    .await
+    {
+        Ok(_) => panic!("a second process started on the same data folder"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains(&format!("pid {}", std::process::id()))
+            && error.contains("PIXMILL_DATA_DIR"),
+        "{error}"
+    );
+    let token = token_for("first");
+    let (status, doc) = first.upload(&token, &corpus("rocket.jpg"), None).await;
+    assert_eq!(status, 202, "{doc}");
+    let doc = first
+        .wait_until_final(&token, doc["id"].as_str().unwrap_or_default(), PATIENCE)
+        .await;
+    assert_eq!(
+        (&doc["status"], &doc["attempts"]),
+        (&json!("COMPLETED"), &json!(1)),
+        "{doc}"
+    );
+    first.stop().await;
+}
+
 /// A gateway and a worker on in-process queues would each have a queue of their own: the
 /// gateway's jobs would never be rendered. Each refuses to start, says what to set, and
 /// leaves its data dir alone.
