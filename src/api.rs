@@ -90,12 +90,8 @@ pub fn app(gateway: Arc<Gateway>, request_timeout: Duration) -> impl Endpoint {
                 .insert(upload_slot::VerifiedCaller::default());
             endpoint.call(request).await
         })
-        .around({
-            let metrics = gateway.metrics.clone();
-            move |endpoint, request| {
-                let metrics = metrics.clone();
-                async move { body_limit::limit_body(&*endpoint, request, body_limit, &metrics).await }
-            }
+        .around(move |endpoint, request| async move {
+            body_limit::limit_body(&*endpoint, request, body_limit).await
         })
         .around(
             |endpoint, request| async move { linger::linger_on_refusal(&*endpoint, request).await },

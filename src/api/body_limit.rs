@@ -17,8 +17,7 @@ use poem_openapi::OperationId;
 use pixmill_actors::transform::ByteSize;
 
 use super::errors::ApiError;
-use super::images::UPLOAD_OPERATION;
-use crate::metrics::Metrics;
+use super::images::{UPLOAD_OPERATION, UPLOAD_PATH};
 
 /// What a request body may hold: a file of up to `file` bytes (`limits.max_bytes`) and
 /// `form` bytes more for the other form fields and the multipart framing.
@@ -47,12 +46,10 @@ pub async fn limit_body<E: Endpoint>(
     endpoint: &E,
     mut request: Request,
     limit: BodyLimit,
-    metrics: &Metrics,
 ) -> poem::Result<Response> {
     let max = limit.max();
     let refusal = Refusal {
         upload: request.method() == Method::POST && request.uri().path() == UPLOAD_PATH,
-        metrics,
     };
     let declared = request
         .headers()
@@ -100,25 +97,20 @@ pub async fn limit_body<E: Endpoint>(
     }
 }
 
-/// The upload operation's path: a 413 answered here, before any route ran, is still an
-/// upload refused.
-const UPLOAD_PATH: &str = "/v1/images";
-
-/// How a refusal made here is answered and counted.
-struct Refusal<'a> {
+/// How a refusal made here is answered.
+struct Refusal {
     /// The request is an upload (`POST /v1/images`).
     upload: bool,
-    metrics: &'a Metrics,
 }
 
-impl Refusal<'_> {
-    /// `413 file_too_large`. For an upload, counted as one refused and labelled with the
-    /// upload's route, as a refusal by the handler would be, not as an unmatched request.
+impl Refusal {
+    /// `413 file_too_large`. For an upload, labelled with the upload's route, so it is
+    /// counted as an upload refused (`request_log`), as a refusal by the handler would be,
+    /// not as an unmatched request.
     fn too_large(&self, message: String) -> Response {
         let mut response =
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", message).as_response();
         if self.upload {
-            self.metrics.upload_refused("file_too_large");
             response.set_data(OperationId(UPLOAD_OPERATION));
         }
         response

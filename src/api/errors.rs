@@ -15,6 +15,13 @@ use poem_openapi::Object;
 use super::request_errors;
 use crate::auth::AuthError;
 
+/// The code of an error answered outside an operation's own result (a request that failed
+/// to parse, an extractor's refusal, a body over the limit), kept with the response for
+/// the layer that counts upload refusals (`request_log`). An operation's own error result
+/// is counted where it is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 /// The body of every error response.
 #[derive(Debug, Clone, Object)]
 pub struct ErrorBody {
@@ -111,7 +118,10 @@ impl ApiError {
         }
     }
 
+    /// The body of the answer; also names its code on the request's span, for the access
+    /// line (`request finished ... code=`).
     pub fn body(&self) -> ErrorBody {
+        tracing::Span::current().record("code", self.code);
         ErrorBody {
             code: self.code.to_owned(),
             message: self.message.clone(),
@@ -159,6 +169,7 @@ impl ResponseError for ApiError {
     fn as_response(&self) -> Response {
         let mut response = Json(self.body()).into_response();
         response.set_status(self.status);
+        response.set_data(ErrorCode(self.code));
         if let Some(challenge) = &self.www_authenticate {
             if let Ok(value) = challenge.parse() {
                 response

@@ -21,6 +21,8 @@ use poem_openapi::OperationId;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::errors::ErrorCode;
+use super::images::UPLOAD_PATH;
 use crate::metrics::{counting_backend_errors, Metrics};
 
 /// The header that carries the request id both ways.
@@ -92,7 +94,8 @@ pub async fn observe<E: Endpoint>(
     let header = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     request.headers_mut().insert(REQUEST_ID, header.clone());
     let method = request.method().as_str().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = tracing::field::Empty);
+    let span = tracing::info_span!("request", request_id = %id, method = %method,
+        route = tracing::field::Empty, code = tracing::field::Empty);
     let started = Instant::now();
 
     let call = counting_backend_errors(metrics, endpoint.call(request));
@@ -105,6 +108,13 @@ pub async fn observe<E: Endpoint>(
     let route = routes.of(&response);
     let status = response.status().as_u16();
     metrics.http_request(&method, &route, status, elapsed);
+    // An upload refused before its handler ran (token, slot, form, body size): the handler
+    // counts the refusals it makes itself.
+    if let Some(ErrorCode(code)) = response.data::<ErrorCode>() {
+        if method == "POST" && route == UPLOAD_PATH {
+            metrics.upload_refused(code);
+        }
+    }
     span.record("route", route.as_str());
     tracing::info!(parent: &span, status, latency_ms = elapsed.as_millis() as u64, "request finished");
     response.headers_mut().insert(REQUEST_ID, header);

@@ -54,11 +54,9 @@ impl<'a> FromRequest<'a> for UploadSlot {
         let gateway = request
             .data::<Arc<Gateway>>()
             .ok_or_else(ApiError::internal)?;
-        let admitted = admit(request, gateway).await;
-        if let Err(error) = &admitted {
-            gateway.metrics.upload_refused(error.code);
-        }
-        Ok(admitted?)
+        // A refusal here is counted by the request log, as every refusal made before the
+        // handler runs.
+        Ok(admit(request, gateway).await?)
     }
 }
 

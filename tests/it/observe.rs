@@ -463,6 +463,79 @@ async fn an_event_stream_ends_when_its_image_is_deleted() {
     app.stop().await;
 }
 
+/// Every refused upload counts once under its code, wherever it was refused: before the
+/// handler (token, form parsing, content type) or by it (the file, the steps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refused_upload_is_counted_once_under_its_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = Standalone::start(dir.path()).await;
+    let token = token_for("refused");
+    let photo = std::fs::read(corpus("rocket.jpg")).expect("photo");
+    let url = app.url("/v1/images");
+    let mut answers: Vec<(u16, String)> = Vec::new();
+    let mut note = |status: u16, body: Value| {
+        answers.push((status, body["code"].as_str().unwrap_or_default().to_owned()));
+    };
+
+    // No token at all.
+    let response = app.http.post(&url).send().await.expect("post");
+    note(
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    );
+    // Not a form.
+    let response = app
+        .http
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"file": "x"}))
+        .send()
+        .await
+        .expect("post");
+    note(
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    );
+    // A field the form does not take; a value of the wrong type; steps out of range; a
+    // file that is no image.
+    let (status, body) = app
+        .upload_bytes(&token, photo.clone(), "a.jpg", None, &[("colour", "red")])
+        .await;
+    note(status, body);
+    let (status, body) = app
+        .upload_bytes(&token, photo.clone(), "a.jpg", None, &[("quality", "high")])
+        .await;
+    note(status, body);
+    let (status, body) = app
+        .upload_bytes(
+            &token,
+            photo,
+            "a.jpg",
+            Some(r#"[{"op":"resize","width":0}]"#),
+            &[],
+        )
+        .await;
+    note(status, body);
+    let (status, body) = app
+        .upload_bytes(&token, b"<html></html>".to_vec(), "a.jpg", None, &[])
+        .await;
+    note(status, body);
+
+    assert!(
+        answers
+            .iter()
+            .all(|(status, code)| *status >= 400 && !code.is_empty()),
+        "{answers:?}"
+    );
+    let text = scrape(&app).await;
+    for (_, code) in &answers {
+        let expected = answers.iter().filter(|(_, c)| c == code).count() as f64;
+        let series = format!(r#"pixmill_uploads_refused_total{{code="{code}"}}"#);
+        assert_eq!(sample(&text, &series), Some(expected), "{series}\n{text}");
+    }
+    app.stop().await;
+}
+
 /// The event stream of image `id`, opened with `token`.
 async fn open_events(app: &Standalone, token: &str, id: &str) -> EventReader {
     let response = app
