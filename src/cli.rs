@@ -168,11 +168,14 @@ async fn serve(config: Config, mode: Mode) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     if mode == Mode::Standalone {
         let dir = data_dir.display();
+        // This very binary: `pixmill` is on no PATH when it runs from `cargo run`.
+        let exe = std::env::current_exe()
+            .map_or_else(|_| "pixmill".to_owned(), |path| path.display().to_string());
         tracing::info!(
             url = %format!("http://{}", app.addr()),
             data_dir = %dir,
             docs = %format!("http://{}/docs", app.addr()),
-            get_a_token = %format!("pixmill token --sub alice --data-dir {dir}"),
+            get_a_token = %format!("{exe} token --sub alice --data-dir {dir}"),
             "standalone pixmill is ready"
         );
     }
