@@ -59,7 +59,7 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// How long the token is valid, e.g. `1h`, `30m`.
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "1h", value_parser = lifetime)]
         ttl: Duration,
         /// A realm role to carry (repeatable), e.g. `pixmill-admin`.
         #[arg(long = "role")]
@@ -84,6 +84,15 @@ fn owner(value: &str) -> Result<String, String> {
     pixmill_actors::Owner::parse(value)
         .map(|owner| owner.as_str().to_owned())
         .map_err(|e| format!("{e}: pass --sub <name>, e.g. --sub alice"))
+}
+
+/// A token's lifetime: at least a second (a token valid for none would be refused at once).
+fn lifetime(value: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(value).map_err(|e| format!("{e}: e.g. 1h, 30m"))?;
+    if ttl < Duration::from_secs(1) {
+        return Err("a token must be valid for at least 1s, e.g. 1h, 30m".to_owned());
+    }
+    Ok(ttl)
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -237,5 +246,15 @@ mod tests {
             assert!(message.contains("owner id must be"), "{message}");
         }
         assert!(Cli::try_parse_from(["pixmill", "token", "--sub", "alice"]).is_ok());
+    }
+
+    #[test]
+    fn a_token_valid_for_no_time_is_not_minted() {
+        for ttl in ["0s", "500ms"] {
+            let parsed = Cli::try_parse_from(["pixmill", "token", "--sub", "a", "--ttl", ttl]);
+            let message = parsed.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(message.contains("at least 1s"), "--ttl {ttl}: {message}");
+        }
+        assert!(Cli::try_parse_from(["pixmill", "token", "--sub", "a", "--ttl", "8h"]).is_ok());
     }
 }
