@@ -250,17 +250,24 @@ mod tests {
         }
     }
 
+    /// A recorder that has stopped, as a crashed actor is before its restart begins.
+    async fn dead_recorder(
+        seen: &tokio::sync::mpsc::UnboundedSender<u32>,
+    ) -> ActorRef<Envelope<u32>> {
+        let (dead, join) = ractor::Actor::spawn(None, Recorder(seen.clone()), ())
+            .await
+            .expect("spawned");
+        dead.stop(None);
+        join.await.expect("stopped");
+        dead
+    }
+
     #[tokio::test]
     async fn a_dead_actor_whose_restart_has_not_begun_gets_no_message_while_a_live_one_idles() {
         let pool: Arc<StagePool<u32>> = StagePool::new("test", 2);
         let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
         // Slot 0: an actor that died; the supervisor has not detached it yet (back-off).
-        let (dead, dead_join) = ractor::Actor::spawn(None, Recorder(seen.clone()), ())
-            .await
-            .expect("spawned");
-        dead.stop(None);
-        dead_join.await.expect("stopped");
-        pool.attach(0, dead);
+        pool.attach(0, dead_recorder(&seen).await);
         let (live, _) = ractor::Actor::spawn(None, Recorder(seen), ())
             .await
             .expect("spawned");
@@ -280,16 +287,11 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn with_every_actor_dead_a_message_waits_for_a_restart_without_spinning() {
+    async fn with_every_actor_dead_a_message_waits_for_a_restart() {
         let pool: Arc<StagePool<u32>> = StagePool::new("test", 2);
         let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
         for slot in 0..2 {
-            let (dead, join) = ractor::Actor::spawn(None, Recorder(seen.clone()), ())
-                .await
-                .expect("spawned");
-            dead.stop(None);
-            join.await.expect("stopped");
-            pool.attach(slot, dead);
+            pool.attach(slot, dead_recorder(&seen).await);
         }
         let sender = tokio::spawn({
             let pool = Arc::clone(&pool);
@@ -323,12 +325,7 @@ mod tests {
                 let pool: Arc<StagePool<u32>> = StagePool::new("test", 2);
                 let (seen, _received) = tokio::sync::mpsc::unbounded_channel();
                 for slot in 0..2 {
-                    let (dead, join) = ractor::Actor::spawn(None, Recorder(seen.clone()), ())
-                        .await
-                        .expect("spawned");
-                    dead.stop(None);
-                    join.await.expect("stopped");
-                    pool.attach(slot, dead);
+                    pool.attach(slot, dead_recorder(&seen).await);
                 }
                 let sent = tokio::time::timeout(
                     Duration::from_millis(200),
