@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{App, Mode, StartOptions};
 use crate::auth::issuer::LocalIssuer;
-use crate::config::Config;
+use crate::config::{listen, Config};
 
 #[derive(Parser)]
 #[command(
@@ -33,7 +33,7 @@ enum Command {
     /// Gateway and workers in one process, on embedded backends in the data directory.
     Standalone {
         /// Listen address.
-        #[arg(long)]
+        #[arg(long, value_parser = listen::parse)]
         addr: Option<SocketAddr>,
         /// Where the database, the objects and the token key are kept.
         #[arg(long)]
@@ -41,12 +41,12 @@ enum Command {
     },
     /// The HTTP API only.
     Gateway {
-        #[arg(long)]
+        #[arg(long, value_parser = listen::parse)]
         addr: Option<SocketAddr>,
     },
     /// The processing pipeline only (health on --admin-addr).
     Worker {
-        #[arg(long)]
+        #[arg(long, value_parser = listen::parse)]
         admin_addr: Option<SocketAddr>,
     },
     /// Print a bearer token signed by the standalone issuer's key.

@@ -4,6 +4,7 @@
 //! root names every key with its variable and default.
 
 mod keys;
+pub mod listen;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -89,6 +90,8 @@ fn default_presets() -> BTreeMap<String, PresetConfig> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServerConfig {
+    /// An address and port, or a host name and port (`localhost:8080`).
+    #[serde(with = "listen")]
     pub addr: SocketAddr,
     /// Longest time one request may take, the upload's body included; past it the client
     /// gets `408 request_timeout`. A download's body streams after this.
@@ -145,6 +148,7 @@ impl Default for ServerConfig {
 #[serde(default)]
 pub struct WorkerConfig {
     /// Health and metrics listener of a `pixmill worker` process.
+    #[serde(with = "listen")]
     pub admin_addr: SocketAddr,
 }
 
@@ -448,6 +452,24 @@ mod tests {
             );
             jail.set_env("PIXMILL_WEBHOOKS__SECRET", "0123456789abcdef");
             assert!(Config::load(None).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_listen_address_may_name_a_host() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PIXMILL_SERVER__ADDR", "localhost:18432");
+            let config = Config::load(None).expect("loads");
+            assert!(
+                config.server.addr.ip().is_loopback(),
+                "{}",
+                config.server.addr
+            );
+            assert_eq!(config.server.addr.port(), 18432);
+            jail.set_env("PIXMILL_SERVER__ADDR", "localhost");
+            let error = Config::load(None).expect_err("no port").to_string();
+            assert!(error.contains("e.g. 127.0.0.1:8080"), "{error}");
             Ok(())
         });
     }
