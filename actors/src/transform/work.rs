@@ -6,8 +6,10 @@
 //! Work is counted in sample-taps: one multiply-add on one channel of one pixel, the unit
 //! of the separable filters that dominate (blur, sharpen, resize). Every canvas is counted
 //! with four channels, the widest layout a render uses, and every frame of an animation
-//! separately. The estimate is coarse on purpose: it only has to tell a job of seconds
-//! from one of minutes.
+//! separately where the rendition keeps them. Steps that are not SIMD filters are priced
+//! in the same unit by what they cost against one (a free rotation's per-pixel warp, the
+//! sharpen's per-sample blend). The estimate is coarse on purpose: it only has to tell a
+//! job of seconds from one of minutes, and it errs high.
 
 use std::fmt;
 
@@ -27,8 +29,15 @@ const CHANNELS: u64 = 4;
 /// Taps of a resize per output sample and pass (Lanczos3 spans six), for both passes.
 const RESIZE_TAPS: u64 = 12;
 
-/// Taps of the per-pixel operations (tone, grayscale, flips, crops, rotations).
+/// Taps of the per-pixel operations (tone, grayscale, flips, crops, quarter turns).
 const POINT_TAPS: u64 = 2;
+
+/// A rotation by a free angle: a scalar bilinear warp per pixel, some 30 times a filter
+/// tap's cost.
+const FREE_ROTATION_TAPS: u64 = 64;
+
+/// Sharpen's blend of each sample with its blur, scalar floating point, on top of the blur.
+const SHARPEN_BLEND_TAPS: u64 = 30;
 
 /// Steps that would take more work than [`MAX_WORK`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +55,10 @@ impl TooCostly {
 
 impl fmt::Display for TooCostly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let times = self.estimate.div_ceil(MAX_WORK);
+        let times = self.estimate as f64 / MAX_WORK as f64;
         write!(
             f,
-            "these steps would take about {times} times the rendering a job may ask for \
+            "these steps would take about {times:.1} times the rendering a job may ask for \
              (blur and sharpen grow with sigma and with the image's size, and repeat over \
              every step and frame): blur or sharpen with a smaller sigma, resize down \
              first, or use fewer steps"
@@ -60,13 +69,29 @@ impl fmt::Display for TooCostly {
 /// Refuses `spec` on an image `probed` when rendering it would take more than
 /// [`MAX_WORK`].
 pub fn check_work(probed: &Probe, spec: &JobSpec) -> Result<(), TooCostly> {
+    // As `check_result_size`: a file that EXIF may turn is priced from both sizes a render
+    // may start from (decoders disagree on which EXIF block wins), the dearer one counting.
+    let starts = if probed.turned {
+        vec![probed.upright(), (probed.width, probed.height)]
+    } else {
+        vec![probed.upright()]
+    };
     let frames = u64::from(probed.frames.max(1));
-    let estimate = spec
-        .renditions
-        .iter()
-        .map(|rendition| steps_work(rendition.pipeline.steps(), probed.upright()))
-        .fold(0u64, u64::saturating_add)
-        .saturating_mul(frames);
+    let estimate = starts
+        .into_iter()
+        .map(|start| {
+            spec.renditions
+                .iter()
+                .map(|rendition| {
+                    let once = steps_work(rendition.pipeline.steps(), start);
+                    // Every frame is rendered only where the rendition keeps them.
+                    let times = if rendition.output.animated { frames } else { 1 };
+                    once.saturating_mul(times)
+                })
+                .fold(0u64, u64::saturating_add)
+        })
+        .max()
+        .unwrap_or(0);
     if estimate > MAX_WORK {
         return Err(TooCostly { estimate });
     }
@@ -88,13 +113,18 @@ fn steps_work(steps: &[Step], size: (u32, u32)) -> u64 {
 fn step_work(step: &Step, before: (u32, u32), after: (u32, u32)) -> u64 {
     let samples = |(w, h): (u32, u32)| u64::from(w) * u64::from(h) * CHANNELS;
     let larger = samples(before).max(samples(after));
+    let blur_taps = |sigma: f32| 2 * u64::from(ops::blur::kernel_taps(sigma));
     match step {
         // Separable: the kernel's taps across, then down.
-        Step::Blur { sigma } => samples(before) * 2 * u64::from(ops::blur::kernel_taps(*sigma)),
-        Step::Sharpen { sigma, .. } => {
-            samples(before) * (2 * u64::from(ops::blur::kernel_taps(*sigma)) + 1)
+        Step::Blur { sigma } => samples(before) * blur_taps(*sigma),
+        Step::Sharpen { sigma, .. } => samples(before) * (blur_taps(*sigma) + SHARPEN_BLEND_TAPS),
+        // One pass runs over an intermediate of one side of each (the source's width by
+        // the target's height): the bounding box of both sizes bounds it.
+        Step::Resize(_) => {
+            let bounding = (before.0.max(after.0), before.1.max(after.1));
+            samples(bounding) * RESIZE_TAPS
         }
-        Step::Resize(_) => larger * RESIZE_TAPS,
+        Step::Rotate(rotate) if rotate.angle.rem_euclid(90.0) != 0.0 => larger * FREE_ROTATION_TAPS,
         _ => larger * POINT_TAPS,
     }
 }
@@ -140,10 +170,67 @@ mod tests {
         assert!(refused.to_string().contains("smaller sigma"), "{refused}");
     }
 
+    fn step(json: &str) -> Step {
+        serde_json::from_str(json).expect("a step")
+    }
+
     #[test]
-    fn every_frame_of_an_animation_counts() {
-        let blur = spec(vec![Step::Blur { sigma: 50.0 }]);
-        assert_eq!(check_work(&probed(2000, 2000, 1), &blur), Ok(()));
-        assert!(check_work(&probed(2000, 2000, 500), &blur).is_err());
+    fn every_frame_counts_where_the_rendition_keeps_them() {
+        let blur = vec![Step::Blur { sigma: 50.0 }];
+        let animated = JobSpec::single(
+            Pipeline::new(blur.clone()).expect("valid"),
+            OutputSpec {
+                animated: true,
+                ..OutputSpec::default()
+            },
+        );
+        assert_eq!(check_work(&probed(2000, 2000, 1), &animated), Ok(()));
+        assert!(check_work(&probed(2000, 2000, 500), &animated).is_err());
+        // Its first frame only: one frame's work.
+        assert_eq!(check_work(&probed(2000, 2000, 500), &spec(blur)), Ok(()));
+    }
+
+    #[test]
+    fn a_resize_is_priced_by_the_bounding_box_of_its_two_sizes() {
+        // A strip turned into a column and back, again and again: each step's intermediate
+        // is 16384 x 16384, though neither end is more than 100 k pixels.
+        let column =
+            step(r#"{"op":"resize","width":6,"height":16384,"fit":"fill","upscale":true}"#);
+        let strip = step(r#"{"op":"resize","width":16384,"height":6,"fit":"fill","upscale":true}"#);
+        let steps: Vec<Step> = [column, strip].into_iter().cycle().take(32).collect();
+        let animated = JobSpec::single(
+            Pipeline::new(steps).expect("valid"),
+            OutputSpec {
+                animated: true,
+                ..OutputSpec::default()
+            },
+        );
+        assert!(check_work(&probed(16_384, 6, 1000), &animated).is_err());
+    }
+
+    #[test]
+    fn a_file_exif_may_turn_is_priced_from_the_dearer_start() {
+        let mut steps = vec![step(r#"{"op":"resize","height":4000,"upscale":true}"#)];
+        steps.extend(vec![Step::Blur { sigma: 100.0 }; 31]);
+        let steps = spec(steps);
+        let upright = probed(500, 2000, 1);
+        assert_eq!(check_work(&upright, &steps), Ok(()), "a 1000 x 4000 canvas");
+        let turned = Probe {
+            turned: true,
+            ..probed(2000, 500, 1)
+        };
+        assert!(
+            check_work(&turned, &steps).is_err(),
+            "16000 x 4000 unturned"
+        );
+    }
+
+    #[test]
+    fn free_rotations_cost_more_than_quarter_turns() {
+        let huge = probed(10_000, 7_000, 1);
+        let quarter = spec(vec![step(r#"{"op":"rotate","angle":90}"#); 32]);
+        assert_eq!(check_work(&huge, &quarter), Ok(()));
+        let free = spec(vec![step(r#"{"op":"rotate","angle":1}"#); 32]);
+        assert!(check_work(&huge, &free).is_err());
     }
 }
