@@ -94,6 +94,9 @@ pub async fn observe<E: Endpoint>(
     let header = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     request.headers_mut().insert(REQUEST_ID, header.clone());
     let method = request.method().as_str().to_owned();
+    // Known before the call: a response made after the route was lost (a request timed out)
+    // names no route.
+    let upload = method == "POST" && request.uri().path() == UPLOAD_PATH;
     let span = tracing::info_span!("request", request_id = %id, method = %method,
         route = tracing::field::Empty, code = tracing::field::Empty);
     let started = Instant::now();
@@ -105,13 +108,17 @@ pub async fn observe<E: Endpoint>(
     };
 
     let elapsed = started.elapsed();
-    let route = routes.of(&response);
+    let route = match routes.of(&response) {
+        // An upload answered after its route was lost (timed out) is still an upload.
+        route if route.is_empty() && upload => UPLOAD_PATH.to_owned(),
+        route => route,
+    };
     let status = response.status().as_u16();
     metrics.http_request(&method, &route, status, elapsed);
     // An upload refused before its handler ran (token, slot, form, body size): the handler
     // counts the refusals it makes itself.
     if let Some(ErrorCode(code)) = response.data::<ErrorCode>() {
-        if method == "POST" && route == UPLOAD_PATH {
+        if upload {
             metrics.upload_refused(code);
         }
     }

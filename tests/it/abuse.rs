@@ -253,6 +253,16 @@ async fn a_slow_body_ends_in_408_and_counts_against_the_rate_checked_before_the_
         .upload(&token_for("patient"), &corpus("rocket.jpg"), None)
         .await;
     assert_eq!(status, 202, "{doc}");
+
+    // Both refusals count as uploads refused, the timed-out one on the upload's route too.
+    let text = scrape(&app).await;
+    for series in [
+        r#"pixmill_uploads_refused_total{code="request_timeout"}"#,
+        r#"pixmill_uploads_refused_total{code="rate_limited"}"#,
+        r#"pixmill_http_requests_total{method="POST",route="/v1/images",status="408"}"#,
+    ] {
+        assert_eq!(sample(&text, series), Some(1.0), "{series}\n{text}");
+    }
     app.stop().await;
 }
 
