@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// Held for the life of the process; dropping it lets go of the folder.
 #[derive(Debug)]
 pub struct DataLock {
-    _file: File,
+    _file: Option<File>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,13 @@ pub fn lock(dir: &Path) -> Result<DataLock, DataLockError> {
                 holder,
             });
         }
+        // A filesystem that cannot lock (NFS mounted nolock, some FUSE mounts) ran pixmill
+        // before the lock existed: said, not refused.
+        Err(TryLockError::Error(source)) if cannot_lock(&source) => {
+            tracing::warn!(dir = %dir.display(), error = %source,
+                "the data folder's filesystem cannot lock files; nothing stops a second process on it");
+            return Ok(DataLock { _file: None });
+        }
         Err(TryLockError::Error(source)) => return Err(failed(source)),
     }
     // Who holds it, for the next process's message; the lock does not depend on it.
@@ -67,7 +74,12 @@ pub fn lock(dir: &Path) -> Result<DataLock, DataLockError> {
     if let Err(error) = written {
         tracing::warn!(%error, "could not write this process's id into the data folder's lock");
     }
-    Ok(DataLock { _file: file })
+    Ok(DataLock { _file: Some(file) })
+}
+
+/// Whether `error` says the filesystem does not lock files at all.
+fn cannot_lock(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::Unsupported || error.raw_os_error() == Some(libc::ENOLCK)
 }
 
 #[cfg(test)]
