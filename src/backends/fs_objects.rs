@@ -176,16 +176,22 @@ impl ObjectStore for FsObjectStore {
         Ok(())
     }
 
+    /// The root and both buckets' folders are there: a volume that is not mounted leaves
+    /// its mount point, an empty folder, which the root alone would pass for.
     async fn ping(&self) -> Result<(), BackendError> {
-        let meta = tokio::fs::metadata(&self.root)
-            .await
-            .map_err(|e| BackendError::unavailable(BACKEND, e))?;
-        if !meta.is_dir() {
-            return Err(BackendError::new(
-                BACKEND,
-                ErrorKind::Unavailable,
-                format!("{} is not a folder", self.root.display()),
-            ));
+        let folders = std::iter::once(self.root.clone())
+            .chain(Bucket::ALL.iter().map(|bucket| self.bucket_dir(*bucket)));
+        for folder in folders {
+            let meta = tokio::fs::metadata(&folder)
+                .await
+                .map_err(|e| BackendError::unavailable(BACKEND, e))?;
+            if !meta.is_dir() {
+                return Err(BackendError::new(
+                    BACKEND,
+                    ErrorKind::Unavailable,
+                    format!("{} is not a folder", folder.display()),
+                ));
+            }
         }
         Ok(())
     }

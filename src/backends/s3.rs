@@ -464,21 +464,25 @@ impl ObjectStore for S3ObjectStore {
         }
     }
 
+    /// Both buckets exist (a download reads either).
     async fn ping(&self) -> Result<(), BackendError> {
-        let request = || async {
-            self.client
-                .bucket_exists(self.raw.clone())?
-                .build()
-                .send()
-                .await
-        };
-        let response = self.call("bucket exists", request).await?;
-        if !response.exists() {
-            return Err(BackendError::new(
-                BACKEND,
-                ErrorKind::Unavailable,
-                format!("bucket {} does not exist", self.raw.as_str()),
-            ));
+        for bucket in Bucket::ALL {
+            let name = self.bucket(bucket);
+            let request = || async {
+                self.client
+                    .bucket_exists(name.clone())?
+                    .build()
+                    .send()
+                    .await
+            };
+            let response = self.call("bucket exists", request).await?;
+            if !response.exists() {
+                return Err(BackendError::new(
+                    BACKEND,
+                    ErrorKind::Unavailable,
+                    format!("bucket {} does not exist", name.as_str()),
+                ));
+            }
         }
         Ok(())
     }

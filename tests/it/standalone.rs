@@ -247,6 +247,11 @@ async fn a_file_lost_from_storage_is_reported_as_lost_not_as_an_unknown_image() 
     assert!(response.headers().contains_key("retry-after"));
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["code"], "backend_unavailable", "{body}");
+    // A volume not mounted leaves its mount point: an empty folder is no store either.
+    std::fs::create_dir(&objects).expect("an empty mount point");
+    let response = app.download(&token, url).await;
+    assert_eq!(response.status().as_u16(), 503, "{url}");
+    std::fs::remove_dir(&objects).expect("the empty mount point");
     std::fs::rename(dir.path().join("objects.away"), &objects).expect("put it back");
     app.stop().await;
 }
