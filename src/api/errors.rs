@@ -303,10 +303,12 @@ macro_rules! error_responses {
 
         impl From<$crate::api::errors::ApiError> for $name {
             fn from(error: $crate::api::errors::ApiError) -> Self {
-                let body = poem_openapi::payload::Json(error.body());
+                // The body is made in the arm that answers, so the request's span records
+                // the one code the client gets.
+                let body = |error: &$crate::api::errors::ApiError| poem_openapi::payload::Json(error.body());
                 match error.status.as_u16() {
-                    401 => Self::Unauthorized(body, error.www_authenticate, error.retry_after),
-                    $($status => Self::$variant(body, error.www_authenticate, error.retry_after),)+
+                    401 => Self::Unauthorized(body(&error), error.www_authenticate, error.retry_after),
+                    $($status => Self::$variant(body(&error), error.www_authenticate, error.retry_after),)+
                     _ => {
                         tracing::error!(status = error.status.as_u16(), code = error.code, "unlisted error status");
                         Self::Internal(poem_openapi::payload::Json($crate::api::errors::ApiError::internal().body()))
