@@ -101,7 +101,14 @@ impl ObjectStore for FsObjectStore {
     ) -> Result<(), BackendError> {
         let target = self.object_path(bucket, key);
         let staging = self.staging(bucket);
-        blocking(move || write_atomically(&staging, &target, &body)).await
+        off_executor(move || write_atomically(&staging, &target, &body))
+            .await?
+            .map_err(|error| match error.kind() {
+                // The bucket's own folders are gone (a volume not mounted, the folder moved
+                // away): an outage, not a fault of this write.
+                io::ErrorKind::NotFound => BackendError::unavailable(BACKEND, error),
+                _ => BackendError::internal(BACKEND, error),
+            })
     }
 
     async fn get(&self, bucket: Bucket, key: &ObjectKey) -> Result<Bytes, BackendError> {
@@ -208,6 +215,18 @@ fn write_atomically(staging: &Path, target: &Path, body: &[u8]) -> io::Result<()
     let parent = target
         .parent()
         .ok_or_else(|| io::Error::other("object path has no parent folder"))?;
+    // The staging folder, made at open inside the bucket's, stands for the store being
+    // there: without it nothing is made, so a store that is not mounted gets no folders
+    // on the disk beneath it, and one moved away is not shadowed by a new one.
+    if !staging.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} is missing (is the store's volume mounted?)",
+                staging.display()
+            ),
+        ));
+    }
     ensure_folder(parent)?;
 
     let temp = staging.join(format!("{}.part", uuid::Uuid::new_v4()));

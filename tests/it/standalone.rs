@@ -247,6 +247,15 @@ async fn a_file_lost_from_storage_is_reported_as_lost_not_as_an_unknown_image() 
     assert!(response.headers().contains_key("retry-after"));
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["code"], "backend_unavailable", "{body}");
+    // An upload meanwhile is refused as the same outage, and makes no folder in its place
+    // (an operator's `mv objects.away objects` would then nest the store inside it).
+    let (status, refused) = app.upload(&token, &corpus("rocket.jpg"), None).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (503, Some("backend_unavailable")),
+        "{refused}"
+    );
+    assert!(!objects.exists(), "the upload made {}", objects.display());
     // A volume not mounted leaves its mount point: an empty folder is no store either.
     std::fs::create_dir(&objects).expect("an empty mount point");
     let response = app.download(&token, url).await;
