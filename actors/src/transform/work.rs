@@ -8,20 +8,23 @@
 //! with four channels, the widest layout a render uses, and every frame of an animation
 //! separately where the rendition keeps them. Steps that are not SIMD filters are priced
 //! in the same unit by what they cost against one (a free rotation's per-pixel warp, the
-//! sharpen's per-sample blend). The estimate is coarse on purpose: it only has to tell a
+//! sharpen's per-sample blend, the result's encoding by its format). The estimate is coarse on purpose: it only has to tell a
 //! job of seconds from one of minutes, and it errs high.
 
 use std::fmt;
 
+use crate::format::ImageFormat;
 use crate::pipeline::{JobSpec, Step};
 use crate::transform::ops;
 use crate::transform::Probe;
 
-/// The most work a job may ask for: two blurs of the widest kernel (sigma 100) over the
-/// largest canvas an input may be, about 20 s of one core. (Measured 2026-12-06 with a
-/// throwaway program: a 25 MP RGB canvas blurred at sigma 100 took 1.6 s on one core of
-/// a 2-core AMD EPYC, 34 G sample-taps a second.)
-pub const MAX_WORK: u64 = 600_000_000_000;
+/// The most work a job may ask for, about 20 s of one core: two blurs of the widest kernel
+/// (sigma 100) over the largest canvas an input may be, encoded as JPEG. (Measured
+/// 2026-12-06 on one core of a 2-core AMD EPYC: a 25 MP RGB canvas blurred at sigma 100 in
+/// 1.6 s by a throwaway program, 34 G sample-taps a second; in a release standalone, a
+/// 100 MP result of two such blurs in 14 s, a 100 MP PNG, WebP or GIF result encoded in
+/// 13 to 18 s, 24 rotations by 0.1 degree of a 90 MP canvas in 76 s.)
+pub const MAX_WORK: u64 = 700_000_000_000;
 
 /// Channels every canvas is counted with.
 const CHANNELS: u64 = 4;
@@ -32,9 +35,22 @@ const RESIZE_TAPS: u64 = 12;
 /// Taps of the per-pixel operations (tone, grayscale, flips, crops, quarter turns).
 const POINT_TAPS: u64 = 2;
 
-/// A rotation by a free angle: a scalar bilinear warp per pixel, some 30 times a filter
-/// tap's cost.
-const FREE_ROTATION_TAPS: u64 = 64;
+/// A rotation by a free angle: a scalar bilinear warp per pixel, some hundred times a
+/// filter tap's cost (3.2 s a 98 MP rotation).
+const FREE_ROTATION_TAPS: u64 = 256;
+
+/// Encoding the result, per sample of its canvas, by format: JPEG is cheap; PNG's
+/// deflate, WebP's and GIF's palette search are not (13 to 18 s a 100 MP result); AVIF's
+/// encoder is slower still.
+fn encode_taps(format: ImageFormat) -> u64 {
+    match format {
+        ImageFormat::Jpeg => 250,
+        ImageFormat::Png => 1_200,
+        ImageFormat::Webp | ImageFormat::Gif => 1_600,
+        ImageFormat::Avif => 20_000,
+        ImageFormat::Tiff | ImageFormat::Bmp => 50,
+    }
+}
 
 /// Sharpen's blend of each sample with its blur, scalar floating point, on top of the blur.
 const SHARPEN_BLEND_TAPS: u64 = 30;
@@ -83,7 +99,10 @@ pub fn check_work(probed: &Probe, spec: &JobSpec) -> Result<(), TooCostly> {
             spec.renditions
                 .iter()
                 .map(|rendition| {
-                    let once = steps_work(rendition.pipeline.steps(), start);
+                    let (rendered, size) = steps_work(rendition.pipeline.steps(), start);
+                    let format = rendition.output.format.unwrap_or(probed.format);
+                    let encoded = samples(size).saturating_mul(encode_taps(format));
+                    let once = rendered.saturating_add(encoded);
                     // Every frame is rendered only where the rendition keeps them.
                     let times = if rendition.output.animated { frames } else { 1 };
                     once.saturating_mul(times)
@@ -98,8 +117,8 @@ pub fn check_work(probed: &Probe, spec: &JobSpec) -> Result<(), TooCostly> {
     Ok(())
 }
 
-/// The work of `steps` from a canvas of `size`.
-fn steps_work(steps: &[Step], size: (u32, u32)) -> u64 {
+/// The work of `steps` from a canvas of `size`, and the canvas they end with.
+fn steps_work(steps: &[Step], size: (u32, u32)) -> (u64, (u32, u32)) {
     let mut before = size;
     let mut work = 0u64;
     for step in steps {
@@ -107,11 +126,15 @@ fn steps_work(steps: &[Step], size: (u32, u32)) -> u64 {
         work = work.saturating_add(step_work(step, before, after));
         before = after;
     }
-    work
+    (work, before)
+}
+
+/// The samples of a canvas of `size`, counted with [`CHANNELS`].
+fn samples((w, h): (u32, u32)) -> u64 {
+    u64::from(w) * u64::from(h) * CHANNELS
 }
 
 fn step_work(step: &Step, before: (u32, u32), after: (u32, u32)) -> u64 {
-    let samples = |(w, h): (u32, u32)| u64::from(w) * u64::from(h) * CHANNELS;
     let larger = samples(before).max(samples(after));
     let blur_taps = |sigma: f32| 2 * u64::from(ops::blur::kernel_taps(sigma));
     match step {
@@ -132,7 +155,6 @@ fn step_work(step: &Step, before: (u32, u32), after: (u32, u32)) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::ImageFormat;
     use crate::pipeline::{OutputSpec, Pipeline};
 
     fn probed(width: u32, height: u32, frames: u32) -> Probe {
@@ -226,11 +248,48 @@ mod tests {
     }
 
     #[test]
+    fn encoding_a_huge_result_counts_by_its_format() {
+        let tiny = probed(64, 40, 1);
+        let enlarge =
+            step(r#"{"op":"resize","width":10000,"height":10000,"fit":"fill","upscale":true}"#);
+        let as_format = |steps: Vec<Step>, format| {
+            JobSpec::single(
+                Pipeline::new(steps).expect("valid"),
+                OutputSpec {
+                    format: Some(format),
+                    ..OutputSpec::default()
+                },
+            )
+        };
+        // 18 s measured for a 100 MP GIF: inside the budget; with two wide blurs, not.
+        assert_eq!(
+            check_work(&tiny, &as_format(vec![enlarge.clone()], ImageFormat::Gif)),
+            Ok(())
+        );
+        let blurred = vec![
+            enlarge,
+            Step::Blur { sigma: 100.0 },
+            Step::Blur { sigma: 100.0 },
+        ];
+        assert_eq!(
+            check_work(&tiny, &as_format(blurred.clone(), ImageFormat::Jpeg)),
+            Ok(())
+        );
+        assert!(check_work(&tiny, &as_format(blurred, ImageFormat::Gif)).is_err());
+    }
+
+    #[test]
     fn free_rotations_cost_more_than_quarter_turns() {
         let huge = probed(10_000, 7_000, 1);
         let quarter = spec(vec![step(r#"{"op":"rotate","angle":90}"#); 32]);
         assert_eq!(check_work(&huge, &quarter), Ok(()));
         let free = spec(vec![step(r#"{"op":"rotate","angle":1}"#); 32]);
         assert!(check_work(&huge, &free).is_err());
+        // What a re-trial rendered in 76 s with rotations priced lower.
+        let mut steps = vec![step(
+            r#"{"op":"resize","width":9500,"height":9500,"fit":"fill","upscale":true}"#,
+        )];
+        steps.extend(vec![step(r#"{"op":"rotate","angle":0.1}"#); 24]);
+        assert!(check_work(&probed(640, 427, 1), &spec(steps)).is_err());
     }
 }
