@@ -75,9 +75,10 @@ impl fmt::Display for TooCostly {
         write!(
             f,
             "these steps would take about {times:.1} times the rendering a job may ask for \
-             (blur and sharpen grow with sigma and with the image's size, and repeat over \
-             every step and frame): blur or sharpen with a smaller sigma, resize down \
-             first, or use fewer steps"
+             (blur, sharpen and free rotations grow with the image's size and repeat over \
+             every step and frame; a large result is slow to encode as PNG, WebP or GIF): \
+             blur or sharpen with a smaller sigma, resize down first, use fewer steps, or \
+             ask for a smaller result or for JPEG"
         )
     }
 }
