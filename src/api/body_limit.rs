@@ -10,14 +10,12 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use poem::error::ResponseError;
-use poem::http::{header, Method, StatusCode};
+use poem::http::{header, StatusCode};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
-use poem_openapi::OperationId;
 
 use pixmill_actors::transform::ByteSize;
 
 use super::errors::ApiError;
-use super::images::{UPLOAD_OPERATION, UPLOAD_PATH};
 
 /// What a request body may hold: a file of up to `file` bytes (`limits.max_bytes`) and
 /// `form` bytes more for the other form fields and the multipart framing.
@@ -48,16 +46,13 @@ pub async fn limit_body<E: Endpoint>(
     limit: BodyLimit,
 ) -> poem::Result<Response> {
     let max = limit.max();
-    let refusal = Refusal {
-        upload: request.method() == Method::POST && request.uri().path() == UPLOAD_PATH,
-    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(length) if length > max => Ok(refusal.too_large(format!(
+        Some(length) if length > max => Ok(too_large(format!(
             "the request is {}; {}",
             ByteSize(length),
             limit.describe()
@@ -87,7 +82,7 @@ pub async fn limit_body<E: Endpoint>(
                 .await
                 .map(IntoResponse::into_response);
             if overflowed.load(Ordering::SeqCst) {
-                return Ok(refusal.too_large(format!(
+                return Ok(too_large(format!(
                     "the request is over the limit: {}",
                     limit.describe()
                 )));
@@ -97,24 +92,11 @@ pub async fn limit_body<E: Endpoint>(
     }
 }
 
-/// How a refusal made here is answered.
-struct Refusal {
-    /// The request is an upload (`POST /v1/images`).
-    upload: bool,
-}
-
-impl Refusal {
-    /// `413 file_too_large`. For an upload, labelled with the upload's route, so it is
-    /// counted as an upload refused (`request_log`), as a refusal by the handler would be,
-    /// not as an unmatched request.
-    fn too_large(&self, message: String) -> Response {
-        let mut response =
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", message).as_response();
-        if self.upload {
-            response.set_data(OperationId(UPLOAD_OPERATION));
-        }
-        response
-    }
+/// `413 file_too_large`. Answered before any route ran, so it names none: the request log
+/// tells an upload by its method and path, and counts it as an upload refused, on the
+/// upload's route.
+fn too_large(message: String) -> Response {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", message).as_response()
 }
 
 #[cfg(test)]

@@ -164,10 +164,10 @@ pub enum DeleteResponse {
     Deleted,
 }
 
-/// The upload's `operation_id` and path, for what answers for it outside the handler (the
-/// body limit, the request log's refusal count); the attributes on [`ImagesApi::upload`]
-/// must spell the same (the HTTP metrics test of a 413 reads the route they give).
-pub const UPLOAD_OPERATION: &str = "upload_image";
+/// The upload's path, for the request log, which tells an upload refused before any route
+/// ran (a body over the limit, a request timed out) by it; the attributes on
+/// [`ImagesApi::upload`] must spell the same (the HTTP metrics test of a 413 reads the
+/// route it gives).
 pub const UPLOAD_PATH: &str = "/v1/images";
 
 pub struct ImagesApi;
