@@ -141,3 +141,19 @@ pub struct StageArgs {
     pub ctx: Arc<StageContext>,
     pub stats: Arc<ActorStats>,
 }
+
+impl StageArgs {
+    /// Hands `payload` to the `next` stage (waiting for its credit) and counts it done here.
+    /// A stage closed by a shutdown drops it, which hands its delivery back to the queue.
+    pub async fn hand_on<T: Send + 'static>(
+        &self,
+        next: &StagePool<T>,
+        payload: T,
+        span: tracing::Span,
+    ) {
+        match next.send(payload, span).await {
+            Ok(()) => self.stats.job_done(),
+            Err(closed) => drop(closed.0),
+        }
+    }
+}

@@ -123,11 +123,7 @@ async fn forward(args: &StageArgs, delivery: Delivery) {
     let span = tracing::info_span!("job", image_id = %delivery.job.image_id, redelivered = delivery.redelivered,
         attempt = tracing::field::Empty, request_id = delivery.job.trace_id.as_deref().unwrap_or(""));
     // Waits here for a downloader credit: this is where backpressure reaches the queue.
-    match args.ctx.downloaders.send(delivery, span).await {
-        Ok(()) => args.stats.job_done(),
-        // Shutting down: dropping the delivery hands it back to the queue.
-        Err(closed) => drop(closed.0),
-    }
+    args.hand_on(&args.ctx.downloaders, delivery, span).await;
 }
 
 async fn pause(shutdown: &tokio_util::sync::CancellationToken, failures: u32) {

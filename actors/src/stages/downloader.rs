@@ -107,10 +107,7 @@ async fn download(args: &StageArgs, delivery: Delivery) {
                 lease,
                 original,
             };
-            match ctx.transformers.send(handed, span).await {
-                Ok(()) => args.stats.job_done(),
-                Err(closed) => drop(closed.0),
-            }
+            args.hand_on(&ctx.transformers, handed, span).await;
         }
         Err(error) if error.is_not_found() => {
             let reason = JobError::new(

@@ -96,10 +96,7 @@ async fn transform(args: &StageArgs, job: TransformJob) -> Result<(), ActorProce
                 lease,
                 outcome,
             };
-            match ctx.persisters.send(handed, span).await {
-                Ok(()) => args.stats.job_done(),
-                Err(closed) => drop(closed.0),
-            }
+            args.hand_on(&ctx.persisters, handed, span).await;
             Ok(())
         }
         Err(CpuPoolError::TimedOut { ran }) => {
