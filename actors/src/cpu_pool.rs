@@ -22,6 +22,7 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -64,7 +65,7 @@ struct Shared {
     /// The threads that take tasks when none hangs.
     size: usize,
     /// Numbers the next thread's name.
-    named: Mutex<usize>,
+    named: AtomicUsize,
 }
 
 impl Shared {
@@ -121,7 +122,7 @@ impl CpuPool {
                 hung: 0,
             }),
             size,
-            named: Mutex::new(0),
+            named: AtomicUsize::new(0),
         });
         for _ in 0..size {
             spawn_thread(&shared)?;
@@ -227,11 +228,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn spawn_thread(shared: &Arc<Shared>) -> std::io::Result<()> {
-    let n = {
-        let mut named = lock(&shared.named);
-        *named += 1;
-        *named - 1
-    };
+    let n = shared.named.fetch_add(1, Ordering::Relaxed);
     let shared = Arc::clone(shared);
     std::thread::Builder::new()
         .name(format!("pixmill-cpu-{n}"))
