@@ -4,8 +4,9 @@
 //! A crashing actor loses nothing: the credit it held returns to its pool, and the delivery
 //! it held is handed back to the queue when dropped (or, for a panic on the CPU pool outside
 //! a render's own guard, released for a retry by the transformer first; a panic inside a
-//! render fails its job instead, see `transform::panics`). Restarts back off (50 ms doubling to 5 s while the
-//! same child keeps failing), so a poisoned dependency cannot spin the CPU.
+//! render fails its job instead, see `transform::panics`). Restarts back off (50 ms
+//! doubling to 5 s while the same child keeps failing), so a poisoned dependency cannot
+//! spin the CPU.
 //!
 //! Stopping the supervisor stops its children and waits for them ([`STOP_WAIT`] at most), so
 //! an actor finishes the message in hand (a result being recorded, a claim being taken)

@@ -14,8 +14,9 @@
 //! A render still running when its job's lease stops being renewed (`engine.max_job_time`
 //! after the claim) is given up on and its thread replaced (`cpu_pool`), so a codec stuck in
 //! a loop costs the worker one thread's memory, not a core for good. The job ends `FAILED`
-//! (`render_timed_out`), as after a codec panic: the input limits bound an honest render to
-//! seconds, so one still running after minutes is stuck on this image and would be again.
+//! (`render_timed_out`), as after a codec panic: the upload's checks (`transform::work`
+//! among them) bound an honest render to seconds, so one still running after minutes is
+//! stuck on this image and would be again.
 //! A job whose render had less than half its time (it waited for a thread, or its
 //! download was slow) is not the image's doing: it is retried (`job_time_exceeded`).
 
